@@ -1,0 +1,359 @@
+//! Consuming: basic.qos, consume, cancel, get, deliveries, and the acknowledgements that settle
+//! them (ack, nack, reject, recover), with RabbitMQ's rules for delivery tags.
+
+use super::publish::REPLY_TO;
+use super::{Channel, Ctx};
+use crate::broker::ReplyConsumer;
+use crate::error::{AmqpError, AmqpResult};
+use crate::mailbox::{ConnMsg, Delivery};
+use crate::message::Message;
+use crate::names;
+use crate::queue::{ConsumerSpec, QueueHandle, Settle};
+use crate::vhost::strip_cr_lf;
+use std::sync::Arc;
+use warren_amqp::methods::*;
+use warren_amqp::{Method, ShortStr};
+
+/// A delivery the client has yet to acknowledge.
+#[derive(Debug)]
+pub struct Unacked {
+    pub tag: u64,
+    pub queue: Option<QueueHandle>,
+    pub seq: u64,
+    /// Whether it counts against the channel's global prefetch.
+    pub charged: bool,
+}
+
+#[derive(Debug)]
+pub struct ChannelConsumer {
+    /// None for the direct reply-to consumer, which has no queue.
+    pub queue: Option<QueueHandle>,
+}
+
+impl Channel {
+    /// The queue an empty name stands for: the one this channel declared last.
+    pub(super) fn resolve_queue(&self, name: &ShortStr) -> AmqpResult<ShortStr> {
+        let name = strip_cr_lf(name);
+        if !name.is_empty() {
+            return Ok(name);
+        }
+        self.last_queue
+            .clone()
+            .ok_or_else(|| AmqpError::not_found("no previously declared queue"))
+    }
+
+    pub(super) fn qos(&mut self, ctx: &mut Ctx<'_>, m: BasicQos) -> AmqpResult<()> {
+        if m.prefetch_size != 0 {
+            return Err(AmqpError::not_implemented(format!(
+                "prefetch_size!=0 ({})",
+                m.prefetch_size
+            )));
+        }
+        if m.global {
+            self.limiter.set_limit(m.prefetch_count as u32);
+        } else {
+            self.consumer_prefetch = m.prefetch_count;
+        }
+        ctx.out.method(self.id, &BasicQosOk {}.into());
+        Ok(())
+    }
+
+    pub(super) async fn consume(&mut self, ctx: &mut Ctx<'_>, m: BasicConsume) -> AmqpResult<()> {
+        if self.consumers.contains_key(&m.consumer_tag) && !m.consumer_tag.is_empty() {
+            return Err(AmqpError::not_allowed(format!(
+                "attempt to reuse consumer tag '{}'",
+                m.consumer_tag
+            )));
+        }
+        let tag = if m.consumer_tag.is_empty() {
+            ShortStr::from(names::consumer_tag())
+        } else {
+            m.consumer_tag.clone()
+        };
+        if m.queue == REPLY_TO {
+            return self.consume_reply_to(ctx, m, tag);
+        }
+        let queue_name = self.resolve_queue(&m.queue)?;
+        let queue = ctx.vhost.queue_for(&queue_name, ctx.conn.id)?;
+        let priority = match m.arguments.get("x-priority") {
+            None => 0,
+            Some(v) => v.as_i64().ok_or_else(|| {
+                AmqpError::precondition_failed(format!(
+                    "invalid arg 'x-priority' for {}: {{unacceptable_type,{}}}",
+                    crate::vhost::describe("queue", &queue_name, &ctx.vhost.name),
+                    v.type_name()
+                ))
+            })?,
+        };
+        queue
+            .consume(ConsumerSpec {
+                tag: tag.clone(),
+                channel: self.id,
+                channel_key: self.key,
+                conn: ctx.conn.clone(),
+                no_ack: m.no_ack,
+                prefetch: self.consumer_prefetch as u32,
+                exclusive: m.exclusive,
+                priority,
+                channel_limiter: self.limiter.clone(),
+            })
+            .await?;
+        self.consumers
+            .insert(tag.clone(), ChannelConsumer { queue: Some(queue) });
+        if !m.nowait {
+            ctx.out
+                .method(self.id, &BasicConsumeOk { consumer_tag: tag }.into());
+        }
+        Ok(())
+    }
+
+    fn consume_reply_to(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        m: BasicConsume,
+        tag: ShortStr,
+    ) -> AmqpResult<()> {
+        if !m.no_ack {
+            return Err(AmqpError::precondition_failed(
+                "reply consumer cannot acknowledge",
+            ));
+        }
+        if self.reply_to.is_some() {
+            return Err(AmqpError::precondition_failed("reply consumer already set"));
+        }
+        let token = names::random_token();
+        ctx.broker.register_reply_consumer(
+            token.clone(),
+            ReplyConsumer {
+                conn: ctx.conn.clone(),
+                channel: self.id,
+                channel_key: self.key,
+                consumer_tag: tag.clone(),
+            },
+        );
+        self.reply_to = Some((tag.clone(), token));
+        self.consumers
+            .insert(tag.clone(), ChannelConsumer { queue: None });
+        if !m.nowait {
+            ctx.out
+                .method(self.id, &BasicConsumeOk { consumer_tag: tag }.into());
+        }
+        Ok(())
+    }
+
+    pub(super) async fn cancel(&mut self, ctx: &mut Ctx<'_>, m: BasicCancel) -> AmqpResult<()> {
+        if let Some(c) = self.consumers.get(&m.consumer_tag) {
+            match c.queue.clone() {
+                Some(q) => {
+                    q.cancel(ctx.conn.id, self.key, m.consumer_tag.clone())
+                        .await;
+                    // Deliveries the queue made before it let go of the consumer must reach
+                    // the client before cancel-ok does.
+                    self.drain_own_deliveries(ctx).await;
+                }
+                None => {
+                    if let Some((_, token)) = self.reply_to.take() {
+                        ctx.broker.remove_reply_consumer(&token);
+                    }
+                }
+            }
+            self.consumers.remove(&m.consumer_tag);
+        }
+        if !m.nowait {
+            ctx.out.method(
+                self.id,
+                &BasicCancelOk {
+                    consumer_tag: m.consumer_tag,
+                }
+                .into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Takes everything already in the connection's mailbox, delivers what is for this
+    /// channel now and leaves the rest for the connection.
+    async fn drain_own_deliveries(&mut self, ctx: &mut Ctx<'_>) {
+        let mut mine = Vec::new();
+        while let Ok(msg) = ctx.mailbox.try_recv() {
+            match msg {
+                ConnMsg::Deliver(batch) => {
+                    let (own, other): (Vec<_>, Vec<_>) = batch
+                        .into_iter()
+                        .partition(|d| d.channel == self.id && d.channel_key == self.key);
+                    mine.extend(own);
+                    if !other.is_empty() {
+                        ctx.stash.push_back(ConnMsg::Deliver(other));
+                    }
+                }
+                other => ctx.stash.push_back(other),
+            }
+        }
+        for d in mine {
+            ctx.conn.backlog.release(1);
+            self.deliver(ctx, d).await;
+        }
+    }
+
+    pub(super) async fn get(&mut self, ctx: &mut Ctx<'_>, m: BasicGet) -> AmqpResult<()> {
+        let name = self.resolve_queue(&m.queue)?;
+        let queue = ctx.vhost.queue_for(&name, ctx.conn.id)?;
+        match queue.get(ctx.conn.id, self.key, m.no_ack).await? {
+            None => ctx.out.method(
+                self.id,
+                &BasicGetEmpty {
+                    cluster_id: ShortStr::empty(),
+                }
+                .into(),
+            ),
+            Some(got) => {
+                let tag = self.next_tag();
+                if !m.no_ack {
+                    self.unacked.push_back(Unacked {
+                        tag,
+                        queue: Some(queue),
+                        seq: got.seq,
+                        charged: false,
+                    });
+                }
+                let method = Method::BasicGetOk(BasicGetOk {
+                    delivery_tag: tag,
+                    redelivered: got.redelivered,
+                    exchange: got.message.exchange.clone(),
+                    routing_key: got.message.routing_key.clone(),
+                    message_count: got.remaining,
+                });
+                write_content(ctx, self.id, &method, &got.message);
+            }
+        }
+        Ok(())
+    }
+
+    fn next_tag(&mut self) -> u64 {
+        let t = self.next_delivery_tag;
+        self.next_delivery_tag += 1;
+        t
+    }
+
+    /// Writes a delivery from a queue to the client, or gives it back if its consumer is
+    /// gone (it was cancelled while the delivery was on its way).
+    pub async fn deliver(&mut self, ctx: &mut Ctx<'_>, d: Delivery) {
+        if !self.consumers.contains_key(&d.consumer_tag) {
+            if !d.no_ack {
+                self.limiter.release(1);
+                if let Some(q) = &d.queue {
+                    q.settle(vec![d.seq], Settle::Requeue).await;
+                }
+            }
+            return;
+        }
+        let tag = self.next_tag();
+        if !d.no_ack {
+            self.unacked.push_back(Unacked {
+                tag,
+                queue: d.queue.clone(),
+                seq: d.seq,
+                charged: true,
+            });
+        }
+        let method = Method::BasicDeliver(BasicDeliver {
+            consumer_tag: d.consumer_tag,
+            delivery_tag: tag,
+            redelivered: d.redelivered,
+            exchange: d.message.exchange.clone(),
+            routing_key: d.message.routing_key.clone(),
+        });
+        write_content(ctx, self.id, &method, &d.message);
+    }
+
+    /// The queue of a consumer was deleted.
+    pub fn consumer_gone(&mut self, ctx: &mut Ctx<'_>, tag: ShortStr) {
+        if self.consumers.remove(&tag).is_some() && ctx.consumer_cancel_notify {
+            ctx.out.method(
+                self.id,
+                &BasicCancel {
+                    consumer_tag: tag,
+                    nowait: true,
+                }
+                .into(),
+            );
+        }
+    }
+
+    /// Takes the deliveries an ack, nack or reject names out of the unacknowledged list.
+    fn collect(&mut self, tag: u64, multiple: bool) -> AmqpResult<Vec<Unacked>> {
+        if multiple && tag == 0 {
+            return Ok(self.unacked.drain(..).collect());
+        }
+        let at = self
+            .unacked
+            .binary_search_by_key(&tag, |u| u.tag)
+            .map_err(|_| AmqpError::precondition_failed(format!("unknown delivery tag {tag}")))?;
+        if multiple {
+            Ok(self.unacked.drain(..=at).collect())
+        } else {
+            Ok(self.unacked.remove(at).into_iter().collect())
+        }
+    }
+
+    pub(super) async fn ack(&mut self, tag: u64, multiple: bool) -> AmqpResult<()> {
+        let done = self.collect(tag, multiple)?;
+        self.settle_or_hold(done, Settle::Ack).await;
+        Ok(())
+    }
+
+    pub(super) async fn nack(&mut self, tag: u64, multiple: bool, requeue: bool) -> AmqpResult<()> {
+        let done = self.collect(tag, multiple)?;
+        let how = if requeue {
+            Settle::Requeue
+        } else {
+            Settle::Discard
+        };
+        self.settle_or_hold(done, how).await;
+        Ok(())
+    }
+
+    async fn settle_or_hold(&mut self, done: Vec<Unacked>, how: Settle) {
+        match &mut self.tx {
+            Some(tx) => tx.settles.push((done, how)),
+            None => self.settle(done, how).await,
+        }
+    }
+
+    /// Tells each queue what became of its deliveries and gives back prefetch credit.
+    pub(super) async fn settle(&mut self, done: Vec<Unacked>, how: Settle) {
+        let charged = done.iter().filter(|u| u.charged).count() as u32;
+        let mut by_queue: Vec<(QueueHandle, Vec<u64>)> = Vec::new();
+        for u in done {
+            let Some(q) = u.queue else { continue };
+            match by_queue.iter_mut().find(|(h, _)| h.id() == q.id()) {
+                Some((_, seqs)) => seqs.push(u.seq),
+                None => by_queue.push((q, vec![u.seq])),
+            }
+        }
+        for (q, seqs) in by_queue {
+            q.settle(seqs, how).await;
+        }
+        self.limiter.release(charged);
+    }
+
+    pub(super) async fn recover(&mut self, requeue: bool) -> AmqpResult<()> {
+        if !requeue {
+            return Err(AmqpError::not_implemented("requeue=false"));
+        }
+        let all: Vec<Unacked> = self.unacked.drain(..).collect();
+        self.settle(all, Settle::Requeue).await;
+        Ok(())
+    }
+}
+
+fn write_content(ctx: &mut Ctx<'_>, channel: u16, method: &Method, message: &Arc<Message>) {
+    ctx.out.content(
+        channel,
+        method,
+        &message.properties,
+        message.body.chunks(),
+        message.body.len(),
+        ctx.frame_max,
+    );
+}

@@ -1,0 +1,210 @@
+//! A channel: the state one AMQP channel keeps inside its connection's task, and the
+//! handling of every channel-level method.
+//!
+//! The pieces live in their own files: assembling and routing published content
+//! ([`publish`]), consumers and acknowledgements ([`consume`]), exchange and queue
+//! declarations ([`declare`]), publisher confirms ([`confirms`]) and transactions ([`tx`]).
+
+mod confirms;
+mod consume;
+mod declare;
+mod publish;
+mod tx;
+
+use crate::auth::User;
+use crate::broker::Broker;
+use crate::connection::outbuf::OutBuf;
+use crate::error::{AmqpError, AmqpResult};
+use crate::limiter::Limiter;
+use crate::mailbox::{ConnHandle, ConnMsg};
+use crate::queue::QueueHandle;
+use crate::vhost::VHost;
+use confirms::Confirms;
+use consume::{ChannelConsumer, Unacked};
+use publish::Content;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use tokio::sync::mpsc::UnboundedReceiver;
+use tx::TxBuffer;
+use warren_amqp::methods::*;
+use warren_amqp::{ContentHeader, Method, ShortStr};
+
+/// What a channel needs from its connection while it handles a method.
+pub struct Ctx<'a> {
+    pub broker: &'a Arc<Broker>,
+    pub vhost: &'a Arc<VHost>,
+    pub user: &'a User,
+    pub conn: &'a ConnHandle,
+    pub out: &'a mut OutBuf,
+    pub frame_max: u32,
+    pub consumer_cancel_notify: bool,
+    /// The connection's mailbox, for draining deliveries that must precede a reply.
+    pub mailbox: &'a mut UnboundedReceiver<ConnMsg>,
+    /// Mail drained for other channels, handled by the connection next.
+    pub stash: &'a mut VecDeque<ConnMsg>,
+}
+
+pub struct Channel {
+    pub id: u16,
+    /// Unique within the connection across re-openings of the same channel number.
+    pub key: u64,
+    content: Content,
+    confirms: Option<Confirms>,
+    tx: Option<TxBuffer>,
+    next_delivery_tag: u64,
+    unacked: VecDeque<Unacked>,
+    consumers: HashMap<ShortStr, ChannelConsumer>,
+    /// Prefetch for consumers created from now on (basic.qos without global).
+    consumer_prefetch: u16,
+    /// The channel-wide prefetch (basic.qos with global), shared by its consumers.
+    limiter: Arc<Limiter>,
+    /// The queue named by an empty queue name, as RabbitMQ remembers it per channel.
+    last_queue: Option<ShortStr>,
+    /// This channel's direct reply-to consumer: its tag and the token in its address.
+    reply_to: Option<(ShortStr, String)>,
+}
+
+impl Channel {
+    pub fn new(id: u16, key: u64) -> Self {
+        Channel {
+            id,
+            key,
+            content: Content::Idle,
+            confirms: None,
+            tx: None,
+            next_delivery_tag: 1,
+            unacked: VecDeque::new(),
+            consumers: HashMap::new(),
+            consumer_prefetch: 0,
+            limiter: Arc::new(Limiter::new(0)),
+            last_queue: None,
+            reply_to: None,
+        }
+    }
+
+    /// Handles a method frame (other than channel.open/close, which the connection handles).
+    pub async fn handle_method(&mut self, ctx: &mut Ctx<'_>, method: Method) -> AmqpResult<()> {
+        let (class_id, method_id) = (method.class_id(), method.method_id());
+        if !self.content.is_idle() {
+            return Err(self
+                .content
+                .unexpected("method")
+                .in_method(class_id, method_id));
+        }
+        self.dispatch(ctx, method)
+            .await
+            .map_err(|e| e.in_method(class_id, method_id))
+    }
+
+    async fn dispatch(&mut self, ctx: &mut Ctx<'_>, method: Method) -> AmqpResult<()> {
+        match method {
+            Method::BasicPublish(m) => {
+                self.content = Content::Header(m);
+                Ok(())
+            }
+            Method::ExchangeDeclare(m) => self.exchange_declare(ctx, m),
+            Method::ExchangeDelete(m) => self.exchange_delete(ctx, m),
+            Method::ExchangeBind(m) => self.exchange_bind(ctx, m),
+            Method::ExchangeUnbind(m) => self.exchange_unbind(ctx, m),
+            Method::QueueDeclare(m) => self.queue_declare(ctx, m).await,
+            Method::QueueBind(m) => self.queue_bind(ctx, m),
+            Method::QueueUnbind(m) => self.queue_unbind(ctx, m),
+            Method::QueuePurge(m) => self.queue_purge(ctx, m).await,
+            Method::QueueDelete(m) => self.queue_delete(ctx, m).await,
+            Method::BasicQos(m) => self.qos(ctx, m),
+            Method::BasicConsume(m) => self.consume(ctx, m).await,
+            Method::BasicCancel(m) => self.cancel(ctx, m).await,
+            Method::BasicGet(m) => self.get(ctx, m).await,
+            Method::BasicAck(m) => self.ack(m.delivery_tag, m.multiple).await,
+            Method::BasicNack(m) => self.nack(m.delivery_tag, m.multiple, m.requeue).await,
+            Method::BasicReject(m) => self.nack(m.delivery_tag, false, m.requeue).await,
+            Method::BasicRecover(m) => {
+                self.recover(m.requeue).await?;
+                ctx.out.method(self.id, &BasicRecoverOk {}.into());
+                Ok(())
+            }
+            Method::BasicRecoverAsync(m) => self.recover(m.requeue).await,
+            Method::ConfirmSelect(m) => self.confirm_select(ctx, m),
+            Method::TxSelect(_) => self.tx_select(ctx),
+            Method::TxCommit(_) => self.tx_commit(ctx).await,
+            Method::TxRollback(_) => self.tx_rollback(ctx).await,
+            Method::ChannelFlow(m) => {
+                if !m.active {
+                    return Err(AmqpError::not_implemented("active=false"));
+                }
+                ctx.out
+                    .method(self.id, &ChannelFlowOk { active: true }.into());
+                Ok(())
+            }
+            Method::ChannelFlowOk(_) => Ok(()),
+            Method::AccessRequest(_) => {
+                ctx.out
+                    .method(self.id, &AccessRequestOk { ticket: 1 }.into());
+                Ok(())
+            }
+            other => Err(AmqpError::command_invalid(format!(
+                "unexpected method '{}' on channel {}",
+                other.name(),
+                self.id
+            ))),
+        }
+    }
+
+    /// Handles a content header frame.
+    pub async fn handle_header(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        header: ContentHeader,
+    ) -> AmqpResult<()> {
+        self.content_header(ctx, header).await
+    }
+
+    /// Handles a content body frame.
+    pub async fn handle_body(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        payload: bytes::Bytes,
+    ) -> AmqpResult<()> {
+        self.content_body(ctx, payload).await
+    }
+
+    pub fn has_confirms(&self) -> bool {
+        self.confirms.is_some()
+    }
+
+    /// Writes the confirms gathered while handling a batch of frames.
+    pub fn flush_confirms(&mut self, ctx: &mut Ctx<'_>) {
+        if let Some(c) = &mut self.confirms {
+            c.flush(self.id, ctx.out);
+        }
+    }
+
+    /// The queues this channel has business with, told once when it closes.
+    fn queues(&self) -> Vec<QueueHandle> {
+        let mut qs: Vec<QueueHandle> = Vec::new();
+        let all = self
+            .consumers
+            .values()
+            .filter_map(|c| c.queue.as_ref())
+            .chain(self.unacked.iter().filter_map(|u| u.queue.as_ref()));
+        for q in all {
+            if !qs.iter().any(|x| x.id() == q.id()) {
+                qs.push(q.clone());
+            }
+        }
+        qs
+    }
+
+    /// The channel is closing (or its connection is): consumers go and whatever was not
+    /// acknowledged goes back to its queue.
+    pub async fn close(&mut self, broker: &Broker, conn_id: u64) {
+        for q in self.queues() {
+            q.channel_closed(conn_id, self.key).await;
+        }
+        if let Some((_, token)) = self.reply_to.take() {
+            broker.remove_reply_consumer(&token);
+        }
+        self.consumers.clear();
+        self.unacked.clear();
+    }
+}

@@ -1,0 +1,272 @@
+//! Publishing: assembling basic.publish with its header and body frames into a message,
+//! checking it as RabbitMQ's `rabbit_channel` does, routing it, and handing it to queues.
+
+use super::{Channel, Ctx};
+use crate::error::{AmqpError, AmqpResult};
+use crate::mailbox::{ConnMsg, Delivery};
+use crate::message::{Body, Message};
+use crate::routing::{ExchangeRoute, Snapshot};
+use bytes::Bytes;
+use std::sync::Arc;
+use warren_amqp::constants::class;
+use warren_amqp::methods::{BasicPublish, BasicReturn};
+use warren_amqp::properties::flag;
+use warren_amqp::{ContentHeader, Method, RawProperties, ShortStr, reply};
+
+/// The address a channel's direct reply-to consumer is reached at, without its token.
+pub const REPLY_TO: &str = "amq.rabbitmq.reply-to";
+const REPLY_TO_PREFIX: &[u8] = b"amq.rabbitmq.reply-to.";
+
+/// Where a channel is in receiving a message's frames.
+pub enum Content {
+    Idle,
+    /// basic.publish arrived; its content header is next.
+    Header(BasicPublish),
+    /// The header arrived; `remaining` body bytes are still to come.
+    Body {
+        publish: BasicPublish,
+        properties: RawProperties,
+        remaining: u64,
+        body: Body,
+    },
+}
+
+impl Content {
+    pub fn is_idle(&self) -> bool {
+        matches!(self, Content::Idle)
+    }
+
+    /// The error for a frame that does not fit, as RabbitMQ's command assembler words it.
+    pub fn unexpected(&self, _got: &str) -> AmqpError {
+        let publish = (BasicPublish::CLASS_ID, BasicPublish::METHOD_ID);
+        match self {
+            Content::Idle => {
+                AmqpError::unexpected_frame("expected method frame, got non method frame instead")
+            }
+            Content::Header(_) => AmqpError::unexpected_frame(format!(
+                "expected content header for class {}, got non content header frame instead",
+                class::BASIC
+            ))
+            .in_method(publish.0, publish.1),
+            Content::Body { .. } => AmqpError::unexpected_frame(
+                "expected content body, got non content body frame instead",
+            )
+            .in_method(publish.0, publish.1),
+        }
+    }
+}
+
+impl Channel {
+    pub(super) async fn content_header(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        header: ContentHeader,
+    ) -> AmqpResult<()> {
+        let publish = match std::mem::replace(&mut self.content, Content::Idle) {
+            Content::Header(p) => p,
+            other => {
+                let e = other.unexpected("header");
+                self.content = other;
+                return Err(e);
+            }
+        };
+        let at = (BasicPublish::CLASS_ID, BasicPublish::METHOD_ID);
+        if header.class_id != class::BASIC || header.weight != 0 {
+            return Err(AmqpError::unexpected_frame(format!(
+                "expected content header for class {}, got one for class {} instead",
+                class::BASIC,
+                header.class_id
+            ))
+            .in_method(at.0, at.1));
+        }
+        let max = ctx.broker.config.amqp.max_message_size;
+        if header.body_size > max {
+            return Err(AmqpError::precondition_failed(format!(
+                "message size {} is larger than configured max size {}",
+                header.body_size, max
+            ))
+            .in_method(at.0, at.1));
+        }
+        if header.body_size == 0 {
+            return self
+                .publish(ctx, publish, header.properties, Body::new())
+                .await
+                .map_err(|e| e.in_method(at.0, at.1));
+        }
+        self.content = Content::Body {
+            publish,
+            properties: header.properties,
+            remaining: header.body_size,
+            body: Body::new(),
+        };
+        Ok(())
+    }
+
+    pub(super) async fn content_body(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        payload: Bytes,
+    ) -> AmqpResult<()> {
+        let at = (BasicPublish::CLASS_ID, BasicPublish::METHOD_ID);
+        let Content::Body {
+            remaining, body, ..
+        } = &mut self.content
+        else {
+            return Err(self.content.unexpected("body"));
+        };
+        let n = payload.len() as u64;
+        if n > *remaining {
+            return Err(AmqpError::unexpected_frame(format!(
+                "content body frame of {n} bytes exceeds the {remaining} bytes the header announced"
+            ))
+            .in_method(at.0, at.1));
+        }
+        *remaining -= n;
+        body.push(payload);
+        if *remaining > 0 {
+            return Ok(());
+        }
+        let Content::Body {
+            publish,
+            properties,
+            body,
+            ..
+        } = std::mem::replace(&mut self.content, Content::Idle)
+        else {
+            return Ok(());
+        };
+        self.publish(ctx, publish, properties, body)
+            .await
+            .map_err(|e| e.in_method(at.0, at.1))
+    }
+
+    /// A whole message has arrived: check it, then route it (or keep it for tx.commit).
+    async fn publish(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        p: BasicPublish,
+        mut properties: RawProperties,
+        body: Body,
+    ) -> AmqpResult<()> {
+        if p.immediate {
+            return Err(AmqpError::not_implemented("immediate=true"));
+        }
+        let routes = ctx.vhost.routes();
+        let exchange = routes.exchange(&p.exchange).ok_or_else(|| {
+            AmqpError::not_found(format!(
+                "no exchange '{}' in vhost '{}'",
+                p.exchange, ctx.vhost.name
+            ))
+        })?;
+        if exchange.internal {
+            return Err(AmqpError::access_refused(format!(
+                "cannot publish to internal exchange '{}' in vhost '{}'",
+                p.exchange, ctx.vhost.name
+            )));
+        }
+        if properties.reply_to().is_some_and(|r| r == REPLY_TO) {
+            let Some((_, token)) = &self.reply_to else {
+                return Err(AmqpError::precondition_failed(
+                    "fast reply consumer does not exist",
+                ));
+            };
+            let address = ShortStr::from(format!("{REPLY_TO}.{token}"));
+            properties = properties.with_short_str(flag::REPLY_TO, &address);
+        }
+        if let Some(claimed) = properties.user_id() {
+            if claimed.as_bytes() != ctx.user.name.as_bytes() {
+                return Err(AmqpError::precondition_failed(format!(
+                    "user_id property set to '{}' but authenticated user was '{}'",
+                    claimed, ctx.user.name
+                )));
+            }
+        }
+        let message = Arc::new(Message {
+            exchange: p.exchange,
+            routing_key: p.routing_key,
+            properties,
+            body,
+        });
+        if let Some(tx) = &mut self.tx {
+            tx.publishes.push((message, p.mandatory));
+            return Ok(());
+        }
+        let seq = self.confirms.as_mut().map(|c| c.publish());
+        let exchange = exchange.clone();
+        self.route(ctx, &routes, &exchange, message, p.mandatory)
+            .await;
+        if let (Some(c), Some(seq)) = (&mut self.confirms, seq) {
+            c.ack(seq);
+        }
+        Ok(())
+    }
+
+    /// Routes a message and hands it to its queues; an unroutable mandatory message goes back
+    /// to the publisher with basic.return.
+    pub(super) async fn route(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        routes: &Snapshot,
+        exchange: &ExchangeRoute,
+        message: Arc<Message>,
+        mandatory: bool,
+    ) {
+        let mut queues = Vec::new();
+        routes.route(exchange, &message, &mut queues);
+        let replied = exchange.name.is_empty()
+            && message.routing_key.starts_with(REPLY_TO_PREFIX)
+            && self.direct_reply(ctx, &message);
+        if queues.is_empty() && !replied && mandatory {
+            let m = Method::BasicReturn(BasicReturn {
+                reply_code: reply::NO_ROUTE,
+                reply_text: ShortStr::from_static("NO_ROUTE"),
+                exchange: message.exchange.clone(),
+                routing_key: message.routing_key.clone(),
+            });
+            ctx.out.content(
+                self.id,
+                &m,
+                &message.properties,
+                message.body.chunks(),
+                message.body.len(),
+                ctx.frame_max,
+            );
+        }
+        for q in queues {
+            q.publish(message.clone()).await;
+        }
+    }
+
+    /// Sends a message straight to the direct reply-to consumer its routing key names.
+    fn direct_reply(&self, ctx: &mut Ctx<'_>, message: &Arc<Message>) -> bool {
+        let token =
+            String::from_utf8_lossy(&message.routing_key.as_bytes()[REPLY_TO_PREFIX.len()..]);
+        let Some(target) = ctx.broker.reply_consumer(&token) else {
+            return false;
+        };
+        target.conn.backlog.force_acquire();
+        target.conn.send(ConnMsg::Deliver(vec![Delivery {
+            channel: target.channel,
+            channel_key: target.channel_key,
+            consumer_tag: target.consumer_tag,
+            queue: None,
+            seq: 0,
+            message: message.clone(),
+            redelivered: false,
+            no_ack: true,
+        }]))
+    }
+
+    /// Looks up a publish's exchange again (used at tx.commit) and routes the message.
+    pub(super) async fn route_later(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        message: Arc<Message>,
+        mandatory: bool,
+    ) {
+        let routes = ctx.vhost.routes();
+        if let Some(x) = routes.exchange(&message.exchange).cloned() {
+            self.route(ctx, &routes, &x, message, mandatory).await;
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! Node configuration: a TOML file (`--config`) with command-line flags on top. Every key has
+//! RabbitMQ's default, so an empty file (or none) gives a node that behaves like a fresh
+//! RabbitMQ.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub amqp: AmqpConfig,
+    pub node: NodeConfig,
+    pub auth: AuthConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AmqpConfig {
+    /// Where clients connect.
+    pub listen: SocketAddr,
+    /// Largest frame offered in connection.tune (RabbitMQ: 131072).
+    pub frame_max: u32,
+    /// Most channels per connection offered in connection.tune (RabbitMQ: 2047).
+    pub channel_max: u16,
+    /// Heartbeat interval in seconds offered in connection.tune (RabbitMQ: 60).
+    pub heartbeat: u16,
+    /// Largest message body accepted, in bytes (RabbitMQ: 128 MiB).
+    pub max_message_size: u64,
+    /// Seconds a client has to finish the opening handshake (RabbitMQ: 10).
+    pub handshake_timeout: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    pub name: String,
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// The user created on first start (RabbitMQ: guest/guest).
+    pub default_user: String,
+    pub default_pass: String,
+    /// Users that may only connect from a loopback address.
+    pub loopback_users: Vec<String>,
+}
+
+impl Default for AmqpConfig {
+    fn default() -> Self {
+        AmqpConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 5672)),
+            frame_max: 131_072,
+            channel_max: 2047,
+            heartbeat: 60,
+            max_message_size: 134_217_728,
+            handshake_timeout: 10,
+        }
+    }
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".to_owned());
+        NodeConfig {
+            name: format!("warren@{host}"),
+            data_dir: PathBuf::from("data"),
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            default_user: "guest".to_owned(),
+            default_pass: "guest".to_owned(),
+            loopback_users: vec!["guest".to_owned()],
+        }
+    }
+}
+
+impl Config {
+    pub fn from_toml(text: &str) -> Result<Config, String> {
+        let config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.amqp.frame_max != 0 && self.amqp.frame_max < warren_amqp::constants::FRAME_MIN_SIZE
+        {
+            return Err(format!(
+                "amqp.frame_max must be 0 or at least {}",
+                warren_amqp::constants::FRAME_MIN_SIZE
+            ));
+        }
+        if self.auth.default_user.is_empty() {
+            return Err("auth.default_user must not be empty".to_owned());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_rabbitmq_defaults() {
+        let c = Config::from_toml("").unwrap();
+        assert_eq!(c.amqp.listen.port(), 5672);
+        assert_eq!(c.amqp.frame_max, 131072);
+        assert_eq!(c.amqp.channel_max, 2047);
+        assert_eq!(c.amqp.heartbeat, 60);
+        assert_eq!(c.auth.loopback_users, vec!["guest".to_string()]);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors() {
+        assert!(Config::from_toml("[amqp]\nlisten = \"127.0.0.1:1\"\nbogus = 1\n").is_err());
+        assert!(Config::from_toml("[amqp]\nframe_max = 100\n").is_err());
+        let c = Config::from_toml("[amqp]\nlisten = \"127.0.0.1:5999\"\nheartbeat = 5\n").unwrap();
+        assert_eq!(c.amqp.listen.port(), 5999);
+        assert_eq!(c.amqp.heartbeat, 5);
+    }
+}

@@ -1,0 +1,628 @@
+//! A client connection: one task that reads frames, runs every channel's state, takes
+//! deliveries from queues, and writes its output in batches.
+//!
+//! The task waits on four things at once: the socket becoming readable, the mailbox (queues
+//! sending deliveries), the socket becoming writable while output is pending, and a timer for
+//! heartbeats. Each readable chunk is parsed into as many frames as it holds and all of them are
+//! handled before anything is written, so replies, confirms and deliveries produced by one read
+//! leave in one write.
+
+pub mod handshake;
+pub mod outbuf;
+
+use crate::broker::Broker;
+use crate::channel::{Channel, Ctx};
+use crate::error::AmqpError;
+use crate::limiter::Limiter;
+use crate::mailbox::{ConnHandle, ConnMsg};
+use bytes::BytesMut;
+use handshake::{ClientCaps, Opened, Refused};
+use outbuf::OutBuf;
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use warren_amqp::frame::FrameError;
+use warren_amqp::methods::*;
+use warren_amqp::{Frame, Method, ShortStr, parse_frame, reply};
+
+/// Deliveries a connection may have in its mailbox before queues hold back.
+const BACKLOG: u32 = 2048;
+/// Stop taking deliveries while this much output waits for the socket.
+const OUT_PAUSE_MAIL: usize = 1 << 20;
+/// Stop reading the socket while this much output waits (a client that does not read).
+const OUT_PAUSE_READ: usize = 8 << 20;
+/// How long to wait for connection.close-ok after sending connection.close.
+const CLOSE_GRACE: Duration = Duration::from_secs(3);
+
+enum Slot {
+    Open(Box<Channel>),
+    /// We sent channel.close and wait for close-ok; everything else is dropped.
+    Closing,
+}
+
+/// Why the connection's loop ends.
+enum Stop {
+    /// The socket closed or failed, or the close handshake finished.
+    Done,
+    /// A hard protocol error: send connection.close and wait for close-ok.
+    Error(AmqpError),
+}
+
+enum Event {
+    Shutdown,
+    Read(std::io::Result<usize>),
+    Mail(Option<ConnMsg>),
+    Wrote(std::io::Result<usize>),
+    Tick,
+}
+
+/// Serves one client from its first byte to its last.
+pub async fn serve<S>(
+    mut stream: S,
+    peer: SocketAddr,
+    broker: Arc<Broker>,
+    shutdown: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut rbuf = BytesMut::with_capacity(64 * 1024);
+    let opened = match handshake::open(&mut stream, &mut rbuf, &broker, peer).await {
+        Ok(o) => o,
+        Err(refused) => {
+            refuse(&mut stream, peer, refused).await;
+            return;
+        }
+    };
+    tracing::info!(%peer, user = %opened.user.name, vhost = %opened.vhost.name, "connection opened");
+    let id = broker.next_connection_id();
+    let (tx, mailbox) = mpsc::unbounded_channel();
+    let (reader, writer) = tokio::io::split(stream);
+    let now = Instant::now();
+    let mut conn = Connection {
+        broker,
+        vhost: opened.vhost.clone(),
+        caps: opened.caps.clone(),
+        handle: ConnHandle {
+            id,
+            tx,
+            backlog: Arc::new(Limiter::new(BACKLOG)),
+        },
+        mailbox,
+        stash: VecDeque::new(),
+        reader,
+        writer,
+        rbuf,
+        out: OutBuf::new(),
+        frame_max: opened.frame_max,
+        channel_max: opened.channel_max,
+        heartbeat: Duration::from_secs(opened.heartbeat as u64),
+        channels: HashMap::new(),
+        next_channel_key: 1,
+        closing_since: None,
+        last_read: now,
+        last_write: now,
+        confirm_channels: Vec::new(),
+        opened,
+        peer,
+    };
+    conn.run(shutdown).await;
+    conn.cleanup().await;
+}
+
+/// Tells a client whose handshake failed why, the way RabbitMQ does, and closes.
+async fn refuse<S: AsyncWrite + Unpin>(stream: &mut S, peer: SocketAddr, refused: Refused) {
+    let close = match refused {
+        Refused::Gone | Refused::BadHeader => None,
+        Refused::Error(e) => {
+            tracing::warn!(%peer, error = %e, "connection refused");
+            Some(e)
+        }
+        Refused::Login {
+            error,
+            mechanism,
+            tell_client,
+        } => {
+            tracing::warn!(%peer, %error, "login refused");
+            tell_client.then(|| {
+                AmqpError::access_refused(format!(
+                    "Login was refused using authentication mechanism {mechanism}. For details see the broker logfile."
+                ))
+            })
+        }
+    };
+    if let Some(e) = close {
+        let mut out = BytesMut::new();
+        warren_amqp::frame::write_method(&mut out, 0, &close_method(&e));
+        let _ = stream.write_all(&out).await;
+    }
+    let _ = stream.shutdown().await;
+}
+
+fn close_method(e: &AmqpError) -> Method {
+    Method::ConnectionClose(ConnectionClose {
+        reply_code: e.code,
+        reply_text: ShortStr::from(e.reply_text()),
+        class_id: e.class_id,
+        method_id: e.method_id,
+    })
+}
+
+struct Connection<S> {
+    broker: Arc<Broker>,
+    vhost: Arc<crate::vhost::VHost>,
+    opened: Opened,
+    caps: ClientCaps,
+    peer: SocketAddr,
+    handle: ConnHandle,
+    mailbox: mpsc::UnboundedReceiver<ConnMsg>,
+    /// Mail taken out of the mailbox early (see `Channel::cancel`), handled first.
+    stash: VecDeque<ConnMsg>,
+    reader: ReadHalf<S>,
+    writer: WriteHalf<S>,
+    rbuf: BytesMut,
+    out: OutBuf,
+    frame_max: u32,
+    channel_max: u16,
+    heartbeat: Duration,
+    channels: HashMap<u16, Slot>,
+    next_channel_key: u64,
+    /// Set once we have sent connection.close.
+    closing_since: Option<Instant>,
+    last_read: Instant,
+    last_write: Instant,
+    /// Channels in confirm mode that published during the current batch.
+    confirm_channels: Vec<u16>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
+    /// Borrows what a channel needs, next to the channel table.
+    fn parts(&mut self) -> (Ctx<'_>, &mut HashMap<u16, Slot>) {
+        let Connection {
+            broker,
+            vhost,
+            opened,
+            caps,
+            handle,
+            mailbox,
+            stash,
+            out,
+            frame_max,
+            channels,
+            ..
+        } = self;
+        (
+            Ctx {
+                broker,
+                vhost,
+                user: &opened.user,
+                conn: handle,
+                out,
+                frame_max: *frame_max,
+                consumer_cancel_notify: caps.consumer_cancel_notify,
+                mailbox,
+                stash,
+            },
+            channels,
+        )
+    }
+
+    fn next_deadline(&self) -> Instant {
+        if let Some(since) = self.closing_since {
+            return since + CLOSE_GRACE;
+        }
+        if self.heartbeat.is_zero() {
+            return Instant::now() + Duration::from_secs(3600);
+        }
+        let send_at = self.last_write + self.heartbeat / 2;
+        let dead_at = self.last_read + self.heartbeat * 2;
+        send_at.min(dead_at)
+    }
+
+    async fn run(&mut self, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            while let Some(m) = self.stash.pop_front() {
+                self.handle_mail(m).await;
+            }
+            let closing = self.closing_since.is_some();
+            let want_read = self.out.len() < OUT_PAUSE_READ;
+            let want_mail = !closing && self.out.len() < OUT_PAUSE_MAIL;
+            let deadline = self.next_deadline();
+            let event = {
+                let Connection {
+                    reader,
+                    writer,
+                    rbuf,
+                    out,
+                    mailbox,
+                    ..
+                } = self;
+                if rbuf.capacity() - rbuf.len() < 8 * 1024 {
+                    rbuf.reserve(64 * 1024);
+                }
+                tokio::select! {
+                    _ = shutdown.changed(), if !closing => Event::Shutdown,
+                    r = reader.read_buf(rbuf), if want_read => Event::Read(r),
+                    m = mailbox.recv(), if want_mail => Event::Mail(m),
+                    r = async { writer.write_vectored(&out.io_slices()).await }, if !out.is_empty() => Event::Wrote(r),
+                    _ = tokio::time::sleep_until(deadline) => Event::Tick,
+                }
+            };
+            let step = match event {
+                Event::Shutdown => Err(Stop::Error(AmqpError::new(
+                    reply::CONNECTION_FORCED,
+                    "broker forced connection closure with reason 'shutdown'",
+                ))),
+                Event::Read(Ok(0)) | Event::Read(Err(_)) => Err(Stop::Done),
+                Event::Read(Ok(_)) => {
+                    self.last_read = Instant::now();
+                    self.handle_input().await
+                }
+                Event::Mail(Some(m)) => {
+                    self.handle_mail(m).await;
+                    Ok(())
+                }
+                Event::Mail(None) => Err(Stop::Done),
+                Event::Wrote(Ok(0)) | Event::Wrote(Err(_)) => Err(Stop::Done),
+                Event::Wrote(Ok(n)) => {
+                    self.out.advance(n);
+                    self.last_write = Instant::now();
+                    Ok(())
+                }
+                Event::Tick => self.tick(),
+            };
+            match step {
+                Ok(()) => {}
+                Err(Stop::Done) => {
+                    self.flush().await;
+                    return;
+                }
+                Err(Stop::Error(e)) => {
+                    if self.closing_since.is_some() {
+                        continue;
+                    }
+                    tracing::warn!(peer = %self.peer, error = %e, "closing connection");
+                    self.out.method(0, &close_method(&e));
+                    self.closing_since = Some(Instant::now());
+                    self.close_channels().await;
+                }
+            }
+        }
+    }
+
+    /// Writes what is pending, best effort, before the socket is dropped.
+    async fn flush(&mut self) {
+        while !self.out.is_empty() {
+            match self.writer.write_vectored(&self.out.io_slices()).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => self.out.advance(n),
+            }
+        }
+        let _ = self.writer.flush().await;
+    }
+
+    fn tick(&mut self) -> Result<(), Stop> {
+        let now = Instant::now();
+        if let Some(since) = self.closing_since {
+            if now >= since + CLOSE_GRACE {
+                return Err(Stop::Done);
+            }
+            return Ok(());
+        }
+        if self.heartbeat.is_zero() {
+            return Ok(());
+        }
+        if now >= self.last_read + self.heartbeat * 2 {
+            tracing::warn!(peer = %self.peer, timeout = ?self.heartbeat, "missed heartbeats from client");
+            return Err(Stop::Done);
+        }
+        if now >= self.last_write + self.heartbeat / 2 && self.out.is_empty() {
+            self.out.heartbeat();
+            // Counts as written for the next interval, so one heartbeat goes per interval.
+            self.last_write = now;
+        }
+        Ok(())
+    }
+
+    /// Handles every whole frame in the read buffer.
+    async fn handle_input(&mut self) -> Result<(), Stop> {
+        let result = loop {
+            match parse_frame(&mut self.rbuf, self.frame_max) {
+                Ok(Some(frame)) => {
+                    if let Err(stop) = self.handle_frame(frame).await {
+                        break Err(stop);
+                    }
+                }
+                Ok(None) => break Ok(()),
+                Err(e) => {
+                    // The stream cannot be parsed past a bad frame: nothing after it is read.
+                    self.rbuf.clear();
+                    break Err(Stop::Error(frame_error(&e, self.frame_max)));
+                }
+            }
+        };
+        self.flush_confirms();
+        result
+    }
+
+    fn flush_confirms(&mut self) {
+        let ids = std::mem::take(&mut self.confirm_channels);
+        let (mut ctx, channels) = self.parts();
+        for id in ids {
+            if let Some(Slot::Open(ch)) = channels.get_mut(&id) {
+                ch.flush_confirms(&mut ctx);
+            }
+        }
+    }
+
+    async fn handle_frame(&mut self, frame: Frame) -> Result<(), Stop> {
+        if self.closing_since.is_some() {
+            // After connection.close only close-ok (or the client's own close) matters.
+            return match frame {
+                Frame::Method {
+                    channel: 0,
+                    method: Method::ConnectionCloseOk(_),
+                } => Err(Stop::Done),
+                Frame::Method {
+                    channel: 0,
+                    method: Method::ConnectionClose(_),
+                } => {
+                    self.out.method(0, &ConnectionCloseOk {}.into());
+                    Err(Stop::Done)
+                }
+                _ => Ok(()),
+            };
+        }
+        match frame {
+            Frame::Heartbeat { .. } => Ok(()),
+            Frame::Method { channel: 0, method } => self.connection_method(method).await,
+            Frame::Header { channel: 0, .. } | Frame::Body { channel: 0, .. } => Err(Stop::Error(
+                AmqpError::unexpected_frame("expected method frame, got non method frame instead"),
+            )),
+            Frame::Method { channel, method } => self.channel_method(channel, method).await,
+            Frame::Header { channel, header } => {
+                let r = {
+                    let (mut ctx, channels) = self.parts();
+                    match channels.get_mut(&channel) {
+                        Some(Slot::Open(ch)) => ch.handle_header(&mut ctx, header).await,
+                        Some(Slot::Closing) => return Ok(()),
+                        None => Err(not_open(channel)),
+                    }
+                };
+                self.after_channel_call(channel, r).await
+            }
+            Frame::Body { channel, payload } => {
+                let r = {
+                    let (mut ctx, channels) = self.parts();
+                    match channels.get_mut(&channel) {
+                        Some(Slot::Open(ch)) => ch.handle_body(&mut ctx, payload).await,
+                        Some(Slot::Closing) => return Ok(()),
+                        None => Err(not_open(channel)),
+                    }
+                };
+                self.after_channel_call(channel, r).await
+            }
+        }
+    }
+
+    async fn connection_method(&mut self, method: Method) -> Result<(), Stop> {
+        match method {
+            Method::ConnectionClose(_) => {
+                self.out.method(0, &ConnectionCloseOk {}.into());
+                Err(Stop::Done)
+            }
+            Method::ConnectionCloseOk(_) => Ok(()),
+            Method::ConnectionUpdateSecret(_) => {
+                self.out.method(0, &ConnectionUpdateSecretOk {}.into());
+                Ok(())
+            }
+            Method::ConnectionBlocked(_) | Method::ConnectionUnblocked(_) => Ok(()),
+            other => Err(Stop::Error(
+                AmqpError::command_invalid(format!(
+                    "unexpected method '{}' on channel 0",
+                    other.name()
+                ))
+                .in_method(other.class_id(), other.method_id()),
+            )),
+        }
+    }
+
+    async fn channel_method(&mut self, channel: u16, method: Method) -> Result<(), Stop> {
+        if channel > self.channel_max {
+            return Err(Stop::Error(
+                AmqpError::channel_error(format!(
+                    "channel {channel} is above the negotiated channel_max {}",
+                    self.channel_max
+                ))
+                .in_method(method.class_id(), method.method_id()),
+            ));
+        }
+        match self.channels.get_mut(&channel) {
+            None => match method {
+                Method::ChannelOpen(_) => {
+                    let key = self.next_channel_key;
+                    self.next_channel_key += 1;
+                    self.channels
+                        .insert(channel, Slot::Open(Box::new(Channel::new(channel, key))));
+                    self.out.method(
+                        channel,
+                        &ChannelOpenOk {
+                            channel_id: Default::default(),
+                        }
+                        .into(),
+                    );
+                    Ok(())
+                }
+                other => Err(Stop::Error(
+                    not_open(channel).in_method(other.class_id(), other.method_id()),
+                )),
+            },
+            Some(Slot::Closing) => {
+                match method {
+                    Method::ChannelCloseOk(_) => {
+                        self.channels.remove(&channel);
+                    }
+                    Method::ChannelClose(_) => {
+                        self.channels.remove(&channel);
+                        self.out.method(channel, &ChannelCloseOk {}.into());
+                    }
+                    _ => {}
+                }
+                Ok(())
+            }
+            Some(Slot::Open(_)) => match method {
+                Method::ChannelOpen(_) => Err(Stop::Error(
+                    AmqpError::channel_error("second 'channel.open' seen")
+                        .in_method(ChannelOpen::CLASS_ID, ChannelOpen::METHOD_ID),
+                )),
+                Method::ChannelClose(_) => {
+                    if let Some(Slot::Open(mut ch)) = self.channels.remove(&channel) {
+                        ch.close(&self.broker, self.handle.id).await;
+                    }
+                    self.out.method(channel, &ChannelCloseOk {}.into());
+                    Ok(())
+                }
+                Method::ChannelCloseOk(_) => Ok(()),
+                method => {
+                    let r = {
+                        let (mut ctx, channels) = self.parts();
+                        match channels.get_mut(&channel) {
+                            Some(Slot::Open(ch)) => ch.handle_method(&mut ctx, method).await,
+                            _ => Ok(()),
+                        }
+                    };
+                    self.after_channel_call(channel, r).await
+                }
+            },
+        }
+    }
+
+    /// Turns a channel's error into a channel.close (soft) or a connection error (hard).
+    async fn after_channel_call(
+        &mut self,
+        channel: u16,
+        r: Result<(), AmqpError>,
+    ) -> Result<(), Stop> {
+        if let Some(Slot::Open(ch)) = self.channels.get(&channel) {
+            if ch.has_confirms() && !self.confirm_channels.contains(&channel) {
+                self.confirm_channels.push(channel);
+            }
+        }
+        let e = match r {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        if e.is_hard() {
+            return Err(Stop::Error(e));
+        }
+        tracing::debug!(peer = %self.peer, channel, error = %e, "closing channel");
+        if let Some(Slot::Open(mut ch)) = self.channels.insert(channel, Slot::Closing) {
+            // Confirms already earned on this channel are still owed to the client.
+            {
+                let (mut ctx, _) = self.parts();
+                ch.flush_confirms(&mut ctx);
+            }
+            ch.close(&self.broker, self.handle.id).await;
+        }
+        self.out.method(
+            channel,
+            &Method::ChannelClose(ChannelClose {
+                reply_code: e.code,
+                reply_text: ShortStr::from(e.reply_text()),
+                class_id: e.class_id,
+                method_id: e.method_id,
+            }),
+        );
+        Ok(())
+    }
+
+    async fn handle_mail(&mut self, m: ConnMsg) {
+        match m {
+            ConnMsg::Deliver(batch) => {
+                for d in batch {
+                    self.handle.backlog.release(1);
+                    let (mut ctx, channels) = self.parts();
+                    if let Some(Slot::Open(ch)) = channels.get_mut(&d.channel) {
+                        if ch.key == d.channel_key {
+                            ch.deliver(&mut ctx, d).await;
+                        }
+                    }
+                    // Otherwise the channel closed; the queue takes the message back when it
+                    // learns of the close.
+                }
+            }
+            ConnMsg::ConsumerGone {
+                channel,
+                channel_key,
+                consumer_tag,
+            } => {
+                let (mut ctx, channels) = self.parts();
+                if let Some(Slot::Open(ch)) = channels.get_mut(&channel) {
+                    if ch.key == channel_key {
+                        ch.consumer_gone(&mut ctx, consumer_tag);
+                    }
+                }
+            }
+            ConnMsg::Close { code, text } => {
+                if self.closing_since.is_none() {
+                    self.out
+                        .method(0, &close_method(&AmqpError::new(code, text)));
+                    self.closing_since = Some(Instant::now());
+                    self.close_channels().await;
+                }
+            }
+        }
+    }
+
+    async fn close_channels(&mut self) {
+        let channels: Vec<Slot> = self.channels.drain().map(|(_, s)| s).collect();
+        for slot in channels {
+            if let Slot::Open(mut ch) = slot {
+                ch.close(&self.broker, self.handle.id).await;
+            }
+        }
+    }
+
+    async fn cleanup(&mut self) {
+        self.close_channels().await;
+        self.vhost.connection_closed(self.handle.id).await;
+        tracing::info!(peer = %self.peer, "connection closed");
+    }
+}
+
+fn not_open(channel: u16) -> AmqpError {
+    AmqpError::channel_error(format!("expected 'channel.open' on channel {channel}"))
+}
+
+/// The connection error for a frame that could not be parsed, in RabbitMQ's words.
+fn frame_error(e: &FrameError, frame_max: u32) -> AmqpError {
+    use warren_amqp::DecodeError;
+    let err = match &e.error {
+        DecodeError::FrameTooLarge { size, .. } => AmqpError::frame_error(format!(
+            "frame size {} larger than negotiated maximum {}",
+            *size as usize + warren_amqp::constants::FRAME_OVERHEAD,
+            frame_max
+        )),
+        DecodeError::UnknownFrameType(t) => {
+            AmqpError::frame_error(format!("unknown frame type {t}"))
+        }
+        DecodeError::BadFrameEnd(b) => {
+            AmqpError::frame_error(format!("invalid frame end marker {b}"))
+        }
+        DecodeError::UnknownMethod {
+            class_id,
+            method_id,
+        } => AmqpError::command_invalid(format!("unknown method {class_id}/{method_id}")),
+        other => AmqpError::new(
+            other.reply_code(),
+            format!(
+                "cannot decode {}: {other}",
+                warren_amqp::methods::method_name(e.class_id, e.method_id).unwrap_or("frame")
+            ),
+        ),
+    };
+    err.in_method(e.class_id, e.method_id)
+}

@@ -1,0 +1,83 @@
+//! The messages a queue actor understands.
+
+use crate::error::AmqpResult;
+use crate::limiter::Limiter;
+use crate::mailbox::ConnHandle;
+use crate::message::Message;
+use std::sync::Arc;
+use tokio::sync::oneshot;
+use warren_amqp::ShortStr;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settle {
+    Ack,
+    Requeue,
+    /// Rejected without requeue: the message is dropped.
+    Discard,
+}
+
+#[derive(Debug)]
+pub struct ConsumerSpec {
+    pub tag: ShortStr,
+    pub channel: u16,
+    /// Distinguishes this opening of the channel from an earlier one with the same number.
+    pub channel_key: u64,
+    pub conn: ConnHandle,
+    pub no_ack: bool,
+    /// Per-consumer prefetch (0: unlimited).
+    pub prefetch: u32,
+    pub exclusive: bool,
+    pub priority: i64,
+    /// The channel's global prefetch, shared with its other consumers.
+    pub channel_limiter: Arc<Limiter>,
+}
+
+#[derive(Debug)]
+pub struct GetReply {
+    pub seq: u64,
+    pub message: Arc<Message>,
+    pub redelivered: bool,
+    /// Messages left ready after this one.
+    pub remaining: u32,
+}
+
+#[derive(Debug)]
+pub enum QueueCmd {
+    Publish(Arc<Message>),
+    Settle {
+        seqs: Vec<u64>,
+        how: Settle,
+    },
+    Wake,
+    Consume {
+        consumer: ConsumerSpec,
+        reply: oneshot::Sender<AmqpResult<()>>,
+    },
+    Cancel {
+        conn_id: u64,
+        channel_key: u64,
+        tag: ShortStr,
+        reply: oneshot::Sender<()>,
+    },
+    ChannelClosed {
+        conn_id: u64,
+        channel_key: u64,
+    },
+    Get {
+        conn_id: u64,
+        channel_key: u64,
+        no_ack: bool,
+        reply: oneshot::Sender<Option<GetReply>>,
+    },
+    Purge {
+        reply: oneshot::Sender<u32>,
+    },
+    Counts {
+        reply: oneshot::Sender<(u32, u32)>,
+    },
+    Delete {
+        if_unused: bool,
+        if_empty: bool,
+        reply: oneshot::Sender<AmqpResult<u32>>,
+    },
+}

@@ -1,0 +1,153 @@
+//! `QueueHandle`: the one way the rest of the broker reaches a queue.
+//!
+//! Today every queue is a local actor behind a bounded mailbox. The handle is the seam for
+//! what comes next: a queue on another node or a Raft-replicated quorum queue will be another
+//! backend behind these same methods, so channels and routing will not change.
+
+use super::command::{ConsumerSpec, GetReply, QueueCmd, Settle};
+use crate::error::{AmqpError, AmqpResult};
+use crate::message::Message;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+use warren_amqp::{FieldTable, ShortStr};
+
+/// What a queue is, fixed when it is declared.
+#[derive(Debug, Clone)]
+pub struct QueueInfo {
+    pub id: u64,
+    pub name: ShortStr,
+    pub vhost: String,
+    pub durable: bool,
+    /// The connection that declared an exclusive queue.
+    pub exclusive_owner: Option<u64>,
+    pub auto_delete: bool,
+    pub arguments: FieldTable,
+}
+
+#[derive(Debug)]
+struct Inner {
+    info: QueueInfo,
+    tx: mpsc::Sender<QueueCmd>,
+}
+
+#[derive(Debug, Clone)]
+pub struct QueueHandle {
+    inner: Arc<Inner>,
+}
+
+impl QueueHandle {
+    pub(crate) fn new(info: QueueInfo, tx: mpsc::Sender<QueueCmd>) -> Self {
+        QueueHandle {
+            inner: Arc::new(Inner { info, tx }),
+        }
+    }
+
+    pub fn id(&self) -> u64 {
+        self.inner.info.id
+    }
+
+    pub fn name(&self) -> &ShortStr {
+        &self.inner.info.name
+    }
+
+    pub fn info(&self) -> &QueueInfo {
+        &self.inner.info
+    }
+
+    fn gone(&self) -> AmqpError {
+        AmqpError::not_found(format!(
+            "no queue '{}' in vhost '{}'",
+            self.inner.info.name, self.inner.info.vhost
+        ))
+    }
+
+    async fn send(&self, cmd: QueueCmd) -> bool {
+        self.inner.tx.send(cmd).await.is_ok()
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> QueueCmd) -> AmqpResult<T> {
+        let (tx, rx) = oneshot::channel();
+        if !self.send(make(tx)).await {
+            return Err(self.gone());
+        }
+        rx.await.map_err(|_| self.gone())
+    }
+
+    /// Enqueues a message; false if the queue no longer exists.
+    pub async fn publish(&self, message: Arc<Message>) -> bool {
+        self.send(QueueCmd::Publish(message)).await
+    }
+
+    /// Acknowledges, requeues or drops messages delivered from this queue.
+    pub async fn settle(&self, seqs: Vec<u64>, how: Settle) {
+        if !seqs.is_empty() {
+            self.send(QueueCmd::Settle { seqs, how }).await;
+        }
+    }
+
+    /// Asks the queue to try delivering again (credit came back). Never waits: a full
+    /// mailbox means the queue will look at its consumers soon anyway.
+    pub fn wake(&self) {
+        let _ = self.inner.tx.try_send(QueueCmd::Wake);
+    }
+
+    pub async fn consume(&self, consumer: ConsumerSpec) -> AmqpResult<()> {
+        self.ask(|reply| QueueCmd::Consume { consumer, reply })
+            .await?
+    }
+
+    /// Removes a consumer; returns once no further delivery for it will be sent.
+    pub async fn cancel(&self, conn_id: u64, channel_key: u64, tag: ShortStr) {
+        let _ = self
+            .ask(|reply| QueueCmd::Cancel {
+                conn_id,
+                channel_key,
+                tag,
+                reply,
+            })
+            .await;
+    }
+
+    /// A channel closed: its consumers go and what it had not acknowledged is requeued.
+    pub async fn channel_closed(&self, conn_id: u64, channel_key: u64) {
+        self.send(QueueCmd::ChannelClosed {
+            conn_id,
+            channel_key,
+        })
+        .await;
+    }
+
+    pub async fn get(
+        &self,
+        conn_id: u64,
+        channel_key: u64,
+        no_ack: bool,
+    ) -> AmqpResult<Option<GetReply>> {
+        self.ask(|reply| QueueCmd::Get {
+            conn_id,
+            channel_key,
+            no_ack,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn purge(&self) -> AmqpResult<u32> {
+        self.ask(|reply| QueueCmd::Purge { reply }).await
+    }
+
+    /// Message and consumer counts, as declare-ok reports them.
+    pub async fn counts(&self) -> AmqpResult<(u32, u32)> {
+        self.ask(|reply| QueueCmd::Counts { reply }).await
+    }
+
+    /// Deletes the queue if the conditions hold; returns the number of messages it held.
+    pub async fn delete(&self, if_unused: bool, if_empty: bool) -> AmqpResult<u32> {
+        self.ask(|reply| QueueCmd::Delete {
+            if_unused,
+            if_empty,
+            reply,
+        })
+        .await?
+    }
+}

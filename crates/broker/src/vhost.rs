@@ -1,0 +1,571 @@
+//! A virtual host: its exchanges, queues and bindings.
+//!
+//! Declarations go through one mutex-held master copy and, when they change something, publish
+//! a new routing [`Snapshot`]. Publishers only ever load the snapshot, so declaring never slows
+//! publishing. Checks and error texts follow RabbitMQ's `rabbit_channel`, `rabbit_exchange` and
+//! `rabbit_amqqueue`.
+
+use crate::error::{AmqpError, AmqpResult};
+use crate::queue::{self, AutoDeleteHook, QueueHandle, QueueInfo};
+use crate::routing::headers::HeadersBinding;
+use crate::routing::{Binding, Destination, ExchangeKind, ExchangeSpec, Snapshot};
+use arc_swap::ArcSwap;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use warren_amqp::{FieldTable, FieldValue, ShortStr};
+
+static NEXT_QUEUE_ID: AtomicU64 = AtomicU64::new(1);
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExchangeDef {
+    pub name: ShortStr,
+    pub kind: ExchangeKind,
+    pub durable: bool,
+    pub auto_delete: bool,
+    pub internal: bool,
+    pub arguments: FieldTable,
+}
+
+impl ExchangeDef {
+    fn alternate(&self) -> Option<ShortStr> {
+        match self.arguments.get("alternate-exchange") {
+            Some(FieldValue::LongStr(b)) => Some(ShortStr::from_bytes(b.clone())),
+            _ => None,
+        }
+    }
+}
+
+/// What `exchange.declare` asks for.
+pub struct ExchangeDeclare {
+    pub name: ShortStr,
+    pub kind: ShortStr,
+    pub passive: bool,
+    pub durable: bool,
+    pub auto_delete: bool,
+    pub internal: bool,
+    pub arguments: FieldTable,
+}
+
+/// What `queue.declare` asks for, with the name already resolved.
+pub struct QueueDeclare {
+    pub name: ShortStr,
+    pub durable: bool,
+    pub exclusive: bool,
+    pub auto_delete: bool,
+    pub arguments: FieldTable,
+    pub conn_id: u64,
+}
+
+/// The queue arguments RabbitMQ compares when a classic queue is declared again.
+const QUEUE_EQUIVALENCE_ARGS: &[&str] = &[
+    "x-expires",
+    "x-message-ttl",
+    "x-dead-letter-exchange",
+    "x-dead-letter-routing-key",
+    "x-max-length",
+    "x-max-length-bytes",
+    "x-max-in-memory-length",
+    "x-max-in-memory-bytes",
+    "x-max-priority",
+    "x-overflow",
+    "x-queue-mode",
+    "x-queue-version",
+    "x-single-active-consumer",
+    "x-queue-type",
+    "x-queue-master-locator",
+];
+
+#[derive(Default)]
+struct State {
+    exchanges: HashMap<ShortStr, ExchangeDef>,
+    queues: HashMap<ShortStr, QueueHandle>,
+    bindings: Vec<Binding>,
+}
+
+pub struct VHost {
+    pub name: String,
+    state: Mutex<State>,
+    snapshot: ArcSwap<Snapshot>,
+    this: Weak<VHost>,
+}
+
+/// "exchange 'x' in vhost '/'", as RabbitMQ names resources in its messages.
+pub fn describe(kind: &str, name: &ShortStr, vhost: &str) -> String {
+    format!("{kind} '{name}' in vhost '{vhost}'")
+}
+
+impl VHost {
+    pub fn new(name: &str) -> Arc<VHost> {
+        let vhost = Arc::new_cyclic(|this| VHost {
+            name: name.to_owned(),
+            state: Mutex::new(State::default()),
+            snapshot: ArcSwap::from_pointee(Snapshot::default()),
+            this: this.clone(),
+        });
+        {
+            let mut st = vhost.lock();
+            let builtin = [
+                ("", ExchangeKind::Direct, false),
+                ("amq.direct", ExchangeKind::Direct, false),
+                ("amq.fanout", ExchangeKind::Fanout, false),
+                ("amq.topic", ExchangeKind::Topic, false),
+                ("amq.headers", ExchangeKind::Headers, false),
+                ("amq.match", ExchangeKind::Headers, false),
+                ("amq.rabbitmq.trace", ExchangeKind::Topic, true),
+            ];
+            for (n, kind, internal) in builtin {
+                let name = ShortStr::from(n);
+                st.exchanges.insert(
+                    name.clone(),
+                    ExchangeDef {
+                        name,
+                        kind,
+                        durable: true,
+                        auto_delete: false,
+                        internal,
+                        arguments: FieldTable::new(),
+                    },
+                );
+            }
+            vhost.publish(&st);
+        }
+        vhost
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A poisoned lock means a panic elsewhere; the topology itself is still consistent
+        // because every change is made in one step under the lock.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn publish(&self, st: &State) {
+        let specs = st.exchanges.values().map(|x| ExchangeSpec {
+            name: &x.name,
+            kind: x.kind,
+            internal: x.internal,
+            alternate: x.alternate(),
+            is_default: x.name.is_empty(),
+        });
+        self.snapshot
+            .store(Arc::new(Snapshot::build(specs, &st.bindings, &st.queues)));
+    }
+
+    /// The current routing snapshot.
+    pub fn routes(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    fn rs(&self, kind: &str, name: &ShortStr) -> String {
+        describe(kind, name, &self.name)
+    }
+
+    fn no_exchange(&self, name: &ShortStr) -> AmqpError {
+        AmqpError::not_found(format!("no {}", self.rs("exchange", name)))
+    }
+
+    fn no_queue(&self, name: &ShortStr) -> AmqpError {
+        AmqpError::not_found(format!("no {}", self.rs("queue", name)))
+    }
+
+    // ---- exchanges ----
+
+    pub fn declare_exchange(&self, req: ExchangeDeclare) -> AmqpResult<()> {
+        let name = strip_cr_lf(&req.name);
+        if req.passive {
+            if name.is_empty() {
+                return Ok(());
+            }
+            let st = self.lock();
+            return match st.exchanges.get(&name) {
+                Some(_) => Ok(()),
+                None => Err(self.no_exchange(&name)),
+            };
+        }
+        let kind = ExchangeKind::parse(req.kind.as_bytes()).ok_or_else(|| {
+            AmqpError::command_invalid(format!("unknown exchange type '{}'", req.kind))
+        })?;
+        if name.is_empty() {
+            return Err(default_exchange_refused());
+        }
+        let mut st = self.lock();
+        let existing = st.exchanges.get(&name).cloned();
+        let def = match existing {
+            Some(x) => x,
+            None => {
+                check_reserved("exchange", &name)?;
+                if let Some(v) = req.arguments.get("alternate-exchange") {
+                    if !matches!(v, FieldValue::LongStr(_)) {
+                        return Err(AmqpError::precondition_failed(format!(
+                            "invalid type '{}' for arg 'alternate-exchange' in {}",
+                            v.type_name(),
+                            self.rs("exchange", &name)
+                        )));
+                    }
+                }
+                let def = ExchangeDef {
+                    name: name.clone(),
+                    kind,
+                    durable: req.durable,
+                    auto_delete: req.auto_delete,
+                    internal: req.internal,
+                    arguments: req.arguments.clone(),
+                };
+                st.exchanges.insert(name.clone(), def.clone());
+                self.publish(&st);
+                def
+            }
+        };
+        let rs = self.rs("exchange", &name);
+        field_equivalence("type", kind.as_str(), def.kind.as_str(), &rs)?;
+        field_equivalence("durable", req.durable, def.durable, &rs)?;
+        field_equivalence("auto_delete", req.auto_delete, def.auto_delete, &rs)?;
+        field_equivalence("internal", req.internal, def.internal, &rs)?;
+        args_equivalence(&def.arguments, &req.arguments, &["alternate-exchange"], &rs)
+    }
+
+    pub fn delete_exchange(&self, name: &ShortStr, if_unused: bool) -> AmqpResult<()> {
+        let name = strip_cr_lf(name);
+        if name.is_empty() {
+            return Err(default_exchange_refused());
+        }
+        if name.starts_with(b"amq.") {
+            return Err(AmqpError::access_refused(format!(
+                "deletion of system {} not allowed",
+                self.rs("exchange", &name)
+            )));
+        }
+        let mut st = self.lock();
+        if !st.exchanges.contains_key(&name) {
+            return Ok(());
+        }
+        if if_unused && st.bindings.iter().any(|b| b.source == name) {
+            return Err(AmqpError::precondition_failed(format!(
+                "{} in use",
+                self.rs("exchange", &name)
+            )));
+        }
+        remove_exchange(&mut st, &name);
+        self.publish(&st);
+        Ok(())
+    }
+
+    pub fn exchange(&self, name: &ShortStr) -> Option<ExchangeDef> {
+        self.lock().exchanges.get(name).cloned()
+    }
+
+    // ---- bindings ----
+
+    /// Adds a binding; `conn_id` is checked against exclusive destination queues.
+    pub fn bind(&self, b: Binding, conn_id: u64) -> AmqpResult<()> {
+        let b = Binding {
+            source: strip_cr_lf(&b.source),
+            destination: match b.destination {
+                Destination::Queue(q) => Destination::Queue(strip_cr_lf(&q)),
+                Destination::Exchange(x) => Destination::Exchange(strip_cr_lf(&x)),
+            },
+            ..b
+        };
+        let mut st = self.lock();
+        self.check_binding(&st, &b, conn_id)?;
+        if let Some(src) = st.exchanges.get(&b.source) {
+            if src.kind == ExchangeKind::Headers {
+                HeadersBinding::parse(&b.arguments)?;
+            }
+        }
+        if !st.bindings.contains(&b) {
+            st.bindings.push(b);
+            self.publish(&st);
+        }
+        Ok(())
+    }
+
+    pub fn unbind(&self, b: Binding, conn_id: u64) -> AmqpResult<()> {
+        let mut st = self.lock();
+        self.check_binding(&st, &b, conn_id)?;
+        let before = st.bindings.len();
+        st.bindings.retain(|x| x != &b);
+        if st.bindings.len() != before {
+            auto_delete_exchange(&mut st, &b.source);
+            self.publish(&st);
+        }
+        Ok(())
+    }
+
+    fn check_binding(&self, st: &State, b: &Binding, conn_id: u64) -> AmqpResult<()> {
+        if b.source.is_empty() || matches!(&b.destination, Destination::Exchange(x) if x.is_empty())
+        {
+            return Err(default_exchange_refused());
+        }
+        if !st.exchanges.contains_key(&b.source) {
+            return Err(self.no_exchange(&b.source));
+        }
+        match &b.destination {
+            Destination::Exchange(x) => {
+                if !st.exchanges.contains_key(x) {
+                    return Err(self.no_exchange(x));
+                }
+            }
+            Destination::Queue(q) => match st.queues.get(q) {
+                None => return Err(self.no_queue(q)),
+                Some(h) => check_exclusive(h, conn_id)?,
+            },
+        }
+        Ok(())
+    }
+
+    // ---- queues ----
+
+    /// Declares a queue, or checks an existing one against the declaration. Returns its handle
+    /// and whether it was created.
+    pub fn declare_queue(&self, req: QueueDeclare) -> AmqpResult<(QueueHandle, bool)> {
+        let mut st = self.lock();
+        // Exclusive queues are never durable, whatever the client asked.
+        let durable = req.durable && !req.exclusive;
+        if let Some(q) = st.queues.get(&req.name) {
+            let info = q.info();
+            let rs = self.rs("queue", &req.name);
+            let owner = req.exclusive.then_some(req.conn_id);
+            if info.exclusive_owner != owner {
+                return Err(locked(&rs));
+            }
+            field_equivalence("durable", durable, info.durable, &rs)?;
+            field_equivalence("auto_delete", req.auto_delete, info.auto_delete, &rs)?;
+            args_equivalence(&info.arguments, &req.arguments, QUEUE_EQUIVALENCE_ARGS, &rs)?;
+            return Ok((q.clone(), false));
+        }
+        let info = QueueInfo {
+            id: NEXT_QUEUE_ID.fetch_add(1, Ordering::Relaxed),
+            name: req.name.clone(),
+            vhost: self.name.clone(),
+            durable,
+            exclusive_owner: req.exclusive.then_some(req.conn_id),
+            auto_delete: req.auto_delete,
+            arguments: req.arguments,
+        };
+        let hook: Option<AutoDeleteHook> = if info.auto_delete {
+            let vhost = self.this.clone();
+            Some(Box::new(move |q: &QueueHandle| {
+                if let Some(v) = vhost.upgrade() {
+                    v.forget_queue(q);
+                }
+            }))
+        } else {
+            None
+        };
+        let handle = queue::spawn(info, hook);
+        st.queues.insert(req.name, handle.clone());
+        self.publish(&st);
+        Ok((handle, true))
+    }
+
+    /// Looks a queue up for use by connection `conn_id` (405 if another owns it).
+    pub fn queue_for(&self, name: &ShortStr, conn_id: u64) -> AmqpResult<QueueHandle> {
+        let st = self.lock();
+        let q = st.queues.get(name).ok_or_else(|| self.no_queue(name))?;
+        check_exclusive(q, conn_id)?;
+        Ok(q.clone())
+    }
+
+    pub fn queue(&self, name: &ShortStr) -> Option<QueueHandle> {
+        self.lock().queues.get(name).cloned()
+    }
+
+    /// Deletes a queue; a queue that does not exist counts as deleted with 0 messages.
+    pub async fn delete_queue(
+        &self,
+        name: &ShortStr,
+        if_unused: bool,
+        if_empty: bool,
+        conn_id: u64,
+    ) -> AmqpResult<u32> {
+        let q = match self.queue_for(name, conn_id) {
+            Ok(q) => q,
+            Err(e) if e.code == warren_amqp::reply::NOT_FOUND => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        let n = q.delete(if_unused, if_empty).await?;
+        self.forget_queue(&q);
+        Ok(n)
+    }
+
+    /// Takes a queue (that has stopped or is stopping) out of the topology, with its bindings.
+    fn forget_queue(&self, q: &QueueHandle) {
+        let mut st = self.lock();
+        if st.queues.get(q.name()).map(|h| h.id()) != Some(q.id()) {
+            return;
+        }
+        st.queues.remove(q.name());
+        let dest = Destination::Queue(q.name().clone());
+        let mut sources = Vec::new();
+        st.bindings.retain(|b| {
+            let keep = b.destination != dest;
+            if !keep {
+                sources.push(b.source.clone());
+            }
+            keep
+        });
+        for s in sources {
+            auto_delete_exchange(&mut st, &s);
+        }
+        self.publish(&st);
+    }
+
+    /// A connection closed: its exclusive queues go with it.
+    pub async fn connection_closed(&self, conn_id: u64) {
+        let owned: Vec<QueueHandle> = self
+            .lock()
+            .queues
+            .values()
+            .filter(|q| q.info().exclusive_owner == Some(conn_id))
+            .cloned()
+            .collect();
+        for q in owned {
+            let _ = q.delete(false, false).await;
+            self.forget_queue(&q);
+        }
+    }
+}
+
+fn remove_exchange(st: &mut State, name: &ShortStr) {
+    st.exchanges.remove(name);
+    let dest = Destination::Exchange(name.clone());
+    let mut sources = Vec::new();
+    st.bindings.retain(|b| {
+        if b.destination == dest {
+            sources.push(b.source.clone());
+            return false;
+        }
+        b.source != *name
+    });
+    for s in sources {
+        auto_delete_exchange(st, &s);
+    }
+}
+
+/// An auto-delete exchange goes when the last binding from it is removed.
+fn auto_delete_exchange(st: &mut State, name: &ShortStr) {
+    let auto = st.exchanges.get(name).is_some_and(|x| x.auto_delete);
+    if auto && !st.bindings.iter().any(|b| b.source == *name) {
+        remove_exchange(st, name);
+    }
+}
+
+fn default_exchange_refused() -> AmqpError {
+    AmqpError::access_refused("operation not permitted on the default exchange")
+}
+
+fn check_reserved(kind: &str, name: &ShortStr) -> AmqpResult<()> {
+    if name.starts_with(b"amq.") {
+        return Err(AmqpError::access_refused(format!(
+            "{kind} name '{name}' contains reserved prefix 'amq.*'"
+        )));
+    }
+    Ok(())
+}
+
+/// RabbitMQ refuses names with reserved prefixes on declaration, before anything else.
+pub fn check_queue_name(name: &ShortStr) -> AmqpResult<()> {
+    check_reserved("queue", name)
+}
+
+fn locked(rs: &str) -> AmqpError {
+    AmqpError::resource_locked(format!(
+        "cannot obtain exclusive access to locked {rs}. It could be originally declared on \
+         another connection or the exclusive property value does not match that of the \
+         original declaration."
+    ))
+}
+
+fn check_exclusive(q: &QueueHandle, conn_id: u64) -> AmqpResult<()> {
+    match q.info().exclusive_owner {
+        Some(owner) if owner != conn_id => {
+            Err(locked(&describe("queue", q.name(), &q.info().vhost)))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// RabbitMQ strips CR and LF from names before using them.
+pub fn strip_cr_lf(name: &ShortStr) -> ShortStr {
+    if !name.as_bytes().iter().any(|b| *b == b'\r' || *b == b'\n') {
+        return name.clone();
+    }
+    let v: Vec<u8> = name
+        .as_bytes()
+        .iter()
+        .copied()
+        .filter(|b| *b != b'\r' && *b != b'\n')
+        .collect();
+    ShortStr::from_bytes(v.into())
+}
+
+fn field_equivalence<T: PartialEq + std::fmt::Display>(
+    key: &str,
+    received: T,
+    current: T,
+    rs: &str,
+) -> AmqpResult<()> {
+    if received == current {
+        return Ok(());
+    }
+    Err(AmqpError::precondition_failed(format!(
+        "inequivalent arg '{key}' for {rs}: received '{received}' but current is '{current}'"
+    )))
+}
+
+/// Erlang's `type_class`: integers of any width compare as one class, floats as another.
+fn same_class_and_value(a: &FieldValue, b: &FieldValue) -> bool {
+    match (a.as_i64(), b.as_i64()) {
+        (Some(x), Some(y)) => x == y,
+        (None, None) => a == b,
+        _ => false,
+    }
+}
+
+fn describe_arg(v: Option<&FieldValue>) -> String {
+    match v {
+        None => "none".to_owned(),
+        Some(v) => format!("the value '{}' of type '{}'", arg_text(v), v.type_name()),
+    }
+}
+
+fn arg_text(v: &FieldValue) -> String {
+    match v {
+        FieldValue::LongStr(b) | FieldValue::ByteArray(b) => {
+            String::from_utf8_lossy(b).into_owned()
+        }
+        FieldValue::Bool(b) => b.to_string(),
+        other => match other.as_i64() {
+            Some(i) => i.to_string(),
+            None => format!("{other:?}"),
+        },
+    }
+}
+
+fn args_equivalence(
+    current: &FieldTable,
+    received: &FieldTable,
+    keys: &[&str],
+    rs: &str,
+) -> AmqpResult<()> {
+    for key in keys {
+        let (c, r) = (current.get(key), received.get(key));
+        let ok = match (c, r) {
+            (None, None) => true,
+            (Some(c), Some(r)) => same_class_and_value(c, r),
+            _ => false,
+        };
+        if ok {
+            continue;
+        }
+        let (rtext, ctext) = match (c, r) {
+            (Some(c), Some(r)) => (format!("'{}'", arg_text(r)), format!("'{}'", arg_text(c))),
+            _ => (describe_arg(r), describe_arg(c)),
+        };
+        return Err(AmqpError::precondition_failed(format!(
+            "inequivalent arg '{key}' for {rs}: received {rtext} but current is {ctext}"
+        )));
+    }
+    Ok(())
+}
