@@ -1,0 +1,408 @@
+//! Byte-level protocol behaviour that real clients cannot be made to produce: malformed and
+//! out-of-order frames, negotiation limits, heartbeats, refusals. Every case checks the exact
+//! reply RabbitMQ gives (code, text, class and method).
+
+mod common;
+
+use bytes::BytesMut;
+use common::*;
+use std::time::Duration;
+use warren_amqp::constants::PROTOCOL_HEADER;
+use warren_amqp::frame::{write_body, write_header, write_method};
+use warren_amqp::methods::*;
+use warren_amqp::{BasicProperties, FieldTable, FieldValue, Frame, Method};
+
+#[tokio::test]
+async fn wrong_protocol_header_is_answered_with_ours_then_closed() {
+    let node = TestNode::start().await;
+    for header in [&b"AMQP\x00\x00\x08\x00"[..], b"GET / HTTP/1.1\r\n\r\n"] {
+        let mut c = RawClient::connect(node.addr).await;
+        c.send_raw(header).await;
+        assert_eq!(c.read_to_end().await, PROTOCOL_HEADER.to_vec());
+    }
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn wrong_password_is_refused_with_403_when_the_client_asks_to_be_told() {
+    let node = TestNode::start().await;
+    let mut c = RawClient::connect(node.addr).await;
+    c.send_raw(PROTOCOL_HEADER).await;
+    let Method::ConnectionStart(start) = c.method().await else {
+        panic!("no connection.start")
+    };
+    assert_eq!(start.mechanisms.as_bytes(), b"PLAIN AMQPLAIN");
+    c.send(0, start_ok("PLAIN", plain("guest", "wrong"))).await;
+    let close = c.method().await;
+    assert_connection_close(
+        &close,
+        403,
+        "ACCESS_REFUSED - Login was refused using authentication mechanism PLAIN. For details see the broker logfile.",
+        0,
+        0,
+    );
+    assert!(c.frame().await.is_none(), "socket closed after the refusal");
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn amqplain_login_works() {
+    let node = TestNode::start().await;
+    let table = FieldTable::new()
+        .with("LOGIN", "guest")
+        .with("PASSWORD", "guest");
+    let mut buf = BytesMut::new();
+    table.encode(&mut buf);
+    let response = buf[4..].to_vec();
+    let mut c = RawClient::open_with(node.addr, "AMQPLAIN", response, |t| t).await;
+    c.open_channel(1).await;
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn server_properties_advertise_rabbitmq_capabilities() {
+    let node = TestNode::start().await;
+    let mut c = RawClient::connect(node.addr).await;
+    c.send_raw(PROTOCOL_HEADER).await;
+    let Method::ConnectionStart(start) = c.method().await else {
+        panic!("no connection.start")
+    };
+    assert_eq!((start.version_major, start.version_minor), (0, 9));
+    let Some(FieldValue::Table(caps)) = start.server_properties.get("capabilities") else {
+        panic!("no capabilities table")
+    };
+    for cap in [
+        "publisher_confirms",
+        "exchange_exchange_bindings",
+        "basic.nack",
+        "consumer_cancel_notify",
+        "connection.blocked",
+        "consumer_priorities",
+        "authentication_failure_close",
+        "per_consumer_qos",
+        "direct_reply_to",
+    ] {
+        assert_eq!(caps.get(cap), Some(&FieldValue::Bool(true)), "{cap}");
+    }
+    for key in [
+        "product",
+        "version",
+        "platform",
+        "cluster_name",
+        "copyright",
+        "information",
+    ] {
+        assert!(start.server_properties.get(key).is_some(), "{key}");
+    }
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn tune_limits_are_enforced() {
+    let node = TestNode::start().await;
+    let mut c = RawClient::connect(node.addr).await;
+    c.send_raw(PROTOCOL_HEADER).await;
+    c.method().await;
+    c.send(0, start_ok("PLAIN", plain("guest", "guest"))).await;
+    let Method::ConnectionTune(t) = c.method().await else {
+        panic!("no tune")
+    };
+    assert_eq!(
+        (t.channel_max, t.frame_max, t.heartbeat),
+        (2047, 131072, 60)
+    );
+    c.send(
+        0,
+        ConnectionTuneOk {
+            channel_max: 10,
+            frame_max: 200_000,
+            heartbeat: 0,
+        }
+        .into(),
+    )
+    .await;
+    assert_connection_close(
+        &c.method().await,
+        530,
+        "NOT_ALLOWED - negotiated frame_max = 200000 is higher than the maximum allowed value (131072)",
+        10,
+        31,
+    );
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn frame_larger_than_frame_max_is_a_frame_error() {
+    let node = TestNode::start().await;
+    let mut c = RawClient::open_with(node.addr, "PLAIN", plain("guest", "guest"), |t| {
+        ConnectionTuneOk {
+            frame_max: 4096,
+            ..t
+        }
+    })
+    .await;
+    c.open_channel(1).await;
+    let mut out = BytesMut::new();
+    write_body(&mut out, 1, &[0u8; 5000]);
+    c.send_raw(&out).await;
+    let close = c.method().await;
+    let Method::ConnectionClose(close) = close else {
+        panic!("expected connection.close")
+    };
+    assert_eq!(close.reply_code, 501);
+    assert!(
+        close
+            .reply_text
+            .as_str_lossy()
+            .starts_with("FRAME_ERROR - ")
+    );
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn frames_on_an_unopened_channel_are_a_channel_error() {
+    let node = TestNode::start().await;
+    let mut c = RawClient::open(node.addr).await;
+    c.send(3, BasicQos::default().into()).await;
+    let Method::ConnectionClose(close) = c.method().await else {
+        panic!("expected connection.close")
+    };
+    assert_eq!(
+        (close.reply_code, close.class_id, close.method_id),
+        (504, 60, 10)
+    );
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_method_inside_content_is_an_unexpected_frame() {
+    let node = TestNode::start().await;
+    let mut c = RawClient::open(node.addr).await;
+    c.open_channel(1).await;
+    let mut out = BytesMut::new();
+    write_method(
+        &mut out,
+        1,
+        &BasicPublish {
+            routing_key: "q".into(),
+            ..Default::default()
+        }
+        .into(),
+    );
+    write_method(&mut out, 1, &BasicQos::default().into());
+    c.send_raw(&out).await;
+    assert_connection_close(
+        &c.method().await,
+        505,
+        "UNEXPECTED_FRAME - expected content header for class 60, got non content header frame instead",
+        60,
+        40,
+    );
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn body_without_publish_is_an_unexpected_frame() {
+    let node = TestNode::start().await;
+    let mut c = RawClient::open(node.addr).await;
+    c.open_channel(1).await;
+    let mut out = BytesMut::new();
+    write_body(&mut out, 1, b"stray");
+    c.send_raw(&out).await;
+    assert_connection_close(
+        &c.method().await,
+        505,
+        "UNEXPECTED_FRAME - expected method frame, got non method frame instead",
+        0,
+        0,
+    );
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn immediate_publish_is_not_implemented() {
+    let node = TestNode::start().await;
+    let mut c = RawClient::open(node.addr).await;
+    c.open_channel(1).await;
+    let mut out = BytesMut::new();
+    write_method(
+        &mut out,
+        1,
+        &BasicPublish {
+            routing_key: "q".into(),
+            immediate: true,
+            ..Default::default()
+        }
+        .into(),
+    );
+    write_header(&mut out, 1, 0, &BasicProperties::default().encode());
+    c.send_raw(&out).await;
+    assert_connection_close(
+        &c.method().await,
+        540,
+        "NOT_IMPLEMENTED - immediate=true",
+        60,
+        40,
+    );
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn reusing_a_consumer_tag_is_not_allowed() {
+    let node = TestNode::start().await;
+    let mut c = RawClient::open(node.addr).await;
+    c.open_channel(1).await;
+    c.send(
+        1,
+        QueueDeclare {
+            queue: "q".into(),
+            ..Default::default()
+        }
+        .into(),
+    )
+    .await;
+    c.method().await;
+    let consume = BasicConsume {
+        queue: "q".into(),
+        consumer_tag: "same".into(),
+        ..Default::default()
+    };
+    c.send(1, consume.clone().into()).await;
+    assert!(matches!(c.method().await, Method::BasicConsumeOk(_)));
+    c.send(1, consume.into()).await;
+    assert_connection_close(
+        &c.method().await,
+        530,
+        "NOT_ALLOWED - attempt to reuse consumer tag 'same'",
+        60,
+        20,
+    );
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn user_id_must_match_the_login() {
+    let node = TestNode::start().await;
+    let mut c = RawClient::open(node.addr).await;
+    c.open_channel(1).await;
+    let props = BasicProperties {
+        user_id: Some("mallory".into()),
+        ..Default::default()
+    };
+    c.publish(1, "", "q", props, b"x").await;
+    assert_channel_close(
+        &c.method().await,
+        406,
+        "PRECONDITION_FAILED - user_id property set to 'mallory' but authenticated user was 'guest'",
+        60,
+        40,
+    );
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn prefetch_size_is_not_implemented() {
+    let node = TestNode::start().await;
+    let mut c = RawClient::open(node.addr).await;
+    c.open_channel(1).await;
+    c.send(
+        1,
+        BasicQos {
+            prefetch_size: 10,
+            prefetch_count: 1,
+            global: false,
+        }
+        .into(),
+    )
+    .await;
+    assert_connection_close(
+        &c.method().await,
+        540,
+        "NOT_IMPLEMENTED - prefetch_size!=0 (10)",
+        60,
+        10,
+    );
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn heartbeats_are_sent_and_a_silent_client_is_dropped() {
+    let node = TestNode::start().await;
+    let mut c = RawClient::open_with(node.addr, "PLAIN", plain("guest", "guest"), |t| {
+        ConnectionTuneOk { heartbeat: 1, ..t }
+    })
+    .await;
+    // The server sends heartbeats while we say nothing, then gives up on us.
+    let mut heartbeats = 0;
+    loop {
+        match c.frame().await {
+            Some(Frame::Heartbeat { channel: 0 }) => heartbeats += 1,
+            Some(other) => panic!("unexpected {other:?}"),
+            None => break,
+        }
+    }
+    assert!(heartbeats >= 1, "no heartbeat before the server closed");
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_closes_clients_with_320() {
+    let node = TestNode::start().await;
+    let mut c = RawClient::open(node.addr).await;
+    c.open_channel(1).await;
+    let stop = tokio::spawn(node.shutdown());
+    assert_connection_close(
+        &c.method().await,
+        320,
+        "CONNECTION_FORCED - broker forced connection closure with reason 'shutdown'",
+        0,
+        0,
+    );
+    c.send(0, ConnectionCloseOk {}.into()).await;
+    tokio::time::timeout(Duration::from_secs(5), stop)
+        .await
+        .expect("shutdown finishes")
+        .unwrap();
+}
+
+#[tokio::test]
+async fn malformed_input_never_disturbs_other_clients() {
+    let node = TestNode::start().await;
+    let mut good = RawClient::open(node.addr).await;
+    good.open_channel(1).await;
+    // A few hundred connections each send a different kind of garbage.
+    let mut seed: u64 = 0x9e3779b97f4a7c15;
+    for i in 0..200 {
+        let mut bad = RawClient::open(node.addr).await;
+        let mut junk = vec![0u8; 16 + i % 200];
+        for b in junk.iter_mut() {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            *b = seed as u8;
+        }
+        // Keep the frame type valid half the time so the payload parsers see the junk.
+        if i % 2 == 0 {
+            junk[0] = 1 + (i % 3) as u8;
+            junk[1] = 0;
+            junk[2] = 1;
+            let len = (junk.len() - 8) as u32;
+            junk[3..7].copy_from_slice(&len.to_be_bytes());
+            let last = junk.len() - 1;
+            junk[last] = 0xCE;
+        }
+        bad.send_raw(&junk).await;
+        drop(bad);
+    }
+    good.send(
+        1,
+        QueueDeclare {
+            queue: "survivor".into(),
+            ..Default::default()
+        }
+        .into(),
+    )
+    .await;
+    assert!(matches!(good.method().await, Method::QueueDeclareOk(_)));
+    node.shutdown().await;
+}
