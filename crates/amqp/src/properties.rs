@@ -148,6 +148,13 @@ impl RawProperties {
         if end != props.raw.len() {
             return Err(DecodeError::TrailingBytes);
         }
+        // Headers are forwarded to consumers as they are: a malformed table must be refused
+        // here rather than handed on to break a client.
+        if let Some(at) = props.field_at(flag::HEADERS) {
+            let b = &props.raw[at..at + 4];
+            let len = u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize;
+            FieldTable::validate(&props.raw[at + 4..at + 4 + len])?;
+        }
         Ok(props)
     }
 
@@ -499,6 +506,16 @@ mod tests {
                 "cut at {cut}"
             );
         }
+    }
+
+    #[test]
+    fn malformed_headers_table_is_rejected() {
+        // flags: headers only; table of 3 bytes: key "n" with unknown type 'Z'.
+        let raw = Bytes::from_static(&[0x20, 0x00, 0, 0, 0, 3, 1, b'n', b'Z']);
+        assert_eq!(
+            RawProperties::new(raw),
+            Err(DecodeError::UnknownFieldType(b'Z'))
+        );
     }
 
     #[test]

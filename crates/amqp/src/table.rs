@@ -259,6 +259,12 @@ impl FieldTable {
         self.0.iter().map(|(k, v)| (k, v))
     }
 
+    /// Checks that a table body (without its length prefix) is well formed, without building
+    /// it: the broker validates message headers this way on publish and keeps them raw.
+    pub fn validate(raw: &[u8]) -> Result<(), DecodeError> {
+        validate_table(raw, 0)
+    }
+
     /// Decodes a table body (without its length prefix).
     pub fn decode(raw: Bytes) -> Result<FieldTable, DecodeError> {
         FieldTable::decode_at(raw, 0)
@@ -290,6 +296,55 @@ impl FieldTable {
             v.encode(buf);
         }
         patch_len(buf, at);
+    }
+}
+
+fn validate_table(mut raw: &[u8], depth: usize) -> Result<(), DecodeError> {
+    if depth > MAX_DEPTH {
+        return Err(DecodeError::TooDeep);
+    }
+    while !raw.is_empty() {
+        let n = raw[0] as usize;
+        raw = raw.get(1 + n..).ok_or(DecodeError::Truncated)?;
+        raw = validate_value(raw, depth)?;
+    }
+    Ok(())
+}
+
+/// Skips one value, returning what follows it.
+fn validate_value(raw: &[u8], depth: usize) -> Result<&[u8], DecodeError> {
+    if depth > MAX_DEPTH {
+        return Err(DecodeError::TooDeep);
+    }
+    let (&tag, rest) = raw.split_first().ok_or(DecodeError::Truncated)?;
+    let fixed = |n: usize| rest.get(n..).ok_or(DecodeError::Truncated);
+    let sized = || -> Result<(&[u8], &[u8]), DecodeError> {
+        let len = rest.get(..4).ok_or(DecodeError::Truncated)?;
+        let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+        let body = rest.get(4..4 + len).ok_or(DecodeError::Truncated)?;
+        Ok((body, &rest[4 + len..]))
+    };
+    match tag {
+        b't' | b'b' | b'B' => fixed(1),
+        b's' | b'u' => fixed(2),
+        b'I' | b'i' | b'f' => fixed(4),
+        b'l' | b'L' | b'd' | b'T' => fixed(8),
+        b'D' => fixed(5),
+        b'V' => Ok(rest),
+        b'S' | b'x' => sized().map(|(_, after)| after),
+        b'F' => {
+            let (body, after) = sized()?;
+            validate_table(body, depth + 1)?;
+            Ok(after)
+        }
+        b'A' => {
+            let (mut body, after) = sized()?;
+            while !body.is_empty() {
+                body = validate_value(body, depth + 1)?;
+            }
+            Ok(after)
+        }
+        other => Err(DecodeError::UnknownFieldType(other)),
     }
 }
 
@@ -409,6 +464,36 @@ mod tests {
         assert_eq!(
             FieldTable::decode(Bytes::from(raw)),
             Err(DecodeError::TooDeep)
+        );
+    }
+
+    #[test]
+    fn validate_agrees_with_decode() {
+        let good = FieldTable(vec![
+            (
+                "a".into(),
+                FieldValue::Array(vec![FieldValue::I8(1), FieldValue::from("x")]),
+            ),
+            (
+                "t".into(),
+                FieldValue::Table(FieldTable::new().with("k", true)),
+            ),
+            ("d".into(), FieldValue::Decimal { scale: 1, value: 2 }),
+        ]);
+        let mut buf = BytesMut::new();
+        good.encode(&mut buf);
+        let body = buf.freeze().slice(4..);
+        assert_eq!(FieldTable::validate(&body), Ok(()));
+        for cut in 0..body.len() {
+            assert_eq!(
+                FieldTable::validate(&body[..cut]).is_ok(),
+                FieldTable::decode(body.slice(..cut)).is_ok(),
+                "cut at {cut}"
+            );
+        }
+        assert_eq!(
+            FieldTable::validate(&[1, b'n', b'Z']),
+            Err(DecodeError::UnknownFieldType(b'Z'))
         );
     }
 
