@@ -40,16 +40,20 @@ pub struct FrameError {
     pub channel: u16,
     pub class_id: u16,
     pub method_id: u16,
+    /// The bytes that could not be decoded (a method's arguments, or a frame's payload), which
+    /// RabbitMQ quotes in its error text.
+    pub octets: Bytes,
 }
 
 impl FrameError {
-    fn new(error: DecodeError, frame_type: u8, channel: u16) -> Self {
+    fn new(error: DecodeError, frame_type: u8, channel: u16, octets: Bytes) -> Self {
         FrameError {
             error,
             frame_type,
             channel,
             class_id: 0,
             method_id: 0,
+            octets,
         }
     }
 }
@@ -78,6 +82,7 @@ pub fn parse_frame(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>, 
             },
             frame_type,
             channel,
+            Bytes::new(),
         ));
     }
     let total = total as usize;
@@ -88,15 +93,16 @@ pub fn parse_frame(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>, 
     }
     let mut frame = buf.split_to(total).freeze();
     let end = frame[total - 1];
+    frame.advance(FRAME_HEADER_SIZE);
+    frame.truncate(size as usize);
     if end != FRAME_END {
         return Err(FrameError::new(
             DecodeError::BadFrameEnd(end),
             frame_type,
             channel,
+            frame,
         ));
     }
-    frame.advance(FRAME_HEADER_SIZE);
-    frame.truncate(size as usize);
     decode_payload(frame_type, channel, frame).map(Some)
 }
 
@@ -105,11 +111,17 @@ pub fn decode_payload(frame_type: u8, channel: u16, payload: Bytes) -> Result<Fr
     match frame_type {
         FRAME_METHOD => {
             if payload.len() < 4 {
-                return Err(FrameError::new(DecodeError::Truncated, frame_type, channel));
+                return Err(FrameError::new(
+                    DecodeError::Truncated,
+                    frame_type,
+                    channel,
+                    payload,
+                ));
             }
             let class_id = u16::from_be_bytes([payload[0], payload[1]]);
             let method_id = u16::from_be_bytes([payload[2], payload[3]]);
-            Method::decode(class_id, method_id, payload.slice(4..))
+            let args = payload.slice(4..);
+            Method::decode(class_id, method_id, args.clone())
                 .map(|method| Frame::Method { channel, method })
                 .map_err(|error| FrameError {
                     error,
@@ -117,17 +129,19 @@ pub fn decode_payload(frame_type: u8, channel: u16, payload: Bytes) -> Result<Fr
                     channel,
                     class_id,
                     method_id,
+                    octets: args,
                 })
         }
-        FRAME_HEADER => ContentHeader::decode(payload)
+        FRAME_HEADER => ContentHeader::decode(payload.clone())
             .map(|header| Frame::Header { channel, header })
-            .map_err(|e| FrameError::new(e, frame_type, channel)),
+            .map_err(|e| FrameError::new(e, frame_type, channel, payload)),
         FRAME_BODY => Ok(Frame::Body { channel, payload }),
         FRAME_HEARTBEAT => Ok(Frame::Heartbeat { channel }),
         other => Err(FrameError::new(
             DecodeError::UnknownFrameType(other),
             other,
             channel,
+            payload,
         )),
     }
 }

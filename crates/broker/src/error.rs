@@ -36,8 +36,12 @@ impl AmqpError {
         reply::is_hard(self.code)
     }
 
-    /// The reply text as sent on the wire.
+    /// The reply text as sent on the wire. RabbitMQ sends the bare name when there is no
+    /// explanation (541 `INTERNAL_ERROR`).
     pub fn reply_text(&self) -> String {
+        if self.text.is_empty() {
+            return reply::name(self.code).to_owned();
+        }
         format!("{} - {}", reply::name(self.code), self.text)
     }
 
@@ -94,3 +98,36 @@ impl std::fmt::Display for AmqpError {
 impl std::error::Error for AmqpError {}
 
 pub type AmqpResult<T> = Result<T, AmqpError>;
+
+/// A binary as Erlang's `~p` prints it, which RabbitMQ's error texts quote: `<<"text">>` when
+/// every byte is printable, `<<0,60,0,10>>` otherwise.
+pub fn erlang_binary(b: &[u8]) -> String {
+    let printable = !b.is_empty() && b.iter().all(|c| (32..127).contains(c));
+    if printable {
+        let mut s = String::from("<<\"");
+        for &c in b {
+            if c == b'"' || c == b'\\' {
+                s.push('\\');
+            }
+            s.push(c as char);
+        }
+        s.push_str("\">>");
+        s
+    } else {
+        let parts: Vec<String> = b.iter().map(|c| c.to_string()).collect();
+        format!("<<{}>>", parts.join(","))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binaries_print_as_erlang_does() {
+        assert_eq!(erlang_binary(b"abc"), "<<\"abc\">>");
+        assert_eq!(erlang_binary(&[0, 60, 0, 10]), "<<0,60,0,10>>");
+        assert_eq!(erlang_binary(b""), "<<>>");
+        assert_eq!(erlang_binary(&[0, 0, 5, 97, 98]), "<<0,0,5,97,98>>");
+    }
+}

@@ -174,7 +174,7 @@ impl VHost {
         let name = strip_cr_lf(&req.name);
         if req.passive {
             if name.is_empty() {
-                return Ok(());
+                return Err(default_exchange_refused());
             }
             let st = self.lock();
             return match st.exchanges.get(&name) {
@@ -280,9 +280,19 @@ impl VHost {
         Ok(())
     }
 
+    /// Removes a binding. Like RabbitMQ, removing one that does not exist (or whose exchange
+    /// or queue does not) is not an error.
     pub fn unbind(&self, b: Binding, conn_id: u64) -> AmqpResult<()> {
         let mut st = self.lock();
-        self.check_binding(&st, &b, conn_id)?;
+        if b.source.is_empty() || matches!(&b.destination, Destination::Exchange(x) if x.is_empty())
+        {
+            return Err(default_exchange_refused());
+        }
+        if let Destination::Queue(q) = &b.destination {
+            if let Some(h) = st.queues.get(q) {
+                check_exclusive(h, conn_id)?;
+            }
+        }
         let before = st.bindings.len();
         st.bindings.retain(|x| x != &b);
         if st.bindings.len() != before {

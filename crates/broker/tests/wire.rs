@@ -121,13 +121,8 @@ async fn tune_limits_are_enforced() {
         .into(),
     )
     .await;
-    assert_connection_close(
-        &c.method().await,
-        530,
-        "NOT_ALLOWED - negotiated frame_max = 200000 is higher than the maximum allowed value (131072)",
-        10,
-        31,
-    );
+    // RabbitMQ closes the socket on a failed negotiation without a connection.close.
+    assert!(c.frame().await.is_none());
     node.shutdown().await;
 }
 
@@ -170,6 +165,63 @@ async fn frames_on_an_unopened_channel_are_a_channel_error() {
     assert_eq!(
         (close.reply_code, close.class_id, close.method_id),
         (504, 60, 10)
+    );
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn undecodable_method_arguments_are_a_frame_error() {
+    let node = TestNode::start().await;
+    let mut c = RawClient::open(node.addr).await;
+    c.open_channel(1).await;
+    // queue.declare whose queue name claims 5 bytes but carries 2.
+    c.send_raw(&[1, 0, 1, 0, 0, 0, 9, 0, 50, 0, 10, 0, 0, 5, b'a', b'b', 0xCE])
+        .await;
+    assert_connection_close(
+        &c.method().await,
+        501,
+        "FRAME_ERROR - cannot decode <<0,0,5,97,98>>",
+        50,
+        10,
+    );
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn malformed_message_properties_are_an_internal_error() {
+    let node = TestNode::start().await;
+    let mut c = RawClient::open(node.addr).await;
+    c.open_channel(1).await;
+    let mut out = BytesMut::new();
+    write_method(&mut out, 1, &BasicPublish::default().into());
+    // A header whose flags announce a content-type that is not there.
+    out.extend_from_slice(&[
+        2, 0, 1, 0, 0, 0, 14, 0, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0x80, 0, 0xCE,
+    ]);
+    c.send_raw(&out).await;
+    assert_connection_close(&c.method().await, 541, "INTERNAL_ERROR", 0, 0);
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn channel_count_is_limited_by_channel_max() {
+    let node = TestNode::start().await;
+    let mut c = RawClient::open_with(node.addr, "PLAIN", plain("guest", "guest"), |t| {
+        ConnectionTuneOk {
+            channel_max: 2,
+            ..t
+        }
+    })
+    .await;
+    c.open_channel(1).await;
+    c.open_channel(7).await;
+    c.send(9, ChannelOpen::default().into()).await;
+    assert_connection_close(
+        &c.method().await,
+        530,
+        "NOT_ALLOWED - number of channels opened (2) has reached the negotiated channel_max (2)",
+        0,
+        0,
     );
     node.shutdown().await;
 }
@@ -350,7 +402,10 @@ async fn shutdown_closes_clients_with_320() {
     let node = TestNode::start().await;
     let mut c = RawClient::open(node.addr).await;
     c.open_channel(1).await;
-    let stop = tokio::spawn(node.shutdown());
+    let server_stopped = tokio::spawn(async move {
+        // The real shutdown path, waited for in full.
+        node.shutdown_and_wait().await
+    });
     assert_connection_close(
         &c.method().await,
         320,
@@ -359,7 +414,7 @@ async fn shutdown_closes_clients_with_320() {
         0,
     );
     c.send(0, ConnectionCloseOk {}.into()).await;
-    tokio::time::timeout(Duration::from_secs(5), stop)
+    tokio::time::timeout(Duration::from_secs(5), server_stopped)
         .await
         .expect("shutdown finishes")
         .unwrap();

@@ -79,7 +79,7 @@ impl Channel {
             None => 0,
             Some(v) => v.as_i64().ok_or_else(|| {
                 AmqpError::precondition_failed(format!(
-                    "invalid arg 'x-priority' for {}: {{unacceptable_type,{}}}",
+                    "invalid arg 'x-priority' for {}: \"expected integer, got {}\"",
                     crate::vhost::describe("queue", &queue_name, &ctx.vhost.name),
                     v.type_name()
                 ))

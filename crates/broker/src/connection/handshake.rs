@@ -3,6 +3,7 @@
 //! does them, with its limits and its refusal texts.
 
 use crate::auth::{self, LoginError, User};
+
 use crate::broker::Broker;
 use crate::error::AmqpError;
 use crate::vhost::VHost;
@@ -55,6 +56,9 @@ pub enum Refused {
     Gone,
     /// A protocol error: send connection.close with it, then close.
     Error(AmqpError),
+    /// Refused without a word to the client, as RabbitMQ refuses failed negotiations and
+    /// unusable SASL responses; the reason goes to the log.
+    Silent(String),
     /// Authentication failed (with the mechanism used); RabbitMQ tells the client why only
     /// if it announced the `authentication_failure_close` capability.
     Login {
@@ -202,20 +206,12 @@ async fn open_inner<S: AsyncRead + AsyncWrite + Unpin>(
     let caps = ClientCaps::from_properties(&start_ok.client_properties);
     let mechanism = start_ok.mechanism.as_str_lossy().into_owned();
     if !auth::MECHANISMS.split(' ').any(|m| m == mechanism) {
-        return Err(Refused::Error(
-            AmqpError::command_invalid(format!("unknown authentication mechanism '{mechanism}'"))
-                .in_method(ConnectionStartOk::CLASS_ID, ConnectionStartOk::METHOD_ID),
-        ));
+        return Err(Refused::Silent(format!(
+            "unknown authentication mechanism '{mechanism}'"
+        )));
     }
-    let (username, password) = match auth::credentials(&mechanism, &start_ok.response.0) {
-        Some(c) => c,
-        None => {
-            return Err(Refused::Login {
-                error: LoginError::BadCredentials(String::new()),
-                mechanism,
-                tell_client: caps.authentication_failure_close,
-            });
-        }
+    let Some((username, password)) = auth::credentials(&mechanism, &start_ok.response.0) else {
+        return Err(Refused::Silent(format!("malformed {mechanism} response")));
     };
     let from_loopback = match peer.ip() {
         std::net::IpAddr::V4(a) => a.is_loopback(),
@@ -297,14 +293,10 @@ async fn open_inner<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// RabbitMQ's `validate_negotiated_integer_value`: the client may lower a limit, not raise
-/// it, and 0 (no limit) counts as raising it when the server has one.
+/// it, and 0 (no limit) counts as raising it when the server has one. Like RabbitMQ, a failed
+/// negotiation closes the socket without a connection.close.
 fn negotiate(field: &str, client: u32, min: u32, server: u32) -> Result<(), Refused> {
-    let fail = |text: String| {
-        Err(Refused::Error(AmqpError::not_allowed(text).in_method(
-            ConnectionTuneOk::CLASS_ID,
-            ConnectionTuneOk::METHOD_ID,
-        )))
-    };
+    let fail = |text: String| Err(Refused::Silent(text));
     if client != 0 && client < min {
         return fail(format!(
             "negotiated {field} = {client} is lower than the minimum allowed value ({min})"

@@ -12,7 +12,7 @@ pub mod outbuf;
 
 use crate::broker::Broker;
 use crate::channel::{Channel, Ctx};
-use crate::error::AmqpError;
+use crate::error::{AmqpError, erlang_binary};
 use crate::limiter::Limiter;
 use crate::mailbox::{ConnHandle, ConnMsg};
 use bytes::BytesMut;
@@ -117,6 +117,10 @@ pub async fn serve<S>(
 async fn refuse<S: AsyncWrite + Unpin>(stream: &mut S, peer: SocketAddr, refused: Refused) {
     let close = match refused {
         Refused::Gone | Refused::BadHeader => None,
+        Refused::Silent(reason) => {
+            tracing::warn!(%peer, %reason, "connection refused");
+            None
+        }
         Refused::Error(e) => {
             tracing::warn!(%peer, error = %e, "connection refused");
             Some(e)
@@ -340,7 +344,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 Err(e) => {
                     // The stream cannot be parsed past a bad frame: nothing after it is read.
                     self.rbuf.clear();
-                    break Err(Stop::Error(frame_error(&e, self.frame_max)));
+                    tracing::warn!(peer = %self.peer, error = %e, "unparseable frame");
+                    break Err(frame_error(&e).map_or(Stop::Done, Stop::Error));
                 }
             }
         };
@@ -379,9 +384,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         match frame {
             Frame::Heartbeat { .. } => Ok(()),
             Frame::Method { channel: 0, method } => self.connection_method(method).await,
-            Frame::Header { channel: 0, .. } | Frame::Body { channel: 0, .. } => Err(Stop::Error(
-                AmqpError::unexpected_frame("expected method frame, got non method frame instead"),
-            )),
+            Frame::Header { channel: 0, header } => Err(Stop::Error(content_on_channel_zero(
+                warren_amqp::constants::FRAME_HEADER,
+                &header_payload(&header),
+            ))),
+            Frame::Body {
+                channel: 0,
+                payload,
+            } => Err(Stop::Error(content_on_channel_zero(
+                warren_amqp::constants::FRAME_BODY,
+                &payload,
+            ))),
             Frame::Method { channel, method } => self.channel_method(channel, method).await,
             Frame::Header { channel, header } => {
                 let r = {
@@ -431,18 +444,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     }
 
     async fn channel_method(&mut self, channel: u16, method: Method) -> Result<(), Stop> {
-        if channel > self.channel_max {
-            return Err(Stop::Error(
-                AmqpError::channel_error(format!(
-                    "channel {channel} is above the negotiated channel_max {}",
-                    self.channel_max
-                ))
-                .in_method(method.class_id(), method.method_id()),
-            ));
-        }
         match self.channels.get_mut(&channel) {
             None => match method {
                 Method::ChannelOpen(_) => {
+                    let open = self.channels.len();
+                    if self.channel_max != 0 && open >= self.channel_max as usize {
+                        return Err(Stop::Error(AmqpError::not_allowed(format!(
+                            "number of channels opened ({open}) has reached the negotiated channel_max ({})",
+                            self.channel_max
+                        ))));
+                    }
                     let key = self.next_channel_key;
                     self.next_channel_key += 1;
                     self.channels
@@ -593,36 +604,49 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     }
 }
 
-fn not_open(channel: u16) -> AmqpError {
-    AmqpError::channel_error(format!("expected 'channel.open' on channel {channel}"))
+fn not_open(_channel: u16) -> AmqpError {
+    AmqpError::channel_error("expected 'channel.open'")
 }
 
-/// The connection error for a frame that could not be parsed, in RabbitMQ's words.
-fn frame_error(e: &FrameError, frame_max: u32) -> AmqpError {
+fn content_on_channel_zero(frame_type: u8, payload: &[u8]) -> AmqpError {
+    AmqpError::unexpected_frame(format!(
+        "type {frame_type}, all octets = {}",
+        erlang_binary(payload)
+    ))
+}
+
+/// A content header's payload as it was on the wire, for error texts.
+fn header_payload(h: &warren_amqp::ContentHeader) -> Vec<u8> {
+    let mut v = Vec::with_capacity(12 + h.properties.as_bytes().len());
+    v.extend_from_slice(&h.class_id.to_be_bytes());
+    v.extend_from_slice(&h.weight.to_be_bytes());
+    v.extend_from_slice(&h.body_size.to_be_bytes());
+    v.extend_from_slice(h.properties.as_bytes());
+    v
+}
+
+/// What RabbitMQ does with a frame that could not be parsed: the reply it closes with, or
+/// `None` where it closes the socket without one (an unknown method).
+fn frame_error(e: &FrameError) -> Option<AmqpError> {
     use warren_amqp::DecodeError;
-    let err = match &e.error {
-        DecodeError::FrameTooLarge { size, .. } => AmqpError::frame_error(format!(
-            "frame size {} larger than negotiated maximum {}",
-            *size as usize + warren_amqp::constants::FRAME_OVERHEAD,
-            frame_max
+    let octets = erlang_binary(&e.octets);
+    let t = e.frame_type;
+    Some(match &e.error {
+        DecodeError::FrameTooLarge { size, max } => AmqpError::frame_error(format!(
+            "type {t}, all octets = <<>>: {{frame_too_large,{size},{}}}",
+            max.saturating_sub(warren_amqp::constants::FRAME_OVERHEAD as u32)
         )),
-        DecodeError::UnknownFrameType(t) => {
-            AmqpError::frame_error(format!("unknown frame type {t}"))
+        DecodeError::UnknownFrameType(_) => {
+            AmqpError::frame_error(format!("type {t}, all octets = {octets}: unknown_frame"))
         }
-        DecodeError::BadFrameEnd(b) => {
-            AmqpError::frame_error(format!("invalid frame end marker {b}"))
-        }
-        DecodeError::UnknownMethod {
-            class_id,
-            method_id,
-        } => AmqpError::command_invalid(format!("unknown method {class_id}/{method_id}")),
-        other => AmqpError::new(
-            other.reply_code(),
-            format!(
-                "cannot decode {}: {other}",
-                warren_amqp::methods::method_name(e.class_id, e.method_id).unwrap_or("frame")
-            ),
-        ),
-    };
-    err.in_method(e.class_id, e.method_id)
+        DecodeError::BadFrameEnd(b) => AmqpError::frame_error(format!(
+            "type {t}, all octets = {octets}: {{invalid_frame_end_marker,{b}}}"
+        )),
+        DecodeError::UnknownMethod { .. } => return None,
+        // A content header whose properties do not parse crashes RabbitMQ's channel, which
+        // closes the connection with a bare INTERNAL_ERROR.
+        _ if t == warren_amqp::constants::FRAME_HEADER => AmqpError::internal_error(""),
+        _ => AmqpError::frame_error(format!("cannot decode {octets}"))
+            .in_method(e.class_id, e.method_id),
+    })
 }

@@ -42,9 +42,18 @@ impl TestNode {
         format!("amqp://guest:guest@{}/%2f", self.addr)
     }
 
-    pub async fn shutdown(mut self) {
+    /// Stops the node the way SIGTERM does and waits until every connection has closed.
+    pub async fn shutdown_and_wait(mut self) {
         if let Some(s) = self.server.take() {
             s.shutdown().await;
+        }
+    }
+
+    /// Stops the node. Clients a test still holds would each keep it waiting for their
+    /// close-ok; the test's runtime ends soon anyway, so do not wait long for them.
+    pub async fn shutdown(mut self) {
+        if let Some(s) = self.server.take() {
+            let _ = tokio::time::timeout(Duration::from_millis(200), s.shutdown()).await;
         }
     }
 }
