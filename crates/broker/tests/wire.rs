@@ -461,3 +461,35 @@ async fn malformed_input_never_disturbs_other_clients() {
     assert!(matches!(good.method().await, Method::QueueDeclareOk(_)));
     node.shutdown().await;
 }
+
+#[tokio::test]
+async fn frames_sent_after_connection_close_do_not_reset_the_socket() {
+    // amqplib can write a channel's last ack after its connection.close; RabbitMQ reads and
+    // drops it. Closing the socket with those bytes unread would make the kernel send a reset
+    // that can destroy the close-ok before the client reads it.
+    let node = TestNode::start().await;
+    let mut c = RawClient::open(node.addr).await;
+    c.open_channel(1).await;
+    let mut out = BytesMut::new();
+    write_method(&mut out, 0, &ConnectionClose::default().into());
+    for tag in 1..50 {
+        write_method(
+            &mut out,
+            1,
+            &BasicAck {
+                delivery_tag: tag,
+                multiple: false,
+            }
+            .into(),
+        );
+    }
+    c.send_raw(&out).await;
+    assert!(matches!(c.method().await, Method::ConnectionCloseOk(_)));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    c.send_raw(&out[..20]).await;
+    assert!(
+        c.frame().await.is_none(),
+        "clean end of stream after close-ok"
+    );
+    node.shutdown().await;
+}

@@ -37,6 +37,9 @@ const OUT_PAUSE_MAIL: usize = 1 << 20;
 const OUT_PAUSE_READ: usize = 8 << 20;
 /// How long to wait for connection.close-ok after sending connection.close.
 const CLOSE_GRACE: Duration = Duration::from_secs(3);
+/// How long a closed connection waits for the client to close its socket (RabbitMQ's
+/// CLOSING_TIMEOUT, shortened to the heartbeat interval when that is shorter).
+const CLOSING_TIMEOUT: Duration = Duration::from_secs(30);
 
 enum Slot {
     Open(Box<Channel>),
@@ -46,8 +49,11 @@ enum Slot {
 
 /// Why the connection's loop ends.
 enum Stop {
-    /// The socket closed or failed, or the close handshake finished.
+    /// The socket closed or failed.
     Done,
+    /// The close handshake finished: the client may still be writing what it sent before it
+    /// saw our close-ok, so the socket is not dropped at once (see `linger`).
+    Closed,
     /// A hard protocol error: send connection.close and wait for close-ok.
     Error(AmqpError),
 }
@@ -106,6 +112,7 @@ pub async fn serve<S>(
         last_read: now,
         last_write: now,
         confirm_channels: Vec::new(),
+        cleaned_up: false,
         opened,
         peer,
     };
@@ -180,6 +187,7 @@ struct Connection<S> {
     last_write: Instant,
     /// Channels in confirm mode that published during the current batch.
     confirm_channels: Vec<u16>,
+    cleaned_up: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
@@ -284,6 +292,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     self.flush().await;
                     return;
                 }
+                Err(Stop::Closed) => {
+                    self.flush().await;
+                    self.cleanup().await;
+                    self.linger().await;
+                    return;
+                }
                 Err(Stop::Error(e)) => {
                     if self.closing_since.is_some() {
                         continue;
@@ -295,6 +309,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 }
             }
         }
+    }
+
+    /// After the close handshake, RabbitMQ leaves the socket to the client to close (up to a
+    /// timeout). Dropping it at once, with client bytes still unread, would make the kernel
+    /// answer with a reset, which can destroy our close-ok before the client reads it.
+    async fn linger(&mut self) {
+        let _ = self.writer.shutdown().await;
+        let limit = if !self.heartbeat.is_zero() && self.heartbeat < CLOSING_TIMEOUT {
+            self.heartbeat
+        } else {
+            CLOSING_TIMEOUT
+        };
+        let drain = async {
+            loop {
+                self.rbuf.clear();
+                match self.reader.read_buf(&mut self.rbuf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        };
+        let _ = tokio::time::timeout(limit, drain).await;
     }
 
     /// Writes what is pending, best effort, before the socket is dropped.
@@ -370,13 +406,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 Frame::Method {
                     channel: 0,
                     method: Method::ConnectionCloseOk(_),
-                } => Err(Stop::Done),
+                } => Err(Stop::Closed),
                 Frame::Method {
                     channel: 0,
                     method: Method::ConnectionClose(_),
                 } => {
                     self.out.method(0, &ConnectionCloseOk {}.into());
-                    Err(Stop::Done)
+                    Err(Stop::Closed)
                 }
                 _ => Ok(()),
             };
@@ -425,7 +461,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         match method {
             Method::ConnectionClose(_) => {
                 self.out.method(0, &ConnectionCloseOk {}.into());
-                Err(Stop::Done)
+                Err(Stop::Closed)
             }
             Method::ConnectionCloseOk(_) => Ok(()),
             Method::ConnectionUpdateSecret(_) => {
@@ -597,7 +633,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         }
     }
 
+    /// Releases what the connection holds (its channels' deliveries, its exclusive queues).
+    /// Runs once, when the close handshake ends or the socket goes.
     async fn cleanup(&mut self) {
+        if self.cleaned_up {
+            return;
+        }
+        self.cleaned_up = true;
         self.close_channels().await;
         self.vhost.connection_closed(self.handle.id).await;
         tracing::info!(peer = %self.peer, "connection closed");
