@@ -414,6 +414,8 @@ async fn shutdown_closes_clients_with_320() {
         0,
     );
     c.send(0, ConnectionCloseOk {}.into()).await;
+    assert!(c.frame().await.is_none(), "server closes after close-ok");
+    drop(c);
     tokio::time::timeout(Duration::from_secs(5), server_stopped)
         .await
         .expect("shutdown finishes")

@@ -113,6 +113,7 @@ pub async fn serve<S>(
         last_write: now,
         confirm_channels: Vec::new(),
         cleaned_up: false,
+        shutting_down: false,
         opened,
         peer,
     };
@@ -188,6 +189,7 @@ struct Connection<S> {
     /// Channels in confirm mode that published during the current batch.
     confirm_channels: Vec<u16>,
     cleaned_up: bool,
+    shutting_down: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
@@ -264,10 +266,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 }
             };
             let step = match event {
-                Event::Shutdown => Err(Stop::Error(AmqpError::new(
-                    reply::CONNECTION_FORCED,
-                    "broker forced connection closure with reason 'shutdown'",
-                ))),
+                Event::Shutdown => {
+                    self.shutting_down = true;
+                    Err(Stop::Error(AmqpError::new(
+                        reply::CONNECTION_FORCED,
+                        "broker forced connection closure with reason 'shutdown'",
+                    )))
+                }
                 Event::Read(Ok(0)) | Event::Read(Err(_)) => Err(Stop::Done),
                 Event::Read(Ok(_)) => {
                     self.last_read = Instant::now();
@@ -316,7 +321,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     /// answer with a reset, which can destroy our close-ok before the client reads it.
     async fn linger(&mut self) {
         let _ = self.writer.shutdown().await;
-        let limit = if !self.heartbeat.is_zero() && self.heartbeat < CLOSING_TIMEOUT {
+        let limit = if self.shutting_down {
+            // The node is stopping: give the client a moment, not the full timeout.
+            Duration::from_secs(1)
+        } else if !self.heartbeat.is_zero() && self.heartbeat < CLOSING_TIMEOUT {
             self.heartbeat
         } else {
             CLOSING_TIMEOUT
