@@ -64,7 +64,11 @@ impl OutBuf {
     ) {
         write_method(&mut self.tail, channel, method);
         write_header(&mut self.tail, channel, body_len, props);
-        let max_payload = (frame_max as usize).saturating_sub(FRAME_OVERHEAD).max(1);
+        // frame_max 0 means no limit was negotiated.
+        let max_payload = match frame_max {
+            0 => usize::MAX,
+            n => (n as usize).saturating_sub(FRAME_OVERHEAD).max(1),
+        };
         for chunk in body {
             let mut at = 0;
             while at < chunk.len() {

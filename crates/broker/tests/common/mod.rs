@@ -224,35 +224,28 @@ pub fn start_ok(mechanism: &str, response: Vec<u8>) -> Method {
 
 /// Asserts the method is a connection.close with this code, text and culprit.
 pub fn assert_connection_close(m: &Method, code: u16, text: &str, class_id: u16, method_id: u16) {
-    match m {
-        Method::ConnectionClose(c) => {
-            assert_eq!(
-                (
-                    c.reply_code,
-                    c.reply_text.as_str_lossy().as_ref(),
-                    c.class_id,
-                    c.method_id
-                ),
-                (code, text, class_id, method_id)
-            );
-        }
-        other => panic!("expected connection.close, got {other:?}"),
-    }
+    let Method::ConnectionClose(c) = m else {
+        panic!("expected connection.close, got {m:?}")
+    };
+    let got = (
+        c.reply_code,
+        c.reply_text.as_str_lossy(),
+        c.class_id,
+        c.method_id,
+    );
+    assert_eq!(got, (code, text.into(), class_id, method_id));
 }
 
+/// Asserts the method is a channel.close with this code, text and culprit.
 pub fn assert_channel_close(m: &Method, code: u16, text: &str, class_id: u16, method_id: u16) {
-    match m {
-        Method::ChannelClose(c) => {
-            assert_eq!(
-                (
-                    c.reply_code,
-                    c.reply_text.as_str_lossy().as_ref(),
-                    c.class_id,
-                    c.method_id
-                ),
-                (code, text, class_id, method_id)
-            );
-        }
-        other => panic!("expected channel.close, got {other:?}"),
-    }
+    let Method::ChannelClose(c) = m else {
+        panic!("expected channel.close, got {m:?}")
+    };
+    let got = (
+        c.reply_code,
+        c.reply_text.as_str_lossy(),
+        c.class_id,
+        c.method_id,
+    );
+    assert_eq!(got, (code, text.into(), class_id, method_id));
 }
