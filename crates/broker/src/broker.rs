@@ -25,6 +25,7 @@ pub struct Broker {
     vhosts: RwLock<HashMap<String, Arc<VHost>>>,
     reply_consumers: Mutex<HashMap<String, ReplyConsumer>>,
     next_connection_id: AtomicU64,
+    open_connections: AtomicU64,
 }
 
 impl Broker {
@@ -47,6 +48,7 @@ impl Broker {
             vhosts: RwLock::new(vhosts),
             reply_consumers: Mutex::new(HashMap::new()),
             next_connection_id: AtomicU64::new(1),
+            open_connections: AtomicU64::new(0),
         })
     }
 
@@ -56,6 +58,19 @@ impl Broker {
 
     pub fn next_connection_id(&self) -> u64 {
         self.next_connection_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Connections past their handshake and not yet closed.
+    pub fn open_connections(&self) -> u64 {
+        self.open_connections.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn connection_opened(&self) {
+        self.open_connections.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn connection_closed(&self) {
+        self.open_connections.fetch_sub(1, Ordering::Relaxed);
     }
 
     pub fn register_reply_consumer(&self, token: String, consumer: ReplyConsumer) {

@@ -85,6 +85,7 @@ pub async fn serve<S>(
     };
     tracing::info!(%peer, user = %opened.user.name, vhost = %opened.vhost.name, "connection opened");
     let id = broker.next_connection_id();
+    broker.connection_opened();
     let (tx, mailbox) = mpsc::unbounded_channel();
     let (reader, writer) = tokio::io::split(stream);
     let now = Instant::now();
@@ -648,6 +649,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             return;
         }
         self.cleaned_up = true;
+        self.broker.connection_closed();
         self.close_channels().await;
         self.vhost.connection_closed(self.handle.id).await;
         tracing::info!(peer = %self.peer, "connection closed");
