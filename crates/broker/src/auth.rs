@@ -110,6 +110,17 @@ impl Users {
         }
     }
 
+    /// Every user, sorted by name.
+    pub fn all(&self) -> Vec<User> {
+        let mut v: Vec<User> = self
+            .users
+            .read()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
     pub fn get(&self, name: &str) -> Option<User> {
         self.users.read().ok()?.get(name).cloned()
     }

@@ -3,7 +3,9 @@
 
 use crate::auth::{PasswordHash, User, Users};
 use crate::config::Config;
+use crate::definitions::{Definitions, UserDef, VhostDef};
 use crate::mailbox::ConnHandle;
+use crate::persist::{self, MetaStore};
 use crate::vhost::VHost;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +24,7 @@ pub struct ReplyConsumer {
 pub struct Broker {
     pub config: Config,
     pub users: Users,
+    pub meta: Arc<MetaStore>,
     vhosts: RwLock<HashMap<String, Arc<VHost>>>,
     reply_consumers: Mutex<HashMap<String, ReplyConsumer>>,
     next_connection_id: AtomicU64,
@@ -29,27 +32,98 @@ pub struct Broker {
 }
 
 impl Broker {
-    pub fn new(config: Config) -> Arc<Broker> {
+    /// Opens the node over its data directory: recreates the durable topology and users from
+    /// the definitions file if there is one, else starts with the default user and vhost `/`.
+    /// Must run inside the tokio runtime (queues are tasks).
+    pub fn open(config: Config) -> Result<Arc<Broker>, String> {
+        let dir = &config.node.data_dir;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create data directory {}: {e}", dir.display()))?;
+        let saved = persist::load(dir)?;
+        let meta = Arc::new(MetaStore::new(dir));
         let users = Users::default();
-        users.add(User {
-            name: config.auth.default_user.clone(),
-            password: PasswordHash::new(&config.auth.default_pass),
-            tags: vec!["administrator".to_owned()],
-            loopback_only: config
-                .auth
-                .loopback_users
-                .contains(&config.auth.default_user),
-        });
+        let loopback = |name: &str| config.auth.loopback_users.iter().any(|u| u == name);
+        match saved.as_ref().filter(|d| !d.users.is_empty()) {
+            Some(defs) => {
+                for u in &defs.users {
+                    let password = PasswordHash::from_rabbit_string(&u.password_hash)
+                        .ok_or_else(|| format!("user '{}': unreadable password hash", u.name))?;
+                    users.add(User {
+                        name: u.name.clone(),
+                        password,
+                        tags: u.tags.clone(),
+                        loopback_only: loopback(&u.name),
+                    });
+                }
+            }
+            None => users.add(User {
+                name: config.auth.default_user.clone(),
+                password: PasswordHash::new(&config.auth.default_pass),
+                tags: vec!["administrator".to_owned()],
+                loopback_only: loopback(&config.auth.default_user),
+            }),
+        }
+        let mut names: Vec<String> = saved
+            .as_ref()
+            .map(|d| d.vhosts.iter().map(|v| v.name.clone()).collect())
+            .unwrap_or_default();
+        if names.is_empty() {
+            names.push("/".to_owned());
+        }
         let mut vhosts = HashMap::new();
-        vhosts.insert("/".to_owned(), VHost::new("/"));
-        Arc::new(Broker {
+        for name in names {
+            let v = VHost::new(&name, meta.clone());
+            if let Some(defs) = &saved {
+                v.import(defs)?;
+            }
+            vhosts.insert(name, v);
+        }
+        let broker = Arc::new(Broker {
             config,
             users,
+            meta,
             vhosts: RwLock::new(vhosts),
             reply_consumers: Mutex::new(HashMap::new()),
             next_connection_id: AtomicU64::new(1),
             open_connections: AtomicU64::new(0),
-        })
+        });
+        if saved.is_none() {
+            // Record the default user (hashed) and vhost from the first start on.
+            broker.meta.bump();
+        }
+        Ok(broker)
+    }
+
+    /// The node's durable state, as written to the definitions file.
+    pub fn definitions(&self) -> Definitions {
+        let mut d = Definitions {
+            product_name: Some("warren".to_owned()),
+            product_version: Some(env!("CARGO_PKG_VERSION").to_owned()),
+            users: self
+                .users
+                .all()
+                .into_iter()
+                .map(|u| UserDef {
+                    name: u.name,
+                    password_hash: u.password.to_rabbit_string(),
+                    hashing_algorithm: "rabbit_password_hashing_sha256".to_owned(),
+                    tags: u.tags,
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let vhosts: Vec<Arc<VHost>> = match self.vhosts.read() {
+            Ok(v) => v.values().cloned().collect(),
+            Err(_) => Vec::new(),
+        };
+        for v in vhosts {
+            d.vhosts.push(VhostDef {
+                name: v.name.clone(),
+            });
+            v.export(&mut d);
+        }
+        d.vhosts.sort_by(|a, b| a.name.cmp(&b.name));
+        d
     }
 
     pub fn vhost(&self, name: &str) -> Option<Arc<VHost>> {

@@ -61,13 +61,6 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Err(e) = std::fs::create_dir_all(&config.node.data_dir) {
-        eprintln!(
-            "warren: cannot create data directory {}: {e}",
-            config.node.data_dir.display()
-        );
-        return ExitCode::from(2);
-    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -83,7 +76,13 @@ fn main() -> ExitCode {
 
 async fn run(config: Config) -> ExitCode {
     let node = config.node.name.clone();
-    let broker = Broker::new(config);
+    let broker = match Broker::open(config) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("warren: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let server = match Server::start(broker).await {
         Ok(s) => s,
         Err(e) => {

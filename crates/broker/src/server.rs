@@ -15,6 +15,7 @@ pub struct Server {
     pub local_addr: SocketAddr,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
+    meta_writer: tokio::task::JoinHandle<()>,
 }
 
 impl Server {
@@ -22,6 +23,13 @@ impl Server {
     pub async fn start(broker: Arc<Broker>) -> std::io::Result<Server> {
         let listener = TcpListener::bind(broker.config.amqp.listen).await?;
         let local_addr = listener.local_addr()?;
+        let meta_writer = {
+            let broker = broker.clone();
+            tokio::spawn(async move {
+                let b = broker.clone();
+                broker.meta.run_writer(move || b.definitions()).await
+            })
+        };
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(accept_loop(listener, broker, stopped));
         tracing::info!(%local_addr, "AMQP listener started");
@@ -29,6 +37,7 @@ impl Server {
             local_addr,
             stop,
             task,
+            meta_writer,
         })
     }
 
@@ -37,6 +46,7 @@ impl Server {
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = self.task.await;
+        self.meta_writer.abort();
     }
 }
 

@@ -5,7 +5,9 @@
 //! publishing. Checks and error texts follow RabbitMQ's `rabbit_channel`, `rabbit_exchange` and
 //! `rabbit_amqqueue`.
 
+use crate::definitions::{self, Definitions};
 use crate::error::{AmqpError, AmqpResult};
+use crate::persist::MetaStore;
 use crate::queue::{self, AutoDeleteHook, QueueHandle, QueueInfo};
 use crate::routing::headers::HeadersBinding;
 use crate::routing::{Binding, Destination, ExchangeKind, ExchangeSpec, Snapshot};
@@ -81,12 +83,38 @@ struct State {
     exchanges: HashMap<ShortStr, ExchangeDef>,
     queues: HashMap<ShortStr, QueueHandle>,
     bindings: Vec<Binding>,
+    /// Set by a change to something durable, so that the change is written to disk.
+    durable_changed: bool,
+}
+
+impl State {
+    /// Whether a binding outlives a restart: both of its ends must.
+    fn is_durable(&self, b: &Binding) -> bool {
+        let source = self.exchanges.get(&b.source).is_some_and(|x| x.durable);
+        let dest = match &b.destination {
+            Destination::Queue(q) => self.queues.get(q).is_some_and(|h| h.info().durable),
+            Destination::Exchange(x) => self.exchanges.get(x).is_some_and(|x| x.durable),
+        };
+        source && dest && !b.source.is_empty()
+    }
+
+    fn remove_bindings(&mut self, keep: impl Fn(&Binding) -> bool) -> Vec<Binding> {
+        let (kept, removed): (Vec<Binding>, Vec<Binding>) = std::mem::take(&mut self.bindings)
+            .into_iter()
+            .partition(|b| keep(b));
+        self.bindings = kept;
+        if removed.iter().any(|b| self.is_durable(b)) {
+            self.durable_changed = true;
+        }
+        removed
+    }
 }
 
 pub struct VHost {
     pub name: String,
     state: Mutex<State>,
     snapshot: ArcSwap<Snapshot>,
+    meta: Arc<MetaStore>,
     this: Weak<VHost>,
 }
 
@@ -96,11 +124,12 @@ pub fn describe(kind: &str, name: &ShortStr, vhost: &str) -> String {
 }
 
 impl VHost {
-    pub fn new(name: &str) -> Arc<VHost> {
+    pub fn new(name: &str, meta: Arc<MetaStore>) -> Arc<VHost> {
         let vhost = Arc::new_cyclic(|this| VHost {
             name: name.to_owned(),
             state: Mutex::new(State::default()),
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
+            meta,
             this: this.clone(),
         });
         {
@@ -128,7 +157,7 @@ impl VHost {
                     },
                 );
             }
-            vhost.publish(&st);
+            vhost.publish(&mut st);
         }
         vhost
     }
@@ -139,7 +168,9 @@ impl VHost {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn publish(&self, st: &State) {
+    /// Makes a change visible: a new routing snapshot, and, if something durable changed, a
+    /// definitions generation to wait for before replying.
+    fn publish(&self, st: &mut State) -> Option<u64> {
         let specs = st.exchanges.values().map(|x| ExchangeSpec {
             name: &x.name,
             kind: x.kind,
@@ -149,6 +180,16 @@ impl VHost {
         });
         self.snapshot
             .store(Arc::new(Snapshot::build(specs, &st.bindings, &st.queues)));
+        std::mem::take(&mut st.durable_changed).then(|| self.meta.bump())
+    }
+
+    /// Waits until a change is in the definitions file.
+    async fn persisted(&self, generation: Option<u64>) -> AmqpResult<()> {
+        let Some(g) = generation else { return Ok(()) };
+        self.meta
+            .wait(g)
+            .await
+            .map_err(|e| AmqpError::internal_error(format!("cannot write definitions: {e}")))
     }
 
     /// The current routing snapshot.
@@ -170,7 +211,12 @@ impl VHost {
 
     // ---- exchanges ----
 
-    pub fn declare_exchange(&self, req: ExchangeDeclare) -> AmqpResult<()> {
+    pub async fn declare_exchange(&self, req: ExchangeDeclare) -> AmqpResult<()> {
+        let generation = self.declare_exchange_now(req)?;
+        self.persisted(generation).await
+    }
+
+    fn declare_exchange_now(&self, req: ExchangeDeclare) -> AmqpResult<Option<u64>> {
         let name = strip_cr_lf(&req.name);
         if req.passive {
             if name.is_empty() {
@@ -178,7 +224,7 @@ impl VHost {
             }
             let st = self.lock();
             return match st.exchanges.get(&name) {
-                Some(_) => Ok(()),
+                Some(_) => Ok(None),
                 None => Err(self.no_exchange(&name)),
             };
         }
@@ -190,6 +236,7 @@ impl VHost {
         }
         let mut st = self.lock();
         let existing = st.exchanges.get(&name).cloned();
+        let mut generation = None;
         let def = match existing {
             Some(x) => x,
             None => {
@@ -212,7 +259,8 @@ impl VHost {
                     arguments: req.arguments.clone(),
                 };
                 st.exchanges.insert(name.clone(), def.clone());
-                self.publish(&st);
+                st.durable_changed |= def.durable;
+                generation = self.publish(&mut st);
                 def
             }
         };
@@ -221,10 +269,16 @@ impl VHost {
         field_equivalence("durable", req.durable, def.durable, &rs)?;
         field_equivalence("auto_delete", req.auto_delete, def.auto_delete, &rs)?;
         field_equivalence("internal", req.internal, def.internal, &rs)?;
-        args_equivalence(&def.arguments, &req.arguments, &["alternate-exchange"], &rs)
+        args_equivalence(&def.arguments, &req.arguments, &["alternate-exchange"], &rs)?;
+        Ok(generation)
     }
 
-    pub fn delete_exchange(&self, name: &ShortStr, if_unused: bool) -> AmqpResult<()> {
+    pub async fn delete_exchange(&self, name: &ShortStr, if_unused: bool) -> AmqpResult<()> {
+        let generation = self.delete_exchange_now(name, if_unused)?;
+        self.persisted(generation).await
+    }
+
+    fn delete_exchange_now(&self, name: &ShortStr, if_unused: bool) -> AmqpResult<Option<u64>> {
         let name = strip_cr_lf(name);
         if name.is_empty() {
             return Err(default_exchange_refused());
@@ -237,7 +291,7 @@ impl VHost {
         }
         let mut st = self.lock();
         if !st.exchanges.contains_key(&name) {
-            return Ok(());
+            return Ok(None);
         }
         if if_unused && st.bindings.iter().any(|b| b.source == name) {
             return Err(AmqpError::precondition_failed(format!(
@@ -246,8 +300,7 @@ impl VHost {
             )));
         }
         remove_exchange(&mut st, &name);
-        self.publish(&st);
-        Ok(())
+        Ok(self.publish(&mut st))
     }
 
     pub fn exchange(&self, name: &ShortStr) -> Option<ExchangeDef> {
@@ -257,7 +310,12 @@ impl VHost {
     // ---- bindings ----
 
     /// Adds a binding; `conn_id` is checked against exclusive destination queues.
-    pub fn bind(&self, b: Binding, conn_id: u64) -> AmqpResult<()> {
+    pub async fn bind(&self, b: Binding, conn_id: u64) -> AmqpResult<()> {
+        let generation = self.bind_now(b, conn_id)?;
+        self.persisted(generation).await
+    }
+
+    fn bind_now(&self, b: Binding, conn_id: u64) -> AmqpResult<Option<u64>> {
         let b = Binding {
             source: strip_cr_lf(&b.source),
             destination: match b.destination {
@@ -273,16 +331,22 @@ impl VHost {
                 HeadersBinding::parse(&b.arguments)?;
             }
         }
-        if !st.bindings.contains(&b) {
-            st.bindings.push(b);
-            self.publish(&st);
+        if st.bindings.contains(&b) {
+            return Ok(None);
         }
-        Ok(())
+        st.durable_changed |= st.is_durable(&b);
+        st.bindings.push(b);
+        Ok(self.publish(&mut st))
     }
 
     /// Removes a binding. Like RabbitMQ, removing one that does not exist (or whose exchange
     /// or queue does not) is not an error.
-    pub fn unbind(&self, b: Binding, conn_id: u64) -> AmqpResult<()> {
+    pub async fn unbind(&self, b: Binding, conn_id: u64) -> AmqpResult<()> {
+        let generation = self.unbind_now(b, conn_id)?;
+        self.persisted(generation).await
+    }
+
+    fn unbind_now(&self, b: Binding, conn_id: u64) -> AmqpResult<Option<u64>> {
         let mut st = self.lock();
         if b.source.is_empty() || matches!(&b.destination, Destination::Exchange(x) if x.is_empty())
         {
@@ -293,13 +357,11 @@ impl VHost {
                 check_exclusive(h, conn_id)?;
             }
         }
-        let before = st.bindings.len();
-        st.bindings.retain(|x| x != &b);
-        if st.bindings.len() != before {
-            auto_delete_exchange(&mut st, &b.source);
-            self.publish(&st);
+        if st.remove_bindings(|x| x != &b).is_empty() {
+            return Ok(None);
         }
-        Ok(())
+        auto_delete_exchange(&mut st, &b.source);
+        Ok(self.publish(&mut st))
     }
 
     fn check_binding(&self, st: &State, b: &Binding, conn_id: u64) -> AmqpResult<()> {
@@ -328,7 +390,13 @@ impl VHost {
 
     /// Declares a queue, or checks an existing one against the declaration. Returns its handle
     /// and whether it was created.
-    pub fn declare_queue(&self, req: QueueDeclare) -> AmqpResult<(QueueHandle, bool)> {
+    pub async fn declare_queue(&self, req: QueueDeclare) -> AmqpResult<(QueueHandle, bool)> {
+        let (handle, created, generation) = self.declare_queue_now(req)?;
+        self.persisted(generation).await?;
+        Ok((handle, created))
+    }
+
+    fn declare_queue_now(&self, req: QueueDeclare) -> AmqpResult<(QueueHandle, bool, Option<u64>)> {
         let mut st = self.lock();
         // Exclusive queues are never durable, whatever the client asked.
         let durable = req.durable && !req.exclusive;
@@ -342,7 +410,7 @@ impl VHost {
             field_equivalence("durable", durable, info.durable, &rs)?;
             field_equivalence("auto_delete", req.auto_delete, info.auto_delete, &rs)?;
             args_equivalence(&info.arguments, &req.arguments, QUEUE_EQUIVALENCE_ARGS, &rs)?;
-            return Ok((q.clone(), false));
+            return Ok((q.clone(), false, None));
         }
         let info = QueueInfo {
             id: NEXT_QUEUE_ID.fetch_add(1, Ordering::Relaxed),
@@ -353,20 +421,12 @@ impl VHost {
             auto_delete: req.auto_delete,
             arguments: req.arguments,
         };
-        let hook: Option<AutoDeleteHook> = if info.auto_delete {
-            let vhost = self.this.clone();
-            Some(Box::new(move |q: &QueueHandle| {
-                if let Some(v) = vhost.upgrade() {
-                    v.forget_queue(q);
-                }
-            }))
-        } else {
-            None
-        };
+        let hook = self.auto_delete_hook(&info);
+        st.durable_changed |= info.durable;
         let handle = queue::spawn(info, hook);
         st.queues.insert(req.name, handle.clone());
-        self.publish(&st);
-        Ok((handle, true))
+        let generation = self.publish(&mut st);
+        Ok((handle, true, generation))
     }
 
     /// Looks a queue up for use by connection `conn_id` (405 if another owns it).
@@ -395,30 +455,25 @@ impl VHost {
             Err(e) => return Err(e),
         };
         let n = q.delete(if_unused, if_empty).await?;
-        self.forget_queue(&q);
+        let generation = self.forget_queue(&q);
+        self.persisted(generation).await?;
         Ok(n)
     }
 
     /// Takes a queue (that has stopped or is stopping) out of the topology, with its bindings.
-    fn forget_queue(&self, q: &QueueHandle) {
+    fn forget_queue(&self, q: &QueueHandle) -> Option<u64> {
         let mut st = self.lock();
         if st.queues.get(q.name()).map(|h| h.id()) != Some(q.id()) {
-            return;
+            return None;
         }
-        st.queues.remove(q.name());
         let dest = Destination::Queue(q.name().clone());
-        let mut sources = Vec::new();
-        st.bindings.retain(|b| {
-            let keep = b.destination != dest;
-            if !keep {
-                sources.push(b.source.clone());
-            }
-            keep
-        });
-        for s in sources {
-            auto_delete_exchange(&mut st, &s);
+        let removed = st.remove_bindings(|b| b.destination != dest);
+        st.queues.remove(q.name());
+        st.durable_changed |= q.info().durable;
+        for b in removed {
+            auto_delete_exchange(&mut st, &b.source);
         }
-        self.publish(&st);
+        self.publish(&mut st)
     }
 
     /// A connection closed: its exclusive queues go with it.
@@ -432,24 +487,144 @@ impl VHost {
             .collect();
         for q in owned {
             let _ = q.delete(false, false).await;
-            self.forget_queue(&q);
+            // Exclusive queues are never durable: nothing to wait for.
+            let _ = self.forget_queue(&q);
         }
     }
 }
 
-fn remove_exchange(st: &mut State, name: &ShortStr) {
-    st.exchanges.remove(name);
-    let dest = Destination::Exchange(name.clone());
-    let mut sources = Vec::new();
-    st.bindings.retain(|b| {
-        if b.destination == dest {
-            sources.push(b.source.clone());
-            return false;
+impl VHost {
+    /// Adds this vhost's durable exchanges, queues and bindings to `defs`.
+    pub fn export(&self, defs: &mut Definitions) {
+        let st = self.lock();
+        let vhost = &self.name;
+        let mut exchanges: Vec<&ExchangeDef> = st
+            .exchanges
+            .values()
+            .filter(|x| x.durable && !x.name.is_empty() && !x.name.starts_with(b"amq."))
+            .collect();
+        exchanges.sort_by(|a, b| a.name.cmp(&b.name));
+        for x in exchanges {
+            defs.exchanges.push(definitions::ExchangeDef {
+                name: x.name.to_string(),
+                vhost: vhost.clone(),
+                kind: x.kind.as_str().to_owned(),
+                durable: x.durable,
+                auto_delete: x.auto_delete,
+                internal: x.internal,
+                arguments: definitions::table_to_json(&x.arguments),
+            });
         }
-        b.source != *name
-    });
-    for s in sources {
-        auto_delete_exchange(st, &s);
+        let mut queues: Vec<&QueueHandle> =
+            st.queues.values().filter(|q| q.info().durable).collect();
+        queues.sort_by(|a, b| a.name().cmp(b.name()));
+        for q in queues {
+            let info = q.info();
+            defs.queues.push(definitions::QueueDef {
+                name: info.name.to_string(),
+                vhost: vhost.clone(),
+                durable: true,
+                auto_delete: info.auto_delete,
+                arguments: definitions::table_to_json(&info.arguments),
+            });
+        }
+        for b in st.bindings.iter().filter(|b| st.is_durable(b)) {
+            let (destination_type, destination) = match &b.destination {
+                Destination::Queue(q) => ("queue", q),
+                Destination::Exchange(x) => ("exchange", x),
+            };
+            defs.bindings.push(definitions::BindingDef {
+                source: b.source.to_string(),
+                vhost: vhost.clone(),
+                destination: destination.to_string(),
+                destination_type: destination_type.to_owned(),
+                routing_key: b.routing_key.to_string(),
+                arguments: definitions::table_to_json(&b.arguments),
+            });
+        }
+    }
+
+    /// Recreates this vhost's durable exchanges, queues and bindings from `defs` (at start).
+    pub fn import(&self, defs: &Definitions) -> Result<(), String> {
+        let mut st = self.lock();
+        let mine = |v: &String| *v == self.name;
+        for x in defs.exchanges.iter().filter(|x| mine(&x.vhost)) {
+            let kind = ExchangeKind::parse(x.kind.as_bytes())
+                .ok_or_else(|| format!("exchange '{}': unknown type '{}'", x.name, x.kind))?;
+            let name = ShortStr::from(x.name.as_str());
+            st.exchanges.insert(
+                name.clone(),
+                ExchangeDef {
+                    name,
+                    kind,
+                    durable: x.durable,
+                    auto_delete: x.auto_delete,
+                    internal: x.internal,
+                    arguments: definitions::json_to_table(&x.arguments),
+                },
+            );
+        }
+        for q in defs.queues.iter().filter(|q| mine(&q.vhost)) {
+            let name = ShortStr::from(q.name.as_str());
+            if st.queues.contains_key(&name) {
+                continue;
+            }
+            let info = QueueInfo {
+                id: NEXT_QUEUE_ID.fetch_add(1, Ordering::Relaxed),
+                name: name.clone(),
+                vhost: self.name.clone(),
+                durable: q.durable,
+                exclusive_owner: None,
+                auto_delete: q.auto_delete,
+                arguments: definitions::json_to_table(&q.arguments),
+            };
+            let hook = self.auto_delete_hook(&info);
+            st.queues.insert(name, queue::spawn(info, hook));
+        }
+        for b in defs.bindings.iter().filter(|b| mine(&b.vhost)) {
+            let dest = ShortStr::from(b.destination.as_str());
+            let binding = Binding {
+                source: b.source.as_str().into(),
+                destination: if b.destination_type == "exchange" {
+                    Destination::Exchange(dest)
+                } else {
+                    Destination::Queue(dest)
+                },
+                routing_key: b.routing_key.as_str().into(),
+                arguments: definitions::json_to_table(&b.arguments),
+            };
+            if !st.bindings.contains(&binding) {
+                st.bindings.push(binding);
+            }
+        }
+        st.durable_changed = false;
+        self.publish(&mut st);
+        Ok(())
+    }
+
+    fn auto_delete_hook(&self, info: &QueueInfo) -> Option<AutoDeleteHook> {
+        if !info.auto_delete {
+            return None;
+        }
+        let vhost = self.this.clone();
+        Some(Box::new(move |q: &QueueHandle| {
+            if let Some(v) = vhost.upgrade() {
+                let _ = v.forget_queue(q);
+            }
+        }))
+    }
+}
+
+fn remove_exchange(st: &mut State, name: &ShortStr) {
+    let dest = Destination::Exchange(name.clone());
+    let removed = st.remove_bindings(|b| b.destination != dest && b.source != *name);
+    if let Some(x) = st.exchanges.remove(name) {
+        st.durable_changed |= x.durable;
+    }
+    for b in removed {
+        if b.source != *name {
+            auto_delete_exchange(st, &b.source);
+        }
     }
 }
 

@@ -13,7 +13,11 @@ async fn node() -> (Server, String) {
 async fn node_and_broker() -> (Server, String, std::sync::Arc<Broker>) {
     let mut config = Config::default();
     config.amqp.listen = "127.0.0.1:0".parse().unwrap();
-    let broker = Broker::new(config);
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    config.node.data_dir =
+        std::env::temp_dir().join(format!("warren-perf-test-{}-{n}", std::process::id()));
+    let broker = Broker::open(config).unwrap();
     let server = Server::start(broker.clone()).await.unwrap();
     let uri = format!("amqp://guest:guest@{}/%2f", server.local_addr);
     (server, uri, broker)

@@ -15,62 +15,72 @@ impl Channel {
         }
     }
 
-    pub(super) fn exchange_declare(
+    pub(super) async fn exchange_declare(
         &mut self,
         ctx: &mut Ctx<'_>,
         m: ExchangeDeclare,
     ) -> AmqpResult<()> {
-        ctx.vhost.declare_exchange(vhost::ExchangeDeclare {
-            name: m.exchange,
-            kind: m.kind,
-            passive: m.passive,
-            durable: m.durable,
-            auto_delete: m.auto_delete,
-            internal: m.internal,
-            arguments: m.arguments,
-        })?;
+        ctx.vhost
+            .declare_exchange(vhost::ExchangeDeclare {
+                name: m.exchange,
+                kind: m.kind,
+                passive: m.passive,
+                durable: m.durable,
+                auto_delete: m.auto_delete,
+                internal: m.internal,
+                arguments: m.arguments,
+            })
+            .await?;
         self.reply(ctx, m.nowait, ExchangeDeclareOk {});
         Ok(())
     }
 
-    pub(super) fn exchange_delete(
+    pub(super) async fn exchange_delete(
         &mut self,
         ctx: &mut Ctx<'_>,
         m: ExchangeDelete,
     ) -> AmqpResult<()> {
-        ctx.vhost.delete_exchange(&m.exchange, m.if_unused)?;
+        ctx.vhost.delete_exchange(&m.exchange, m.if_unused).await?;
         self.reply(ctx, m.nowait, ExchangeDeleteOk {});
         Ok(())
     }
 
-    pub(super) fn exchange_bind(&mut self, ctx: &mut Ctx<'_>, m: ExchangeBind) -> AmqpResult<()> {
-        ctx.vhost.bind(
-            Binding {
-                source: m.source,
-                destination: Destination::Exchange(m.destination),
-                routing_key: m.routing_key,
-                arguments: m.arguments,
-            },
-            ctx.conn.id,
-        )?;
+    pub(super) async fn exchange_bind(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        m: ExchangeBind,
+    ) -> AmqpResult<()> {
+        ctx.vhost
+            .bind(
+                Binding {
+                    source: m.source,
+                    destination: Destination::Exchange(m.destination),
+                    routing_key: m.routing_key,
+                    arguments: m.arguments,
+                },
+                ctx.conn.id,
+            )
+            .await?;
         self.reply(ctx, m.nowait, ExchangeBindOk {});
         Ok(())
     }
 
-    pub(super) fn exchange_unbind(
+    pub(super) async fn exchange_unbind(
         &mut self,
         ctx: &mut Ctx<'_>,
         m: ExchangeUnbind,
     ) -> AmqpResult<()> {
-        ctx.vhost.unbind(
-            Binding {
-                source: strip_cr_lf(&m.source),
-                destination: Destination::Exchange(strip_cr_lf(&m.destination)),
-                routing_key: m.routing_key,
-                arguments: m.arguments,
-            },
-            ctx.conn.id,
-        )?;
+        ctx.vhost
+            .unbind(
+                Binding {
+                    source: strip_cr_lf(&m.source),
+                    destination: Destination::Exchange(strip_cr_lf(&m.destination)),
+                    routing_key: m.routing_key,
+                    arguments: m.arguments,
+                },
+                ctx.conn.id,
+            )
+            .await?;
         self.reply(ctx, m.nowait, ExchangeUnbindOk {});
         Ok(())
     }
@@ -92,14 +102,17 @@ impl Channel {
                 check_queue_name(&name)?;
                 name
             };
-            let (q, created) = ctx.vhost.declare_queue(vhost::QueueDeclare {
-                name: name.clone(),
-                durable: m.durable,
-                exclusive: m.exclusive,
-                auto_delete: m.auto_delete,
-                arguments: m.arguments,
-                conn_id: ctx.conn.id,
-            })?;
+            let (q, created) = ctx
+                .vhost
+                .declare_queue(vhost::QueueDeclare {
+                    name: name.clone(),
+                    durable: m.durable,
+                    exclusive: m.exclusive,
+                    auto_delete: m.auto_delete,
+                    arguments: m.arguments,
+                    conn_id: ctx.conn.id,
+                })
+                .await?;
             let counts = if created { (0, 0) } else { q.counts().await? };
             (name, counts)
         };
@@ -133,32 +146,40 @@ impl Channel {
         Ok((resolved, strip_cr_lf(&exchange), key))
     }
 
-    pub(super) fn queue_bind(&mut self, ctx: &mut Ctx<'_>, m: QueueBind) -> AmqpResult<()> {
+    pub(super) async fn queue_bind(&mut self, ctx: &mut Ctx<'_>, m: QueueBind) -> AmqpResult<()> {
         let (queue, source, routing_key) = self.binding_for(&m.queue, m.exchange, m.routing_key)?;
-        ctx.vhost.bind(
-            Binding {
-                source,
-                destination: Destination::Queue(queue),
-                routing_key,
-                arguments: m.arguments,
-            },
-            ctx.conn.id,
-        )?;
+        ctx.vhost
+            .bind(
+                Binding {
+                    source,
+                    destination: Destination::Queue(queue),
+                    routing_key,
+                    arguments: m.arguments,
+                },
+                ctx.conn.id,
+            )
+            .await?;
         self.reply(ctx, m.nowait, QueueBindOk {});
         Ok(())
     }
 
-    pub(super) fn queue_unbind(&mut self, ctx: &mut Ctx<'_>, m: QueueUnbind) -> AmqpResult<()> {
+    pub(super) async fn queue_unbind(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        m: QueueUnbind,
+    ) -> AmqpResult<()> {
         let (queue, source, routing_key) = self.binding_for(&m.queue, m.exchange, m.routing_key)?;
-        ctx.vhost.unbind(
-            Binding {
-                source,
-                destination: Destination::Queue(queue),
-                routing_key,
-                arguments: m.arguments,
-            },
-            ctx.conn.id,
-        )?;
+        ctx.vhost
+            .unbind(
+                Binding {
+                    source,
+                    destination: Destination::Queue(queue),
+                    routing_key,
+                    arguments: m.arguments,
+                },
+                ctx.conn.id,
+            )
+            .await?;
         self.reply(ctx, false, QueueUnbindOk {});
         Ok(())
     }

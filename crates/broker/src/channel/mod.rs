@@ -102,13 +102,13 @@ impl Channel {
                 self.content = Content::Header(m);
                 Ok(())
             }
-            Method::ExchangeDeclare(m) => self.exchange_declare(ctx, m),
-            Method::ExchangeDelete(m) => self.exchange_delete(ctx, m),
-            Method::ExchangeBind(m) => self.exchange_bind(ctx, m),
-            Method::ExchangeUnbind(m) => self.exchange_unbind(ctx, m),
+            Method::ExchangeDeclare(m) => self.exchange_declare(ctx, m).await,
+            Method::ExchangeDelete(m) => self.exchange_delete(ctx, m).await,
+            Method::ExchangeBind(m) => self.exchange_bind(ctx, m).await,
+            Method::ExchangeUnbind(m) => self.exchange_unbind(ctx, m).await,
             Method::QueueDeclare(m) => self.queue_declare(ctx, m).await,
-            Method::QueueBind(m) => self.queue_bind(ctx, m),
-            Method::QueueUnbind(m) => self.queue_unbind(ctx, m),
+            Method::QueueBind(m) => self.queue_bind(ctx, m).await,
+            Method::QueueUnbind(m) => self.queue_unbind(ctx, m).await,
             Method::QueuePurge(m) => self.queue_purge(ctx, m).await,
             Method::QueueDelete(m) => self.queue_delete(ctx, m).await,
             Method::BasicQos(m) => self.qos(ctx, m),

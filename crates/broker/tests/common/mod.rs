@@ -17,7 +17,17 @@ use warren_broker::{Broker, Config, Server};
 pub struct TestNode {
     pub addr: SocketAddr,
     pub broker: Arc<Broker>,
+    pub data_dir: std::path::PathBuf,
     server: Option<Server>,
+}
+
+/// A fresh directory for one node's data, under the system's temporary folder.
+pub fn temp_data_dir() -> std::path::PathBuf {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("warren-test-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
 }
 
 impl TestNode {
@@ -28,14 +38,23 @@ impl TestNode {
     pub async fn start_with(f: impl FnOnce(&mut Config)) -> TestNode {
         let mut config = Config::default();
         config.amqp.listen = "127.0.0.1:0".parse().unwrap();
+        config.node.data_dir = temp_data_dir();
         f(&mut config);
-        let broker = Broker::new(config);
+        let data_dir = config.node.data_dir.clone();
+        let broker = Broker::open(config).expect("open the node");
         let server = Server::start(broker.clone()).await.expect("listen");
         TestNode {
             addr: server.local_addr,
             broker,
+            data_dir,
             server: Some(server),
         }
+    }
+
+    /// A node over an existing data directory, as after a restart.
+    pub async fn start_in(dir: &std::path::Path) -> TestNode {
+        let dir = dir.to_path_buf();
+        Self::start_with(move |c| c.node.data_dir = dir).await
     }
 
     pub fn url(&self) -> String {

@@ -1,0 +1,207 @@
+//! What survives a restart: durable exchanges, queues and bindings (and users, hashed) come
+//! back from the definitions file; non-durable ones do not.
+
+mod common;
+
+use common::{TestNode, temp_data_dir};
+use lapin::options::*;
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
+
+async fn channel(node: &TestNode) -> (Connection, Channel) {
+    let conn = Connection::connect(&node.url(), ConnectionProperties::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    (conn, ch)
+}
+
+async fn queue_exists(ch: &Channel, q: &str) -> bool {
+    ch.queue_declare(
+        q.into(),
+        QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .is_ok()
+}
+
+#[tokio::test]
+async fn durable_topology_survives_a_restart_and_transient_does_not() {
+    let dir = temp_data_dir();
+    {
+        let node = TestNode::start_in(&dir).await;
+        let (_conn, ch) = channel(&node).await;
+        let mut args = FieldTable::default();
+        args.insert("x-max-length".into(), AMQPValue::LongInt(100));
+        ch.exchange_declare(
+            "keep-x".into(),
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+        ch.exchange_declare(
+            "lose-x".into(),
+            ExchangeKind::Fanout,
+            ExchangeDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+        ch.queue_declare(
+            "keep-q".into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            args,
+        )
+        .await
+        .unwrap();
+        ch.queue_declare(
+            "lose-q".into(),
+            QueueDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+        ch.queue_bind(
+            "keep-q".into(),
+            "keep-x".into(),
+            "a.#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+        ch.queue_bind(
+            "lose-q".into(),
+            "keep-x".into(),
+            "b.#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+        node.shutdown().await;
+    }
+    let text = std::fs::read_to_string(dir.join("definitions.json")).unwrap();
+    assert!(
+        text.contains("keep-q") && !text.contains("lose-q"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("\"guest\"") || text.contains("password_hash"),
+        "users are stored hashed"
+    );
+    assert!(!text.contains("\"password\""), "no plain passwords");
+
+    let node = TestNode::start_in(&dir).await;
+    let (conn, ch) = channel(&node).await;
+    assert!(queue_exists(&ch, "keep-q").await);
+    // The argument came back, so an inequivalent redeclaration is still refused.
+    let mut other = FieldTable::default();
+    other.insert("x-max-length".into(), AMQPValue::LongInt(5));
+    assert!(
+        ch.queue_declare(
+            "keep-q".into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            other
+        )
+        .await
+        .is_err()
+    );
+    let ch = conn.create_channel().await.unwrap();
+    assert!(!queue_exists(&ch, "lose-q").await);
+    let ch = conn.create_channel().await.unwrap();
+    ch.exchange_declare(
+        "keep-x".into(),
+        ExchangeKind::Topic,
+        ExchangeDeclareOptions {
+            passive: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        ch.exchange_declare(
+            "lose-x".into(),
+            ExchangeKind::Fanout,
+            ExchangeDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default()
+        )
+        .await
+        .is_err()
+    );
+    // The durable binding routes again.
+    let ch = conn.create_channel().await.unwrap();
+    ch.basic_publish(
+        "keep-x".into(),
+        "a.b".into(),
+        BasicPublishOptions::default(),
+        b"routed",
+        lapin::BasicProperties::default(),
+    )
+    .await
+    .unwrap();
+    let got = ch
+        .basic_get("keep-q".into(), BasicGetOptions { no_ack: true })
+        .await
+        .unwrap();
+    assert_eq!(got.map(|m| m.delivery.data), Some(b"routed".to_vec()));
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn deleting_durable_things_is_remembered() {
+    let dir = temp_data_dir();
+    {
+        let node = TestNode::start_in(&dir).await;
+        let (_conn, ch) = channel(&node).await;
+        ch.queue_declare(
+            "gone-q".into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+        ch.queue_delete("gone-q".into(), QueueDeleteOptions::default())
+            .await
+            .unwrap();
+        node.shutdown().await;
+    }
+    let node = TestNode::start_in(&dir).await;
+    let (_conn, ch) = channel(&node).await;
+    assert!(!queue_exists(&ch, "gone-q").await);
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_corrupt_definitions_file_stops_the_node_with_a_clear_error() {
+    let dir = temp_data_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("definitions.json"), b"{ not json").unwrap();
+    let mut config = warren_broker::Config::default();
+    config.node.data_dir = dir.clone();
+    let err = warren_broker::Broker::open(config).err().expect("refused");
+    assert!(err.contains("definitions.json"), "{err}");
+}
