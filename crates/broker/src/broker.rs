@@ -6,7 +6,7 @@ use crate::config::Config;
 use crate::definitions::{Definitions, UserDef, VhostDef};
 use crate::mailbox::ConnHandle;
 use crate::persist::{self, MetaStore};
-use crate::vhost::VHost;
+use crate::vhost::{StoreSettings, VHost};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -70,9 +70,16 @@ impl Broker {
         if names.is_empty() {
             names.push("/".to_owned());
         }
+        // Transient queues' pages from an earlier run are garbage now.
+        let _ = std::fs::remove_dir_all(dir.join("transient"));
+        let store = StoreSettings {
+            data_dir: dir.clone(),
+            segment_bytes: config.store.segment_bytes,
+            queue_memory_bytes: config.store.queue_memory_bytes,
+        };
         let mut vhosts = HashMap::new();
         for name in names {
-            let v = VHost::new(&name, meta.clone());
+            let v = VHost::new(&name, meta.clone(), store.clone());
             if let Some(defs) = &saved {
                 v.import(defs)?;
             }

@@ -12,6 +12,26 @@ pub struct Config {
     pub amqp: AmqpConfig,
     pub node: NodeConfig,
     pub auth: AuthConfig,
+    pub store: StoreConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Size at which a queue's log segment is closed and a new one begun.
+    pub segment_bytes: u64,
+    /// Body bytes of ready messages each queue keeps in memory; beyond that, messages wait on
+    /// disk until they near the head of the queue.
+    pub queue_memory_bytes: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            segment_bytes: 16 << 20,
+            queue_memory_bytes: 8 << 20,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

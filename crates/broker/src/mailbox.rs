@@ -35,6 +35,13 @@ pub enum ConnMsg {
         channel_key: u64,
         consumer_tag: ShortStr,
     },
+    /// Publishes on a channel are now on disk in one queue (or could not be written).
+    Confirmed {
+        channel: u16,
+        channel_key: u64,
+        seqs: Vec<u64>,
+        ok: bool,
+    },
     /// Close the connection from the server side (admin action).
     Close {
         code: u16,

@@ -8,7 +8,7 @@
 use crate::definitions::{self, Definitions};
 use crate::error::{AmqpError, AmqpResult};
 use crate::persist::MetaStore;
-use crate::queue::{self, AutoDeleteHook, QueueHandle, QueueInfo};
+use crate::queue::{self, AutoDeleteHook, QueueHandle, QueueInfo, StoreConfig};
 use crate::routing::headers::HeadersBinding;
 use crate::routing::{Binding, Destination, ExchangeKind, ExchangeSpec, Snapshot};
 use arc_swap::ArcSwap;
@@ -115,7 +115,48 @@ pub struct VHost {
     state: Mutex<State>,
     snapshot: ArcSwap<Snapshot>,
     meta: Arc<MetaStore>,
+    store: StoreSettings,
     this: Weak<VHost>,
+}
+
+/// Where queues of this node keep messages on disk, and how much they keep in memory.
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    pub data_dir: std::path::PathBuf,
+    pub segment_bytes: u64,
+    pub queue_memory_bytes: u64,
+}
+
+impl StoreSettings {
+    /// A durable queue's log directory: stable across restarts, named by a hash of the vhost
+    /// and queue names (which may hold any bytes).
+    pub fn durable_dir(&self, vhost: &str, queue: &ShortStr) -> std::path::PathBuf {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(vhost.as_bytes());
+        h.update([0]);
+        h.update(queue.as_bytes());
+        let hex: String = h.finalize()[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        self.data_dir.join("queues").join(hex)
+    }
+
+    /// A transient queue's log directory, used only if it pages messages out; the whole
+    /// `transient` directory is emptied at start.
+    pub fn transient_dir(&self, id: u64) -> std::path::PathBuf {
+        self.data_dir.join("transient").join(id.to_string())
+    }
+
+    fn config(&self, dir: std::path::PathBuf, arguments: &FieldTable) -> StoreConfig {
+        let lazy = matches!(arguments.get("x-queue-mode"), Some(FieldValue::LongStr(m)) if m.as_ref() == b"lazy");
+        StoreConfig {
+            dir,
+            segment_bytes: self.segment_bytes,
+            memory_bytes: if lazy { 0 } else { self.queue_memory_bytes },
+        }
+    }
 }
 
 /// "exchange 'x' in vhost '/'", as RabbitMQ names resources in its messages.
@@ -124,12 +165,13 @@ pub fn describe(kind: &str, name: &ShortStr, vhost: &str) -> String {
 }
 
 impl VHost {
-    pub fn new(name: &str, meta: Arc<MetaStore>) -> Arc<VHost> {
+    pub fn new(name: &str, meta: Arc<MetaStore>, store: StoreSettings) -> Arc<VHost> {
         let vhost = Arc::new_cyclic(|this| VHost {
             name: name.to_owned(),
             state: Mutex::new(State::default()),
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
             meta,
+            store,
             this: this.clone(),
         });
         {
@@ -423,7 +465,16 @@ impl VHost {
         };
         let hook = self.auto_delete_hook(&info);
         st.durable_changed |= info.durable;
-        let handle = queue::spawn(info, hook);
+        let dir = if info.durable {
+            let dir = self.store.durable_dir(&self.name, &info.name);
+            // A new queue starts empty, whatever an earlier queue of that name left behind.
+            let _ = std::fs::remove_dir_all(&dir);
+            dir
+        } else {
+            self.store.transient_dir(info.id)
+        };
+        let start = queue::empty(self.store.config(dir, &info.arguments));
+        let handle = queue::spawn(info, hook, start);
         st.queues.insert(req.name, handle.clone());
         let generation = self.publish(&mut st);
         Ok((handle, true, generation))
@@ -579,7 +630,13 @@ impl VHost {
                 arguments: definitions::json_to_table(&q.arguments),
             };
             let hook = self.auto_delete_hook(&info);
-            st.queues.insert(name, queue::spawn(info, hook));
+            let dir = self.store.durable_dir(&self.name, &info.name);
+            let (start, repairs) = queue::recover(self.store.config(dir, &info.arguments))
+                .map_err(|e| format!("queue '{}': cannot open its log: {e}", q.name))?;
+            for r in repairs {
+                tracing::warn!(queue = %q.name, vhost = %self.name, "{r}");
+            }
+            st.queues.insert(name, queue::spawn(info, hook, start));
         }
         for b in defs.bindings.iter().filter(|b| mine(&b.vhost)) {
             let dest = ShortStr::from(b.destination.as_str());

@@ -9,7 +9,7 @@
 
 use crate::record::{FRAME, Framed, StoredMessage, unframe};
 use bytes::{BufMut, Bytes, BytesMut};
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
@@ -44,16 +44,20 @@ pub struct Run {
 pub struct Recovered {
     /// Live persistent messages, in order.
     pub runs: Vec<Run>,
-    /// Messages that had been delivered before: they come back marked redelivered.
-    pub delivered: BTreeSet<u64>,
+    /// Messages (segment, offset) that had been delivered before: they come back marked
+    /// redelivered.
+    pub delivered: HashSet<(u64, u64)>,
     /// The next sequence number to use.
     pub next_seq: u64,
     /// Problems found and repaired, for the log.
     pub repairs: Vec<String>,
 }
 
+/// Sidecar marks name records by their offset in the segment, so a whole run can be dropped
+/// with one mark, without reading it.
 const ACK: u8 = 1;
 const DELIVERED: u8 = 2;
+const ACK_RANGE: u8 = 3;
 
 struct Segment {
     /// Records not yet acknowledged.
@@ -139,7 +143,10 @@ impl QueueLog {
         }
         let offset = self.written + self.pending.len() as u64;
         let len = m.encode(&mut self.pending) as u32;
-        self.segments.entry(self.current).or_insert(Segment { live: 0 }).live += 1;
+        self.segments
+            .entry(self.current)
+            .or_insert(Segment { live: 0 })
+            .live += 1;
         Ok(Position {
             segment: self.current,
             offset,
@@ -219,7 +226,8 @@ impl QueueLog {
     /// `len` bytes at `offset` of a segment, through the read-ahead cache.
     fn bytes_at(&mut self, segment: u64, offset: u64, len: usize) -> io::Result<Bytes> {
         if let Some((s, start, buf)) = &self.cache {
-            if *s == segment && offset >= *start && offset + len as u64 <= start + buf.len() as u64 {
+            if *s == segment && offset >= *start && offset + len as u64 <= start + buf.len() as u64
+            {
                 let at = (offset - start) as usize;
                 return Ok(buf.slice(at..at + len));
             }
@@ -227,7 +235,10 @@ impl QueueLog {
         let want = len.max(READ_AHEAD);
         let mut buf = vec![0u8; want];
         let n = if segment == self.current {
-            let f = self.file.as_ref().ok_or_else(|| io::Error::other("no segment open"))?;
+            let f = self
+                .file
+                .as_ref()
+                .ok_or_else(|| io::Error::other("no segment open"))?;
             read_up_to(f, &mut buf, offset)?
         } else {
             let f = File::open(seg_path(&self.dir, segment))?;
@@ -236,7 +247,10 @@ impl QueueLog {
         if n < len {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
-                format!("segment {segment:x} ends before offset {}", offset + len as u64),
+                format!(
+                    "segment {segment:x} ends before offset {}",
+                    offset + len as u64
+                ),
             ));
         }
         buf.truncate(n);
@@ -247,25 +261,38 @@ impl QueueLog {
     }
 
     /// Notes that a message is acknowledged (or dropped); its segment goes when all are.
-    pub fn ack(&mut self, pos: &Position, seq: u64) {
-        self.mark(pos.segment, ACK, seq);
-        if let Some(s) = self.segments.get_mut(&pos.segment) {
-            s.live = s.live.saturating_sub(1);
-        }
-        self.maybe_delete(pos.segment);
+    pub fn ack(&mut self, pos: &Position) {
+        self.mark(pos.segment, ACK, pos.offset, None);
+        self.forget(pos.segment, 1);
+    }
+
+    /// Drops every record of a run that was never read (a purge or a queue overflow).
+    pub fn ack_run(&mut self, run: &Run) {
+        self.mark(run.segment, ACK_RANGE, run.offset, Some(run.end));
+        self.forget(run.segment, run.count);
     }
 
     /// Notes that a message was handed to a consumer, so it comes back marked redelivered.
-    pub fn delivered(&mut self, pos: &Position, seq: u64) {
-        self.mark(pos.segment, DELIVERED, seq);
+    pub fn delivered(&mut self, pos: &Position) {
+        self.mark(pos.segment, DELIVERED, pos.offset, None);
     }
 
-    fn mark(&mut self, segment: u64, kind: u8, seq: u64) {
+    fn forget(&mut self, segment: u64, n: u64) {
+        if let Some(s) = self.segments.get_mut(&segment) {
+            s.live = s.live.saturating_sub(n);
+        }
+        self.maybe_delete(segment);
+    }
+
+    fn mark(&mut self, segment: u64, kind: u8, offset: u64, end: Option<u64>) {
         let buf = self.marks.entry(segment).or_default();
         let start = buf.len();
         buf.put_u64(0);
         buf.put_u8(kind);
-        buf.put_u64(seq);
+        buf.put_u64(offset);
+        if let Some(end) = end {
+            buf.put_u64(end);
+        }
         crate::record::seal(buf, start);
     }
 
@@ -326,43 +353,60 @@ fn read_up_to(f: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     Ok(n)
 }
 
-/// Reads a sidecar: the sequences acknowledged and delivered in a segment. A torn tail (a
-/// crash mid-write) just ends it.
-fn read_marks(path: &Path) -> io::Result<(HashSet<u64>, Vec<u64>)> {
-    let mut acked = HashSet::new();
-    let mut delivered = Vec::new();
+/// What a segment's sidecar says: offsets of acknowledged records (singly and in ranges) and
+/// of delivered ones.
+#[derive(Default)]
+struct Marks {
+    acked: HashSet<u64>,
+    ranges: Vec<(u64, u64)>,
+    delivered: Vec<u64>,
+}
+
+impl Marks {
+    fn is_acked(&self, offset: u64) -> bool {
+        self.acked.contains(&offset) || self.ranges.iter().any(|(a, b)| (*a..*b).contains(&offset))
+    }
+}
+
+/// Reads a sidecar. A torn tail (a crash mid-write) just ends it.
+fn read_marks(path: &Path) -> io::Result<Marks> {
+    let mut marks = Marks::default();
     let bytes = match std::fs::read(path) {
         Ok(b) => Bytes::from(b),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((acked, delivered)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(marks),
         Err(e) => return Err(e),
+    };
+    let word = |p: &Bytes, at: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&p[at..at + 8]);
+        u64::from_be_bytes(w)
     };
     let mut at = 0;
     while at < bytes.len() {
         match unframe(&bytes.slice(at..)) {
-            Framed::Ok(p) if p.len() == 9 => {
-                let seq = u64::from_be_bytes([p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8]]);
-                match p[0] {
-                    ACK => {
-                        acked.insert(seq);
+            Framed::Ok(p) => {
+                match (p.first(), p.len()) {
+                    (Some(&ACK), 9) => {
+                        marks.acked.insert(word(&p, 1));
                     }
-                    DELIVERED => delivered.push(seq),
+                    (Some(&DELIVERED), 9) => marks.delivered.push(word(&p, 1)),
+                    (Some(&ACK_RANGE), 17) => marks.ranges.push((word(&p, 1), word(&p, 9))),
                     _ => {}
                 }
-                at += FRAME + 9;
+                at += FRAME + p.len();
             }
-            Framed::Ok(p) => at += FRAME + p.len(),
             Framed::Damaged { len } => at += len,
             Framed::Torn => break,
         }
     }
-    Ok((acked, delivered))
+    Ok(marks)
 }
 
 /// Scans one segment, adding its live persistent messages to `rec`. A torn or damaged tail is
 /// cut off (and reported); a damaged record in the middle is skipped. Returns how many live
 /// records the segment holds.
 fn recover_segment(dir: &Path, n: u64, is_last: bool, rec: &mut Recovered) -> io::Result<u64> {
-    let (acked, delivered) = read_marks(&ack_path(dir, n))?;
+    let marks = read_marks(&ack_path(dir, n))?;
     let path = seg_path(dir, n);
     let mut f = OpenOptions::new().read(true).write(true).open(&path)?;
     let size = f.metadata()?.len();
@@ -400,7 +444,7 @@ fn recover_segment(dir: &Path, n: u64, is_last: bool, rec: &mut Recovered) -> io
                 match StoredMessage::decode(p) {
                     Some(m) => {
                         rec.next_seq = rec.next_seq.max(m.seq + 1);
-                        if m.persistent && !acked.contains(&m.seq) {
+                        if m.persistent && !marks.is_acked(offset) {
                             live += 1;
                             let body = m.body.len() as u64;
                             match &mut run {
@@ -443,7 +487,11 @@ fn recover_segment(dir: &Path, n: u64, is_last: bool, rec: &mut Recovered) -> io
                     "segment {}: cut {} bytes of torn or unreadable data at offset {offset}{}",
                     path.display(),
                     size - offset,
-                    if is_last { "" } else { " (not the last segment)" }
+                    if is_last {
+                        ""
+                    } else {
+                        " (not the last segment)"
+                    }
                 ));
                 f.set_len(offset)?;
                 f.sync_all()?;
@@ -452,9 +500,9 @@ fn recover_segment(dir: &Path, n: u64, is_last: bool, rec: &mut Recovered) -> io
         }
     }
     rec.runs.extend(run.take());
-    for d in delivered {
-        if !acked.contains(&d) {
-            rec.delivered.insert(d);
+    for &d in &marks.delivered {
+        if !marks.is_acked(d) {
+            rec.delivered.insert((n, d));
         }
     }
     Ok(live)

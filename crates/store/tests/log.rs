@@ -75,17 +75,22 @@ fn acknowledged_and_transient_messages_do_not_come_back() {
         pos.push(log.append(&msg(seq, seq % 10 != 0)).unwrap());
     }
     for seq in [3u64, 4, 50] {
-        log.ack(&pos[(seq - 1) as usize], seq);
+        log.ack(&pos[(seq - 1) as usize]);
     }
-    log.delivered(&pos[5], 6);
+    log.delivered(&pos[5]);
     log.write_marks().unwrap();
     sync(&mut log);
     drop(log);
     let (mut log, rec) = QueueLog::open(&d, 1 << 20).unwrap();
     let seqs: Vec<u64> = read_all(&mut log, &rec).iter().map(|m| m.seq).collect();
-    let want: Vec<u64> = (1..=100).filter(|s| s % 10 != 0 && ![3, 4, 50].contains(s)).collect();
+    let want: Vec<u64> = (1..=100)
+        .filter(|s| s % 10 != 0 && ![3, 4, 50].contains(s))
+        .collect();
     assert_eq!(seqs, want);
-    assert_eq!(rec.delivered.iter().copied().collect::<Vec<_>>(), vec![6]);
+    assert_eq!(
+        rec.delivered.iter().copied().collect::<Vec<_>>(),
+        vec![(pos[5].segment, pos[5].offset)]
+    );
     assert!(rec.runs.len() > 1, "acked and transient records break runs");
 }
 
@@ -93,20 +98,58 @@ fn acknowledged_and_transient_messages_do_not_come_back() {
 fn fully_acknowledged_segments_are_deleted() {
     let d = dir("gc");
     let (mut log, _) = QueueLog::open(&d, 16 * 1024).unwrap();
-    let pos: Vec<_> = (1..=500).map(|s| log.append(&msg(s, true)).unwrap()).collect();
+    let pos: Vec<_> = (1..=500)
+        .map(|s| log.append(&msg(s, true)).unwrap())
+        .collect();
     log.flush().unwrap();
     let before = log.segment_count();
     assert!(before > 3);
-    for (i, p) in pos.iter().enumerate() {
-        log.ack(p, i as u64 + 1);
+    for p in &pos {
+        log.ack(p);
     }
     log.write_marks().unwrap();
-    assert_eq!(log.segment_count(), 1, "only the segment being written stays");
+    assert_eq!(
+        log.segment_count(),
+        1,
+        "only the segment being written stays"
+    );
     let files = std::fs::read_dir(&d).unwrap().count();
     assert!(files <= 2, "{files} files left");
     drop(log);
     let (_, rec) = QueueLog::open(&d, 16 * 1024).unwrap();
     assert!(rec.runs.is_empty());
+}
+
+#[test]
+fn a_dropped_run_does_not_come_back() {
+    let d = dir("run-drop");
+    let (mut log, _) = QueueLog::open(&d, 1 << 30).unwrap();
+    for seq in 1..=30 {
+        log.append(&msg(seq, true)).unwrap();
+    }
+    sync(&mut log);
+    drop(log);
+    let (mut log, rec) = QueueLog::open(&d, 1 << 30).unwrap();
+    assert_eq!(rec.runs.len(), 1);
+    let run = rec.runs[0].clone();
+    // Read the first 10, then drop the rest of the run unread, as a purge does.
+    let mut rest = run.clone();
+    for _ in 0..10 {
+        let (m, next) = log.read(rest.segment, rest.offset).unwrap();
+        log.ack(&warren_store::Position {
+            segment: rest.segment,
+            offset: rest.offset,
+            len: (next - rest.offset) as u32,
+        });
+        assert!(m.is_some());
+        rest.offset = next;
+        rest.count -= 1;
+    }
+    log.ack_run(&rest);
+    log.write_marks().unwrap();
+    drop(log);
+    let (_, rec) = QueueLog::open(&d, 1 << 30).unwrap();
+    assert!(rec.runs.is_empty(), "{:?}", rec.runs);
 }
 
 #[test]
@@ -130,7 +173,11 @@ fn a_torn_tail_is_cut_and_nothing_damaged_is_returned() {
         let (mut log, rec) = QueueLog::open(&d, 1 << 30).unwrap();
         let back = read_all(&mut log, &rec);
         let n = back.len() as u64;
-        assert_eq!(back, (1..=n).map(|s| msg(s, true)).collect::<Vec<_>>(), "a prefix, intact");
+        assert_eq!(
+            back,
+            (1..=n).map(|s| msg(s, true)).collect::<Vec<_>>(),
+            "a prefix, intact"
+        );
         // A segment left with nothing live is removed altogether.
         let len = std::fs::metadata(&seg).map(|m| m.len()).unwrap_or(0);
         assert!(len <= cut as u64);
@@ -147,7 +194,9 @@ fn a_torn_tail_is_cut_and_nothing_damaged_is_returned() {
 fn a_flipped_bit_loses_that_message_only() {
     let d = dir("flip");
     let (mut log, _) = QueueLog::open(&d, 1 << 30).unwrap();
-    let pos: Vec<_> = (1..=20).map(|s| log.append(&msg(s, true)).unwrap()).collect();
+    let pos: Vec<_> = (1..=20)
+        .map(|s| log.append(&msg(s, true)).unwrap())
+        .collect();
     sync(&mut log);
     drop(log);
     let seg = std::fs::read_dir(&d)
@@ -170,7 +219,9 @@ fn a_flipped_bit_loses_that_message_only() {
 fn a_damaged_record_found_at_read_time_is_skipped() {
     let d = dir("late-flip");
     let (mut log, _) = QueueLog::open(&d, 1 << 30).unwrap();
-    let pos: Vec<_> = (1..=3).map(|s| log.append(&msg(s, true)).unwrap()).collect();
+    let pos: Vec<_> = (1..=3)
+        .map(|s| log.append(&msg(s, true)).unwrap())
+        .collect();
     log.flush().unwrap();
     let seg = std::fs::read_dir(&d)
         .unwrap()

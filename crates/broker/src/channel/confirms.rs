@@ -4,7 +4,7 @@
 use super::{Channel, Ctx};
 use crate::connection::outbuf::OutBuf;
 use crate::error::{AmqpError, AmqpResult};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use warren_amqp::methods::{BasicAck, BasicNack, ConfirmSelect, ConfirmSelectOk};
 
 #[derive(Debug, Default)]
@@ -12,6 +12,9 @@ pub struct Confirms {
     next_seq: u64,
     /// Published and not yet settled.
     outstanding: BTreeSet<u64>,
+    /// Publishes waiting for queues to write them to disk: how many queues, and whether all
+    /// that answered so far succeeded.
+    on_disk: HashMap<u64, (u32, bool)>,
     /// Settled and not yet announced.
     acked: Vec<u64>,
     nacked: Vec<u64>,
@@ -33,14 +36,42 @@ impl Confirms {
         seq
     }
 
+    /// A publish was handed to its queues, `waiting` of which will report when it is on disk
+    /// (none: it is settled now).
+    pub fn wait_for(&mut self, seq: u64, waiting: u32) {
+        if waiting == 0 {
+            self.ack(seq);
+        } else {
+            self.on_disk.insert(seq, (waiting, true));
+        }
+    }
+
+    /// One queue reports on publishes it was waiting to write.
+    pub fn written(&mut self, seqs: &[u64], ok: bool) {
+        for seq in seqs {
+            let Some((left, all_ok)) = self.on_disk.get_mut(seq) else {
+                continue;
+            };
+            *left -= 1;
+            *all_ok &= ok;
+            if *left == 0 {
+                let ok = *all_ok;
+                self.on_disk.remove(seq);
+                if ok {
+                    self.ack(*seq);
+                } else {
+                    self.nack(*seq);
+                }
+            }
+        }
+    }
+
     pub fn ack(&mut self, seq: u64) {
         if self.outstanding.remove(&seq) {
             self.acked.push(seq);
         }
     }
 
-    /// Used when a queue refuses a message (x-overflow reject-publish).
-    #[allow(dead_code)]
     pub fn nack(&mut self, seq: u64) {
         if self.outstanding.remove(&seq) {
             self.nacked.push(seq);

@@ -168,6 +168,13 @@ impl Channel {
         self.content_body(ctx, payload).await
     }
 
+    /// Queues report publishes now on disk (or not).
+    pub fn written(&mut self, seqs: &[u64], ok: bool) {
+        if let Some(c) = &mut self.confirms {
+            c.written(seqs, ok);
+        }
+    }
+
     pub fn has_confirms(&self) -> bool {
         self.confirms.is_some()
     }

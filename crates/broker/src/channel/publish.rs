@@ -5,9 +5,11 @@ use super::{Channel, Ctx};
 use crate::error::{AmqpError, AmqpResult};
 use crate::mailbox::{ConnMsg, Delivery};
 use crate::message::{Body, Message};
+use crate::queue::Ticket;
 use crate::routing::{ExchangeRoute, Snapshot};
 use bytes::Bytes;
 use std::sync::Arc;
+use tokio::sync::oneshot;
 use warren_amqp::constants::class;
 use warren_amqp::methods::{BasicPublish, BasicReturn};
 use warren_amqp::properties::flag;
@@ -16,6 +18,15 @@ use warren_amqp::{ContentHeader, Method, RawProperties, ShortStr, reply};
 /// The address a channel's direct reply-to consumer is reached at, without its token.
 pub const REPLY_TO: &str = "amq.rabbitmq.reply-to";
 const REPLY_TO_PREFIX: &[u8] = b"amq.rabbitmq.reply-to.";
+
+/// What a publisher waits for from the queues that keep a message on disk.
+pub enum Want<'a> {
+    Nothing,
+    /// A publisher confirm, by its sequence number.
+    Confirm(u64),
+    /// A transaction commit, which collects one receiver per such queue.
+    Commit(&'a mut Vec<oneshot::Receiver<bool>>),
+}
 
 /// Where a channel is in receiving a message's frames.
 pub enum Content {
@@ -191,18 +202,34 @@ impl Channel {
             tx.publishes.push((message, p.mandatory));
             return Ok(());
         }
-        let seq = self.confirms.as_mut().map(|c| c.publish());
         let exchange = exchange.clone();
-        self.route(ctx, &routes, &exchange, message, p.mandatory)
-            .await;
-        if let (Some(c), Some(seq)) = (&mut self.confirms, seq) {
-            c.ack(seq);
+        match self.confirms.as_mut().map(|c| c.publish()) {
+            Some(seq) => {
+                let waiting = self
+                    .route(
+                        ctx,
+                        &routes,
+                        &exchange,
+                        message,
+                        p.mandatory,
+                        Want::Confirm(seq),
+                    )
+                    .await;
+                if let Some(c) = &mut self.confirms {
+                    c.wait_for(seq, waiting);
+                }
+            }
+            None => {
+                self.route(ctx, &routes, &exchange, message, p.mandatory, Want::Nothing)
+                    .await;
+            }
         }
         Ok(())
     }
 
     /// Routes a message and hands it to its queues; an unroutable mandatory message goes back
-    /// to the publisher with basic.return.
+    /// to the publisher with basic.return. Queues that keep the message on disk are asked to
+    /// report when it is there, as `want` says; returns how many were asked.
     pub(super) async fn route(
         &mut self,
         ctx: &mut Ctx<'_>,
@@ -210,7 +237,8 @@ impl Channel {
         exchange: &ExchangeRoute,
         message: Arc<Message>,
         mandatory: bool,
-    ) {
+        mut want: Want<'_>,
+    ) -> u32 {
         let mut queues = Vec::new();
         routes.route(exchange, &message, &mut queues);
         let replied = exchange.name.is_empty()
@@ -232,9 +260,33 @@ impl Channel {
                 ctx.frame_max,
             );
         }
+        let mut asked = 0;
         for q in queues {
-            q.publish(message.clone()).await;
+            let ticket = if q.keeps(&message) {
+                match &mut want {
+                    Want::Nothing => None,
+                    Want::Confirm(seq) => Some(Ticket::Confirm {
+                        conn: ctx.conn.clone(),
+                        channel: self.id,
+                        channel_key: self.key,
+                        seq: *seq,
+                    }),
+                    Want::Commit(waits) => {
+                        let (tx, rx) = oneshot::channel();
+                        waits.push(rx);
+                        Some(Ticket::Commit(tx))
+                    }
+                }
+            } else {
+                None
+            };
+            let ticketed = ticket.is_some();
+            // A queue deleted meanwhile drops the message and its ticket: nothing to wait for.
+            if q.publish(message.clone(), ticket).await && ticketed {
+                asked += 1;
+            }
         }
+        asked
     }
 
     /// Sends a message straight to the direct reply-to consumer its routing key names.
@@ -257,16 +309,19 @@ impl Channel {
         }]))
     }
 
-    /// Looks up a publish's exchange again (used at tx.commit) and routes the message.
+    /// Looks up a publish's exchange again (used at tx.commit) and routes the message; the
+    /// commit waits on `waits` for the queues that keep it on disk.
     pub(super) async fn route_later(
         &mut self,
         ctx: &mut Ctx<'_>,
         message: Arc<Message>,
         mandatory: bool,
+        waits: &mut Vec<oneshot::Receiver<bool>>,
     ) {
         let routes = ctx.vhost.routes();
         if let Some(x) = routes.exchange(&message.exchange).cloned() {
-            self.route(ctx, &routes, &x, message, mandatory).await;
+            self.route(ctx, &routes, &x, message, mandatory, Want::Commit(waits))
+                .await;
         }
     }
 }

@@ -36,11 +36,20 @@ impl Channel {
 
     pub(super) async fn tx_commit(&mut self, ctx: &mut Ctx<'_>) -> AmqpResult<()> {
         let buffer = std::mem::take(self.tx.as_mut().ok_or_else(not_transactional)?);
+        let mut waits = Vec::new();
         for (message, mandatory) in buffer.publishes {
-            self.route_later(ctx, message, mandatory).await;
+            self.route_later(ctx, message, mandatory, &mut waits).await;
         }
         for (done, how) in buffer.settles {
             self.settle(done, how).await;
+        }
+        // Persistent messages in durable queues must be on disk before commit-ok.
+        for w in waits {
+            if w.await != Ok(true) {
+                return Err(AmqpError::internal_error(
+                    "cannot write the transaction's messages to disk",
+                ));
+            }
         }
         ctx.out.method(self.id, &TxCommitOk {}.into());
         Ok(())

@@ -281,6 +281,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 }
                 Event::Mail(Some(m)) => {
                     self.handle_mail(m).await;
+                    self.flush_confirms();
                     Ok(())
                 }
                 Event::Mail(None) => Err(Stop::Done),
@@ -619,6 +620,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 if let Some(Slot::Open(ch)) = channels.get_mut(&channel) {
                     if ch.key == channel_key {
                         ch.consumer_gone(&mut ctx, consumer_tag);
+                    }
+                }
+            }
+            ConnMsg::Confirmed {
+                channel,
+                channel_key,
+                seqs,
+                ok,
+            } => {
+                if let Some(Slot::Open(ch)) = self.channels.get_mut(&channel) {
+                    if ch.key == channel_key {
+                        ch.written(&seqs, ok);
+                        if !self.confirm_channels.contains(&channel) {
+                            self.confirm_channels.push(channel);
+                        }
                     }
                 }
             }

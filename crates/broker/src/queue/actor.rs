@@ -3,28 +3,30 @@
 //! Commands arrive on a bounded mailbox (publishers wait when it is full, which is how a fast
 //! producer is slowed to the pace of the queue). After each batch of commands the queue hands
 //! ready messages to consumers that have credit, one message at a time in consumer-priority
-//! order and round-robin among equals, and sends each connection its deliveries as one batch.
+//! order and round-robin among equals, sends each connection its deliveries as one batch, and
+//! starts an fsync of whatever it wrote to disk.
+//!
+//! Persistent messages in a durable queue go to the queue's log as they arrive, and their
+//! publishers are confirmed once an fsync covers them. Any queue also writes messages to its log
+//! instead of memory once it holds more than its memory allowance (see `ready`).
 
 use super::command::{ConsumerSpec, GetReply, QueueCmd, Settle};
 use super::handle::QueueHandle;
+use super::ready::{Entry, Ready, to_stored};
+use super::storage::{Storage, StoreConfig, Ticket, settle};
 use crate::error::AmqpError;
 use crate::mailbox::{ConnHandle, ConnMsg, Delivery};
 use crate::message::Message;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::mpsc;
+use warren_store::QueueLog;
 
 /// Commands handled before the queue looks at its consumers again.
 const BATCH: usize = 256;
 
 /// Called when an auto-delete queue loses its last consumer, to take it out of its vhost.
 pub type AutoDeleteHook = Box<dyn Fn(&QueueHandle) + Send + Sync>;
-
-struct Entry {
-    seq: u64,
-    message: Arc<Message>,
-    redelivered: bool,
-}
 
 struct Unacked {
     entry: Entry,
@@ -61,10 +63,18 @@ impl Consumer {
     }
 }
 
+/// What the queue starts with: an empty queue, or what its log held at start-up.
+pub struct Start {
+    pub store: StoreConfig,
+    pub storage: Option<Storage>,
+    pub ready: Ready,
+    pub next_seq: u64,
+}
+
 pub struct QueueActor {
     handle: QueueHandle,
     rx: mpsc::Receiver<QueueCmd>,
-    ready: VecDeque<Entry>,
+    ready: Ready,
     unacked: HashMap<u64, Unacked>,
     /// Highest priority first; within a priority, the next to serve first.
     consumers: Vec<Consumer>,
@@ -72,6 +82,9 @@ pub struct QueueActor {
     next_consumer_id: u64,
     had_consumers: bool,
     auto_delete_hook: Option<AutoDeleteHook>,
+    store: StoreConfig,
+    /// The queue's log, once it has one (durable queues always do).
+    storage: Option<Storage>,
 }
 
 impl QueueActor {
@@ -79,56 +92,172 @@ impl QueueActor {
         handle: QueueHandle,
         rx: mpsc::Receiver<QueueCmd>,
         auto_delete_hook: Option<AutoDeleteHook>,
+        start: Start,
     ) -> Self {
         QueueActor {
             handle,
             rx,
-            ready: VecDeque::new(),
+            ready: start.ready,
             unacked: HashMap::new(),
             consumers: Vec::new(),
-            next_seq: 1,
+            next_seq: start.next_seq.max(1),
             next_consumer_id: 1,
             had_consumers: false,
             auto_delete_hook,
+            store: start.store,
+            storage: start.storage,
         }
     }
 
     pub async fn run(mut self) {
         while let Some(cmd) = self.rx.recv().await {
             if !self.handle_cmd(cmd) {
-                return;
+                return self.stop();
             }
             for _ in 0..BATCH {
                 match self.rx.try_recv() {
                     Ok(cmd) => {
                         if !self.handle_cmd(cmd) {
-                            return;
+                            return self.stop();
                         }
                     }
                     Err(_) => break,
                 }
             }
             self.dispatch();
+            self.flush_disk();
             if self.handle.info().auto_delete && self.had_consumers && self.consumers.is_empty() {
                 if let Some(hook) = &self.auto_delete_hook {
                     hook(&self.handle);
                 }
-                return;
+                return self.stop();
             }
+        }
+    }
+
+    /// The queue was deleted: its log goes, and publishes still waiting for disk are nacked.
+    fn stop(&mut self) {
+        if let Some(mut s) = self.storage.take() {
+            s.abandon();
+            if let Err(e) = s.log.destroy() {
+                tracing::warn!(queue = %self.handle.name(), error = %e, "cannot remove the queue's files");
+            }
+        }
+    }
+
+    fn log(&mut self) -> Option<&mut QueueLog> {
+        self.storage.as_mut().map(|s| &mut s.log)
+    }
+
+    /// Writes out acknowledgement marks and starts an fsync of new messages.
+    fn flush_disk(&mut self) {
+        let name = self.handle.name().clone();
+        let tx = self.handle.sender();
+        if let Some(s) = &mut self.storage {
+            if let Err(e) = s.log.write_marks() {
+                tracing::warn!(queue = %name, error = %e, "cannot record acknowledgements");
+            }
+            s.start_sync(&tx);
+        }
+    }
+
+    /// The queue's log, opened on first use by a queue that had none.
+    fn storage(&mut self) -> Option<&mut Storage> {
+        if self.storage.is_none() {
+            match QueueLog::open(&self.store.dir, self.store.segment_bytes) {
+                Ok((log, _)) => self.storage = Some(Storage::new(log)),
+                Err(e) => {
+                    tracing::error!(queue = %self.handle.name(), error = %e, "cannot open the queue's log");
+                    return None;
+                }
+            }
+        }
+        self.storage.as_mut()
+    }
+
+    fn publish(&mut self, message: Arc<Message>, ticket: Option<Ticket>) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let durable = self.handle.info().durable && message.properties.is_persistent();
+        let size = message.body_size();
+        let to_disk =
+            self.ready.tail_on_disk() || self.ready.mem_bytes() + size > self.store.memory_bytes;
+        if !durable && !to_disk {
+            settle(ticket.into_iter().collect(), true);
+            self.ready.push_mem(Entry {
+                seq,
+                message,
+                redelivered: false,
+                pos: None,
+            });
+            return;
+        }
+        let Some(storage) = self.storage() else {
+            // No disk to be had: keep it in memory, and refuse what needed to be durable.
+            settle(ticket.into_iter().collect(), !durable);
+            self.ready.push_mem(Entry {
+                seq,
+                message,
+                redelivered: false,
+                pos: None,
+            });
+            return;
+        };
+        match storage.log.append(&to_stored(seq, &message, durable)) {
+            Ok(pos) => {
+                if durable {
+                    storage.appended(ticket);
+                } else {
+                    storage.appended(None);
+                    settle(ticket.into_iter().collect(), true);
+                }
+                if to_disk {
+                    self.ready.push_disk(pos, size);
+                } else {
+                    self.ready.push_mem(Entry {
+                        seq,
+                        message,
+                        redelivered: false,
+                        pos: Some(pos),
+                    });
+                }
+            }
+            Err(e) => {
+                tracing::error!(queue = %self.handle.name(), error = %e, "cannot write a message to disk");
+                settle(ticket.into_iter().collect(), false);
+                self.ready.push_mem(Entry {
+                    seq,
+                    message,
+                    redelivered: false,
+                    pos: None,
+                });
+            }
+        }
+    }
+
+    /// Takes the next ready message, from memory or disk.
+    fn pop_ready(&mut self) -> Option<Entry> {
+        let name = self.handle.name().clone();
+        let log = self.storage.as_mut().map(|s| &mut s.log);
+        self.ready.pop(log, &name)
+    }
+
+    /// A message leaves the queue for good (acknowledged, dropped, or consumed without ack).
+    fn done(&mut self, entry: &Entry) {
+        if let (Some(pos), Some(log)) = (entry.pos, self.log()) {
+            log.ack(&pos);
         }
     }
 
     /// Handles one command; false when the queue has been deleted and must stop.
     fn handle_cmd(&mut self, cmd: QueueCmd) -> bool {
         match cmd {
-            QueueCmd::Publish(message) => {
-                let seq = self.next_seq;
-                self.next_seq += 1;
-                self.ready.push_back(Entry {
-                    seq,
-                    message,
-                    redelivered: false,
-                });
+            QueueCmd::Publish { message, ticket } => self.publish(message, ticket),
+            QueueCmd::Synced(ok) => {
+                let name = self.handle.name().to_string();
+                if let Some(s) = &mut self.storage {
+                    s.synced(ok, &name);
+                }
             }
             QueueCmd::Settle { seqs, how } => self.settle(seqs, how),
             QueueCmd::Wake => {}
@@ -155,14 +284,19 @@ impl QueueActor {
                 no_ack,
                 reply,
             } => {
-                let got = self.ready.pop_front().map(|entry| {
+                let got = self.pop_ready().map(|entry| {
                     let r = GetReply {
                         seq: entry.seq,
                         message: entry.message.clone(),
                         redelivered: entry.redelivered,
                         remaining: self.ready.len() as u32,
                     };
-                    if !no_ack {
+                    if no_ack {
+                        self.done(&entry);
+                    } else {
+                        if let (Some(pos), Some(log)) = (entry.pos, self.log()) {
+                            log.delivered(&pos);
+                        }
                         self.unacked.insert(
                             entry.seq,
                             Unacked {
@@ -177,9 +311,9 @@ impl QueueActor {
                 let _ = reply.send(got);
             }
             QueueCmd::Purge { reply } => {
-                let n = self.ready.len() as u32;
-                self.ready.clear();
-                let _ = reply.send(n);
+                let log = self.storage.as_mut().map(|s| &mut s.log);
+                let n = self.ready.purge(log);
+                let _ = reply.send(n as u32);
             }
             QueueCmd::Counts { reply } => {
                 let _ = reply.send((self.ready.len() as u32, self.consumers.len() as u32));
@@ -259,9 +393,11 @@ impl QueueActor {
             }
             if how == Settle::Requeue {
                 back.push(u.entry);
+            } else {
+                self.done(&u.entry);
             }
         }
-        self.requeue(back);
+        self.ready.requeue(back);
     }
 
     fn channel_closed(&mut self, conn_id: u64, channel_key: u64) {
@@ -277,17 +413,7 @@ impl QueueActor {
             .filter_map(|s| self.unacked.remove(&s))
             .map(|u| u.entry)
             .collect();
-        self.requeue(back);
-    }
-
-    /// Puts messages back in their original place: the ready list stays ordered by sequence.
-    fn requeue(&mut self, mut entries: Vec<Entry>) {
-        entries.sort_by_key(|e| e.seq);
-        for mut e in entries.into_iter().rev() {
-            e.redelivered = true;
-            let at = self.ready.partition_point(|r| r.seq < e.seq);
-            self.ready.insert(at, e);
-        }
+        self.ready.requeue(back);
     }
 
     /// The first consumer, in priority and round-robin order, that can take a message.
@@ -314,9 +440,21 @@ impl QueueActor {
             let Some(i) = self.pick_consumer() else {
                 break;
             };
-            let Some(entry) = self.ready.pop_front() else {
+            let Some(entry) = self.pop_ready() else {
+                // Nothing readable after all: give the credit back.
+                let c = &self.consumers[i];
+                c.spec.conn.backlog.release(1);
+                if !c.spec.no_ack {
+                    c.spec.channel_limiter.release(1);
+                }
                 break;
             };
+            let no_ack = self.consumers[i].spec.no_ack;
+            if no_ack {
+                self.done(&entry);
+            } else if let (Some(pos), Some(log)) = (entry.pos, self.log()) {
+                log.delivered(&pos);
+            }
             let c = &mut self.consumers[i];
             let delivery = Delivery {
                 channel: c.spec.channel,
@@ -326,9 +464,9 @@ impl QueueActor {
                 seq: entry.seq,
                 message: entry.message.clone(),
                 redelivered: entry.redelivered,
-                no_ack: c.spec.no_ack,
+                no_ack,
             };
-            if !c.spec.no_ack {
+            if !no_ack {
                 c.unacked += 1;
                 self.unacked.insert(
                     entry.seq,

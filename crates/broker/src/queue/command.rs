@@ -1,5 +1,6 @@
 //! The messages a queue actor understands.
 
+use super::storage::Ticket;
 use crate::error::AmqpResult;
 use crate::limiter::Limiter;
 use crate::mailbox::ConnHandle;
@@ -43,7 +44,13 @@ pub struct GetReply {
 
 #[derive(Debug)]
 pub enum QueueCmd {
-    Publish(Arc<Message>),
+    /// A message to enqueue; the ticket, if any, is settled once it is on disk.
+    Publish {
+        message: Arc<Message>,
+        ticket: Option<Ticket>,
+    },
+    /// The fsync in flight finished (true: successfully).
+    Synced(bool),
     Settle {
         seqs: Vec<u64>,
         how: Settle,

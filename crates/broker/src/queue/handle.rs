@@ -5,6 +5,7 @@
 //! backend behind these same methods, so channels and routing will not change.
 
 use super::command::{ConsumerSpec, GetReply, QueueCmd, Settle};
+use super::storage::Ticket;
 use crate::error::{AmqpError, AmqpResult};
 use crate::message::Message;
 use std::sync::Arc;
@@ -73,9 +74,20 @@ impl QueueHandle {
         rx.await.map_err(|_| self.gone())
     }
 
-    /// Enqueues a message; false if the queue no longer exists.
-    pub async fn publish(&self, message: Arc<Message>) -> bool {
-        self.send(QueueCmd::Publish(message)).await
+    /// Enqueues a message; false if the queue no longer exists. The ticket, if any, is
+    /// settled once the message is on disk.
+    pub async fn publish(&self, message: Arc<Message>, ticket: Option<Ticket>) -> bool {
+        self.send(QueueCmd::Publish { message, ticket }).await
+    }
+
+    /// Whether a message published to this queue is kept across restarts (and so is
+    /// confirmed only once on disk).
+    pub fn keeps(&self, message: &Message) -> bool {
+        self.inner.info.durable && message.properties.is_persistent()
+    }
+
+    pub(crate) fn sender(&self) -> mpsc::Sender<QueueCmd> {
+        self.inner.tx.clone()
     }
 
     /// Acknowledges, requeues or drops messages delivered from this queue.

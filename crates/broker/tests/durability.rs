@@ -1,0 +1,353 @@
+//! Messages on disk: persistent messages in durable queues survive a restart in order with
+//! their properties and redelivery state; transient ones do not; long queues keep their bodies
+//! on disk and give them back intact.
+
+mod common;
+
+use common::{TestNode, temp_data_dir};
+use futures_lite::StreamExt;
+use lapin::options::*;
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use std::time::Duration;
+
+async fn channel(node: &TestNode) -> (Connection, Channel) {
+    let conn = Connection::connect(&node.url(), ConnectionProperties::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    (conn, ch)
+}
+
+fn durable() -> QueueDeclareOptions {
+    QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    }
+}
+
+fn persistent(i: u32) -> BasicProperties {
+    let mut h = FieldTable::default();
+    h.insert("i".into(), AMQPValue::LongUInt(i));
+    BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_message_id(format!("m{i}").into())
+        .with_headers(h)
+}
+
+async fn get_all(ch: &Channel, q: &str) -> Vec<(Vec<u8>, BasicProperties, bool)> {
+    let mut out = Vec::new();
+    while let Some(m) = ch
+        .basic_get(q.into(), BasicGetOptions { no_ack: true })
+        .await
+        .unwrap()
+    {
+        out.push((
+            m.delivery.data.clone(),
+            m.delivery.properties.clone(),
+            m.delivery.redelivered,
+        ));
+    }
+    out
+}
+
+#[tokio::test]
+async fn persistent_messages_survive_a_restart_in_order() {
+    let dir = temp_data_dir();
+    {
+        let node = TestNode::start_in(&dir).await;
+        let (_c, ch) = channel(&node).await;
+        ch.queue_declare("orders".into(), durable(), FieldTable::default())
+            .await
+            .unwrap();
+        ch.queue_declare(
+            "scratch".into(),
+            QueueDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .unwrap();
+        for i in 0..300u32 {
+            let (q, props) = match i % 3 {
+                0 => ("orders", persistent(i)),
+                1 => ("orders", BasicProperties::default().with_delivery_mode(1)),
+                _ => ("scratch", persistent(i)),
+            };
+            let body = format!("message {i} ").repeat(1 + (i as usize % 40));
+            ch.basic_publish(
+                "".into(),
+                q.into(),
+                BasicPublishOptions::default(),
+                body.as_bytes(),
+                props,
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        }
+        node.shutdown().await;
+    }
+    let node = TestNode::start_in(&dir).await;
+    let (_c, ch) = channel(&node).await;
+    let back = get_all(&ch, "orders").await;
+    let want: Vec<u32> = (0..300).filter(|i| i % 3 == 0).collect();
+    assert_eq!(
+        back.len(),
+        want.len(),
+        "only the persistent messages came back"
+    );
+    for ((body, props, redelivered), i) in back.iter().zip(want) {
+        assert_eq!(
+            body,
+            format!("message {i} ")
+                .repeat(1 + (i as usize % 40))
+                .as_bytes()
+        );
+        assert_eq!(props, &persistent(i));
+        assert!(!redelivered, "never delivered before the restart");
+    }
+    let err = ch
+        .queue_declare(
+            "scratch".into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await;
+    assert!(err.is_err(), "the non-durable queue is gone");
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn delivered_but_unacknowledged_messages_come_back_redelivered() {
+    let dir = temp_data_dir();
+    {
+        let node = TestNode::start_in(&dir).await;
+        let (_c, ch) = channel(&node).await;
+        ch.queue_declare("work".into(), durable(), FieldTable::default())
+            .await
+            .unwrap();
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .unwrap();
+        for i in 0..6u32 {
+            ch.basic_publish(
+                "".into(),
+                "work".into(),
+                BasicPublishOptions::default(),
+                &[i as u8],
+                persistent(i),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        }
+        // Take two and acknowledge only the first; the node then stops with the second
+        // delivered but not acknowledged.
+        let first = ch
+            .basic_get("work".into(), BasicGetOptions::default())
+            .await
+            .unwrap()
+            .unwrap();
+        first
+            .delivery
+            .ack(BasicAckOptions::default())
+            .await
+            .unwrap();
+        let _second = ch
+            .basic_get("work".into(), BasicGetOptions::default())
+            .await
+            .unwrap()
+            .unwrap();
+        ch.basic_qos(1, BasicQosOptions::default()).await.unwrap();
+        // A round trip, so the ack is in before the shutdown.
+        ch.queue_declare(
+            "work".into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+        node.shutdown().await;
+    }
+    let node = TestNode::start_in(&dir).await;
+    let (_c, ch) = channel(&node).await;
+    let back = get_all(&ch, "work").await;
+    let got: Vec<(u8, bool)> = back.iter().map(|(b, _, r)| (b[0], *r)).collect();
+    assert_eq!(
+        got,
+        vec![(1, true), (2, false), (3, false), (4, false), (5, false)]
+    );
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_long_queue_keeps_bodies_on_disk_and_returns_them_intact() {
+    let node = TestNode::start_with(|c| {
+        c.store.queue_memory_bytes = 64 * 1024;
+        c.store.segment_bytes = 256 * 1024;
+    })
+    .await;
+    let (conn, ch) = channel(&node).await;
+    ch.queue_declare(
+        "backlog".into(),
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let n = 5000u32;
+    for i in 0..n {
+        let mut body = vec![(i % 251) as u8; 1000];
+        body[..4].copy_from_slice(&i.to_be_bytes());
+        ch.basic_publish(
+            "".into(),
+            "backlog".into(),
+            BasicPublishOptions::default(),
+            &body,
+            BasicProperties::default(),
+        )
+        .await
+        .unwrap();
+    }
+    ch.wait_for_confirms().await.unwrap();
+    let files = std::fs::read_dir(node.data_dir.join("transient"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert!(files > 0, "the queue paged messages out to disk");
+    let consumer = conn.create_channel().await.unwrap();
+    consumer
+        .basic_qos(200, BasicQosOptions::default())
+        .await
+        .unwrap();
+    let mut c = consumer
+        .basic_consume(
+            "backlog".into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    for i in 0..n {
+        let d = tokio::time::timeout(Duration::from_secs(10), c.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let mut want = vec![(i % 251) as u8; 1000];
+        want[..4].copy_from_slice(&i.to_be_bytes());
+        assert_eq!(d.data, want, "message {i}");
+        d.ack(BasicAckOptions::default()).await.unwrap();
+    }
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_transaction_commits_persistent_messages_to_disk() {
+    let dir = temp_data_dir();
+    {
+        let node = TestNode::start_in(&dir).await;
+        let (_c, ch) = channel(&node).await;
+        ch.queue_declare("ledger".into(), durable(), FieldTable::default())
+            .await
+            .unwrap();
+        ch.tx_select().await.unwrap();
+        for i in 0..10u32 {
+            ch.basic_publish(
+                "".into(),
+                "ledger".into(),
+                BasicPublishOptions::default(),
+                &[i as u8],
+                persistent(i),
+            )
+            .await
+            .unwrap();
+        }
+        ch.tx_commit().await.unwrap();
+        node.shutdown().await;
+    }
+    let node = TestNode::start_in(&dir).await;
+    let (_c, ch) = channel(&node).await;
+    let back: Vec<u8> = get_all(&ch, "ledger")
+        .await
+        .iter()
+        .map(|(b, _, _)| b[0])
+        .collect();
+    assert_eq!(back, (0..10).collect::<Vec<u8>>());
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn purged_and_acknowledged_messages_stay_gone_after_a_restart() {
+    let dir = temp_data_dir();
+    {
+        let node = TestNode::start_in(&dir).await;
+        let (_c, ch) = channel(&node).await;
+        for q in ["purged", "acked"] {
+            ch.queue_declare(q.into(), durable(), FieldTable::default())
+                .await
+                .unwrap();
+        }
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .unwrap();
+        for i in 0..20u32 {
+            for q in ["purged", "acked"] {
+                ch.basic_publish(
+                    "".into(),
+                    q.into(),
+                    BasicPublishOptions::default(),
+                    &[i as u8],
+                    persistent(i),
+                )
+                .await
+                .unwrap();
+            }
+        }
+        ch.wait_for_confirms().await.unwrap();
+        assert_eq!(
+            ch.queue_purge("purged".into(), QueuePurgeOptions::default())
+                .await
+                .unwrap(),
+            20
+        );
+        for _ in 0..20 {
+            let m = ch
+                .basic_get("acked".into(), BasicGetOptions::default())
+                .await
+                .unwrap()
+                .unwrap();
+            m.delivery.ack(BasicAckOptions::default()).await.unwrap();
+        }
+        ch.queue_declare(
+            "acked".into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+        node.shutdown().await;
+    }
+    let node = TestNode::start_in(&dir).await;
+    let (_c, ch) = channel(&node).await;
+    assert!(get_all(&ch, "purged").await.is_empty());
+    assert!(get_all(&ch, "acked").await.is_empty());
+    node.shutdown().await;
+}
