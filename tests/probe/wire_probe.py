@@ -1011,6 +1011,57 @@ def tx_and_confirm_rules(addr):
     return " | ".join(out)
 
 
+QUEUE_ARGUMENT_CASES = [
+    ("ttl-negative", {"x-message-ttl": -1}),
+    ("ttl-string", {"x-message-ttl": "abc"}),
+    ("ttl-zero", {"x-message-ttl": 0}),
+    ("expires-zero", {"x-expires": 0}),
+    ("expires-string", {"x-expires": "soon"}),
+    ("max-length-negative", {"x-max-length": -1}),
+    ("max-length-string", {"x-max-length": "ten"}),
+    ("max-length-bytes-negative", {"x-max-length-bytes": -5}),
+    ("overflow-bogus", {"x-overflow": "bogus"}),
+    ("overflow-int", {"x-overflow": 1}),
+    ("dlx-int", {"x-dead-letter-exchange": 5}),
+    ("dlrk-without-dlx", {"x-dead-letter-routing-key": "k"}),
+    ("max-priority-256", {"x-max-priority": 256}),
+    ("max-priority-negative", {"x-max-priority": -1}),
+    ("max-priority-string", {"x-max-priority": "high"}),
+    ("sac-string", {"x-single-active-consumer": "yes"}),
+    ("queue-mode-bogus", {"x-queue-mode": "bogus"}),
+    ("queue-type-bogus", {"x-queue-type": "bogus"}),
+]
+
+
+@scenario
+def queue_argument_validation(addr):
+    out = []
+    for label, args in QUEUE_ARGUMENT_CASES:
+        c = opened(addr)
+        name = "probe-args-" + label
+        c.send(queue_declare(name, args=args))
+        r = outcome(c)
+        if r == "queue.declare_ok":
+            c.send(queue_delete(name))
+            outcome(c)
+        out.append(f"{label}: {r}")
+        c.close()
+    return " | ".join(out)
+
+
+@scenario
+def expiration_property_validation(addr):
+    out = []
+    for label, value in [("letters", "abc"), ("negative", "-1"), ("empty", ""), ("ok", "1000")]:
+        c = opened(addr)
+        props = struct.pack(">H", 1 << 8) + shortstr(value)
+        c.send(publish("", "nobody", props=props))
+        c.send(queue_declare("", exclusive=True))
+        out.append(f"{label}: {outcome(c)}")
+        c.close()
+    return " | ".join(out)
+
+
 @scenario
 def heartbeat_timeout(addr):
     c = handshake(addr, heartbeat=1)

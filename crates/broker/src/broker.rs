@@ -1,6 +1,7 @@
 //! The node's shared state: configuration, users, vhosts, direct reply-to consumers, and the
 //! connection counter. One `Arc<Broker>` is handed to every connection.
 
+use crate::alarms::Alarms;
 use crate::auth::{PasswordHash, User, Users};
 use crate::config::Config;
 use crate::definitions::{Definitions, UserDef, VhostDef};
@@ -25,6 +26,7 @@ pub struct Broker {
     pub config: Config,
     pub users: Users,
     pub meta: Arc<MetaStore>,
+    pub alarms: Alarms,
     vhosts: RwLock<HashMap<String, Arc<VHost>>>,
     reply_consumers: Mutex<HashMap<String, ReplyConsumer>>,
     next_connection_id: AtomicU64,
@@ -85,10 +87,12 @@ impl Broker {
             }
             vhosts.insert(name, v);
         }
+        let alarms = Alarms::new(&config.alarms, dir);
         let broker = Arc::new(Broker {
             config,
             users,
             meta,
+            alarms,
             vhosts: RwLock::new(vhosts),
             reply_consumers: Mutex::new(HashMap::new()),
             next_connection_id: AtomicU64::new(1),

@@ -13,6 +13,32 @@ pub struct Config {
     pub node: NodeConfig,
     pub auth: AuthConfig,
     pub store: StoreConfig,
+    pub alarms: AlarmConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlarmConfig {
+    /// Memory alarm threshold as a fraction of the machine's RAM (RabbitMQ: 0.4).
+    pub memory_high_watermark: f64,
+    /// The same as an absolute number of bytes; when not 0 it wins over the fraction.
+    pub memory_high_watermark_bytes: u64,
+    /// Disk alarm threshold: free bytes below this on the data directory's filesystem
+    /// (RabbitMQ: 50 MB).
+    pub disk_free_limit_bytes: u64,
+    /// How often memory and disk are checked.
+    pub check_interval_ms: u64,
+}
+
+impl Default for AlarmConfig {
+    fn default() -> Self {
+        AlarmConfig {
+            memory_high_watermark: 0.4,
+            memory_high_watermark_bytes: 0,
+            disk_free_limit_bytes: 50_000_000,
+            check_interval_ms: 1000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

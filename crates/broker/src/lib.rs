@@ -13,6 +13,7 @@
 //! by credit ([`limiter`]). Connections write replies and deliveries in batches.
 //! [`broker`] holds what the whole node shares: configuration, users ([`auth`]), vhosts.
 
+pub mod alarms;
 pub mod auth;
 pub mod broker;
 pub mod channel;

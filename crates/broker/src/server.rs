@@ -16,6 +16,7 @@ pub struct Server {
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
     meta_writer: tokio::task::JoinHandle<()>,
+    alarm_monitor: tokio::task::JoinHandle<()>,
 }
 
 impl Server {
@@ -23,6 +24,10 @@ impl Server {
     pub async fn start(broker: Arc<Broker>) -> std::io::Result<Server> {
         let listener = TcpListener::bind(broker.config.amqp.listen).await?;
         let local_addr = listener.local_addr()?;
+        let alarm_monitor = {
+            let broker = broker.clone();
+            tokio::spawn(async move { broker.alarms.run().await })
+        };
         let meta_writer = {
             let broker = broker.clone();
             tokio::spawn(async move {
@@ -38,6 +43,7 @@ impl Server {
             stop,
             task,
             meta_writer,
+            alarm_monitor,
         })
     }
 
@@ -47,6 +53,7 @@ impl Server {
         let _ = self.stop.send(true);
         let _ = self.task.await;
         self.meta_writer.abort();
+        self.alarm_monitor.abort();
     }
 }
 

@@ -8,7 +8,9 @@
 use crate::definitions::{self, Definitions};
 use crate::error::{AmqpError, AmqpResult};
 use crate::persist::MetaStore;
-use crate::queue::{self, AutoDeleteHook, QueueHandle, QueueInfo, StoreConfig};
+use crate::queue::{
+    self, DeadLetterSink, OnRemove, QueueArgs, QueueHandle, QueueInfo, StoreConfig,
+};
 use crate::routing::headers::HeadersBinding;
 use crate::routing::{Binding, Destination, ExchangeKind, ExchangeSpec, Snapshot};
 use arc_swap::ArcSwap;
@@ -454,6 +456,7 @@ impl VHost {
             args_equivalence(&info.arguments, &req.arguments, QUEUE_EQUIVALENCE_ARGS, &rs)?;
             return Ok((q.clone(), false, None));
         }
+        let args = QueueArgs::parse(&req.arguments, &self.rs("queue", &req.name))?;
         let info = QueueInfo {
             id: NEXT_QUEUE_ID.fetch_add(1, Ordering::Relaxed),
             name: req.name.clone(),
@@ -462,8 +465,8 @@ impl VHost {
             exclusive_owner: req.exclusive.then_some(req.conn_id),
             auto_delete: req.auto_delete,
             arguments: req.arguments,
+            args,
         };
-        let hook = self.auto_delete_hook(&info);
         st.durable_changed |= info.durable;
         let dir = if info.durable {
             let dir = self.store.durable_dir(&self.name, &info.name);
@@ -473,8 +476,12 @@ impl VHost {
         } else {
             self.store.transient_dir(info.id)
         };
-        let start = queue::empty(self.store.config(dir, &info.arguments));
-        let handle = queue::spawn(info, hook, start);
+        let start = queue::empty(
+            self.store.config(dir, &info.arguments),
+            self.on_remove(),
+            self.dead_letters(),
+        );
+        let handle = queue::spawn(info, start);
         st.queues.insert(req.name, handle.clone());
         let generation = self.publish(&mut st);
         Ok((handle, true, generation))
@@ -620,6 +627,13 @@ impl VHost {
             if st.queues.contains_key(&name) {
                 continue;
             }
+            let arguments = definitions::json_to_table(&q.arguments);
+            // Definitions written by another broker may hold arguments this one refuses:
+            // keep the queue and its messages, and say so.
+            let args = QueueArgs::parse(&arguments, &self.rs("queue", &name)).unwrap_or_else(|e| {
+                tracing::warn!(queue = %q.name, vhost = %self.name, error = %e, "ignoring invalid queue arguments");
+                QueueArgs::default()
+            });
             let info = QueueInfo {
                 id: NEXT_QUEUE_ID.fetch_add(1, Ordering::Relaxed),
                 name: name.clone(),
@@ -627,16 +641,20 @@ impl VHost {
                 durable: q.durable,
                 exclusive_owner: None,
                 auto_delete: q.auto_delete,
-                arguments: definitions::json_to_table(&q.arguments),
+                arguments,
+                args,
             };
-            let hook = self.auto_delete_hook(&info);
             let dir = self.store.durable_dir(&self.name, &info.name);
-            let (start, repairs) = queue::recover(self.store.config(dir, &info.arguments))
-                .map_err(|e| format!("queue '{}': cannot open its log: {e}", q.name))?;
+            let (start, repairs) = queue::recover(
+                self.store.config(dir, &info.arguments),
+                self.on_remove(),
+                self.dead_letters(),
+            )
+            .map_err(|e| format!("queue '{}': cannot open its log: {e}", q.name))?;
             for r in repairs {
                 tracing::warn!(queue = %q.name, vhost = %self.name, "{r}");
             }
-            st.queues.insert(name, queue::spawn(info, hook, start));
+            st.queues.insert(name, queue::spawn(info, start));
         }
         for b in defs.bindings.iter().filter(|b| mine(&b.vhost)) {
             let dest = ShortStr::from(b.destination.as_str());
@@ -659,16 +677,39 @@ impl VHost {
         Ok(())
     }
 
-    fn auto_delete_hook(&self, info: &QueueInfo) -> Option<AutoDeleteHook> {
-        if !info.auto_delete {
-            return None;
-        }
+    /// What a queue calls when it removes itself (auto-delete, x-expires).
+    fn on_remove(&self) -> OnRemove {
         let vhost = self.this.clone();
-        Some(Box::new(move |q: &QueueHandle| {
+        Arc::new(move |q: &QueueHandle| {
             if let Some(v) = vhost.upgrade() {
                 let _ = v.forget_queue(q);
             }
-        }))
+        })
+    }
+
+    /// Where a queue sends the messages it dead-letters: routed from the dead-letter exchange
+    /// like any publish (no exchange, no route: dropped, as in RabbitMQ).
+    fn dead_letters(&self) -> DeadLetterSink {
+        let vhost = self.this.clone();
+        Arc::new(move |m: Arc<crate::message::Message>| {
+            let Some(v) = vhost.upgrade() else { return };
+            let routes = v.routes();
+            let Some(x) = routes.exchange(&m.exchange) else {
+                return;
+            };
+            let mut queues = Vec::new();
+            routes.route(x, &m, &mut queues);
+            if queues.is_empty() {
+                return;
+            }
+            // The sending queue must not wait on another queue's mailbox (two queues
+            // dead-lettering to each other would wait forever), so the sends run on their own.
+            tokio::spawn(async move {
+                for q in queues {
+                    q.publish(m.clone(), None).await;
+                }
+            });
+        })
     }
 }
 

@@ -495,3 +495,50 @@ async fn frames_sent_after_connection_close_do_not_reset_the_socket() {
     );
     node.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_alarm_stops_reading_a_publisher_until_it_clears() {
+    let node = TestNode::start().await;
+    let mut c = RawClient::open(node.addr).await;
+    c.open_channel(1).await;
+    c.send(
+        1,
+        QueueDeclare {
+            queue: "held".into(),
+            ..Default::default()
+        }
+        .into(),
+    )
+    .await;
+    assert!(matches!(c.method().await, Method::QueueDeclareOk(_)));
+    c.publish(1, "", "held", BasicProperties::default(), b"before")
+        .await;
+    node.broker.alarms.set_memory_limit(1);
+    match c.method().await {
+        Method::ConnectionBlocked(b) => assert_eq!(b.reason, "low on memory"),
+        other => panic!("expected connection.blocked, got {other:?}"),
+    }
+    // This client ignores the notice and keeps sending; the broker does not read it.
+    c.publish(1, "", "held", BasicProperties::default(), b"during")
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let q = node
+        .broker
+        .vhost("/")
+        .unwrap()
+        .queue(&"held".into())
+        .unwrap();
+    assert_eq!(
+        q.counts().await.unwrap().0,
+        1,
+        "the publish made during the alarm is not read"
+    );
+    node.broker.alarms.set_memory_limit(u64::MAX);
+    assert!(matches!(c.method().await, Method::ConnectionUnblocked(_)));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while q.counts().await.unwrap().0 < 2 {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    node.shutdown().await;
+}

@@ -176,7 +176,9 @@ impl QueueLog {
         Ok(())
     }
 
-    /// Hands appended records to the OS (not yet durable).
+    /// Hands appended records to the OS (not yet durable). If the write fails (a full disk),
+    /// the segment is cut back to its last whole write, so no partial record is left where
+    /// the next one goes, and the records stay pending for a later attempt.
     pub fn flush(&mut self) -> io::Result<()> {
         if self.pending.is_empty() {
             return Ok(());
@@ -184,7 +186,11 @@ impl QueueLog {
         let Some(f) = self.file.as_mut() else {
             return Ok(());
         };
-        f.write_all(&self.pending)?;
+        if let Err(e) = f.write_all(&self.pending) {
+            let _ = f.set_len(self.written);
+            let _ = f.seek(SeekFrom::Start(self.written));
+            return Err(e);
+        }
         self.written += self.pending.len() as u64;
         self.pending.clear();
         Ok(())

@@ -184,6 +184,9 @@ impl Channel {
             let address = ShortStr::from(format!("{REPLY_TO}.{token}"));
             properties = properties.with_short_str(flag::REPLY_TO, &address);
         }
+        if let Some(e) = properties.expiration() {
+            crate::queue::args::expiration(&e)?;
+        }
         if let Some(claimed) = properties.user_id() {
             if claimed.as_bytes() != ctx.user.name.as_bytes() {
                 return Err(AmqpError::precondition_failed(format!(
@@ -262,7 +265,7 @@ impl Channel {
         }
         let mut asked = 0;
         for q in queues {
-            let ticket = if q.keeps(&message) {
+            let ticket = if q.needs_ticket(&message) {
                 match &mut want {
                     Want::Nothing => None,
                     Want::Confirm(seq) => Some(Ticket::Confirm {

@@ -10,6 +10,7 @@
 pub mod handshake;
 pub mod outbuf;
 
+use crate::alarms::AlarmState;
 use crate::broker::Broker;
 use crate::channel::{Channel, Ctx};
 use crate::error::{AmqpError, erlang_binary};
@@ -60,6 +61,7 @@ enum Stop {
 
 enum Event {
     Shutdown,
+    Alarm,
     Read(std::io::Result<usize>),
     Mail(Option<ConnMsg>),
     Wrote(std::io::Result<usize>),
@@ -88,6 +90,7 @@ pub async fn serve<S>(
     broker.connection_opened();
     let (tx, mailbox) = mpsc::unbounded_channel();
     let (reader, writer) = tokio::io::split(stream);
+    let broker_alarms = broker.alarms.subscribe();
     let now = Instant::now();
     let mut conn = Connection {
         broker,
@@ -113,6 +116,10 @@ pub async fn serve<S>(
         last_read: now,
         last_write: now,
         confirm_channels: Vec::new(),
+        alarms: broker_alarms,
+        has_published: false,
+        blocked: false,
+        blocked_sent: false,
         cleaned_up: false,
         shutting_down: false,
         opened,
@@ -191,6 +198,13 @@ struct Connection<S> {
     confirm_channels: Vec<u16>,
     cleaned_up: bool,
     shutting_down: bool,
+    /// Resource alarms: while one is raised, a connection that publishes is not read.
+    alarms: watch::Receiver<AlarmState>,
+    has_published: bool,
+    blocked: bool,
+    /// Whether the client was told with connection.blocked (it asked to be, in its
+    /// capabilities).
+    blocked_sent: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
@@ -233,6 +247,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             return Instant::now() + Duration::from_secs(3600);
         }
         let send_at = self.last_write + self.heartbeat / 2;
+        if self.blocked {
+            return send_at;
+        }
         let dead_at = self.last_read + self.heartbeat * 2;
         send_at.min(dead_at)
     }
@@ -243,7 +260,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 self.handle_mail(m).await;
             }
             let closing = self.closing_since.is_some();
-            let want_read = self.out.len() < OUT_PAUSE_READ;
+            let want_read = self.out.len() < OUT_PAUSE_READ && !self.blocked;
             let want_mail = !closing && self.out.len() < OUT_PAUSE_MAIL;
             let deadline = self.next_deadline();
             let event = {
@@ -253,6 +270,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     rbuf,
                     out,
                     mailbox,
+                    alarms,
                     ..
                 } = self;
                 if rbuf.capacity() - rbuf.len() < 8 * 1024 {
@@ -260,6 +278,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 }
                 tokio::select! {
                     _ = shutdown.changed(), if !closing => Event::Shutdown,
+                    _ = alarms.changed(), if !closing => Event::Alarm,
                     r = reader.read_buf(rbuf), if want_read => Event::Read(r),
                     m = mailbox.recv(), if want_mail => Event::Mail(m),
                     r = async { writer.write_vectored(&out.io_slices()).await }, if !out.is_empty() => Event::Wrote(r),
@@ -275,9 +294,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     )))
                 }
                 Event::Read(Ok(0)) | Event::Read(Err(_)) => Err(Stop::Done),
+                Event::Alarm => {
+                    self.apply_alarms();
+                    Ok(())
+                }
                 Event::Read(Ok(_)) => {
                     self.last_read = Instant::now();
-                    self.handle_input().await
+                    let r = self.handle_input().await;
+                    self.apply_alarms();
+                    r
                 }
                 Event::Mail(Some(m)) => {
                     self.handle_mail(m).await;
@@ -354,6 +379,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         let _ = self.writer.flush().await;
     }
 
+    /// Blocks a publishing connection while an alarm is raised, and unblocks it after.
+    fn apply_alarms(&mut self) {
+        let state = *self.alarms.borrow_and_update();
+        if state.any() && self.has_published && !self.blocked {
+            self.blocked = true;
+            tracing::info!(peer = %self.peer, reason = %state.reason(), "blocking publishing connection");
+            if self.caps.connection_blocked {
+                self.out.method(
+                    0,
+                    &ConnectionBlocked {
+                        reason: ShortStr::from(state.reason()),
+                    }
+                    .into(),
+                );
+                self.blocked_sent = true;
+            }
+        } else if !state.any() && self.blocked {
+            self.blocked = false;
+            // Heartbeats were not read while blocked: start counting afresh.
+            self.last_read = Instant::now();
+            tracing::info!(peer = %self.peer, "unblocking connection");
+            if std::mem::take(&mut self.blocked_sent) {
+                self.out.method(0, &ConnectionUnblocked {}.into());
+            }
+        }
+    }
+
     fn tick(&mut self) -> Result<(), Stop> {
         let now = Instant::now();
         if let Some(since) = self.closing_since {
@@ -365,7 +417,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         if self.heartbeat.is_zero() {
             return Ok(());
         }
-        if now >= self.last_read + self.heartbeat * 2 {
+        // A blocked connection is not read, so its heartbeats are not either.
+        if !self.blocked && now >= self.last_read + self.heartbeat * 2 {
             tracing::warn!(peer = %self.peer, timeout = ?self.heartbeat, "missed heartbeats from client");
             return Err(Stop::Done);
         }
@@ -544,6 +597,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 }
                 Method::ChannelCloseOk(_) => Ok(()),
                 method => {
+                    if matches!(method, Method::BasicPublish(_)) {
+                        self.has_published = true;
+                    }
                     let r = {
                         let (mut ctx, channels) = self.parts();
                         match channels.get_mut(&channel) {

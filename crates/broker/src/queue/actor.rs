@@ -1,16 +1,20 @@
 //! The queue actor: one task per queue that owns its messages and consumers.
 //!
 //! Commands arrive on a bounded mailbox (publishers wait when it is full, which is how a fast
-//! producer is slowed to the pace of the queue). After each batch of commands the queue hands
-//! ready messages to consumers that have credit, one message at a time in consumer-priority
-//! order and round-robin among equals, sends each connection its deliveries as one batch, and
-//! starts an fsync of whatever it wrote to disk.
+//! producer is slowed to the pace of the queue). After each batch of commands the queue drops
+//! expired messages from its head, hands ready messages to consumers that have credit (one
+//! message at a time in consumer-priority order, round-robin among equals), sends each
+//! connection its deliveries as one batch, and starts an fsync of whatever it wrote to disk.
+//! Between batches it sleeps until a command arrives or its next deadline (a message or the
+//! queue itself expiring).
 //!
 //! Persistent messages in a durable queue go to the queue's log as they arrive, and their
 //! publishers are confirmed once an fsync covers them. Any queue also writes messages to its log
 //! instead of memory once it holds more than its memory allowance (see `ready`).
 
+use super::args::Overflow;
 use super::command::{ConsumerSpec, GetReply, QueueCmd, Settle};
+use super::deadletter::{DeadLetterSink, Reason, dead_letter};
 use super::handle::QueueHandle;
 use super::ready::{Entry, Ready, to_stored};
 use super::storage::{Storage, StoreConfig, Ticket, settle};
@@ -19,14 +23,24 @@ use crate::mailbox::{ConnHandle, ConnMsg, Delivery};
 use crate::message::Message;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use warren_store::QueueLog;
 
 /// Commands handled before the queue looks at its consumers again.
 const BATCH: usize = 256;
 
-/// Called when an auto-delete queue loses its last consumer, to take it out of its vhost.
-pub type AutoDeleteHook = Box<dyn Fn(&QueueHandle) + Send + Sync>;
+/// Called when the queue removes itself (auto-delete, or x-expires), to take it out of its
+/// vhost.
+pub type OnRemove = Arc<dyn Fn(&QueueHandle) + Send + Sync>;
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
 
 struct Unacked {
     entry: Entry,
@@ -61,6 +75,13 @@ impl Consumer {
         }
         true
     }
+
+    fn give_back_credit(&self) {
+        self.spec.conn.backlog.release(1);
+        if !self.spec.no_ack {
+            self.spec.channel_limiter.release(1);
+        }
+    }
 }
 
 /// What the queue starts with: an empty queue, or what its log held at start-up.
@@ -69,70 +90,128 @@ pub struct Start {
     pub storage: Option<Storage>,
     pub ready: Ready,
     pub next_seq: u64,
+    pub on_remove: OnRemove,
+    pub dead_letters: DeadLetterSink,
 }
 
 pub struct QueueActor {
     handle: QueueHandle,
     rx: mpsc::Receiver<QueueCmd>,
-    ready: Ready,
+    /// Ready messages by priority level (one level unless x-max-priority is set).
+    levels: Vec<Ready>,
     unacked: HashMap<u64, Unacked>,
     /// Highest priority first; within a priority, the next to serve first.
     consumers: Vec<Consumer>,
     next_seq: u64,
     next_consumer_id: u64,
     had_consumers: bool,
-    auto_delete_hook: Option<AutoDeleteHook>,
+    /// Last time the queue was used, for x-expires.
+    last_used: Instant,
+    on_remove: OnRemove,
+    dead_letters: DeadLetterSink,
     store: StoreConfig,
     /// The queue's log, once it has one (durable queues always do).
     storage: Option<Storage>,
 }
 
 impl QueueActor {
-    pub fn new(
-        handle: QueueHandle,
-        rx: mpsc::Receiver<QueueCmd>,
-        auto_delete_hook: Option<AutoDeleteHook>,
-        start: Start,
-    ) -> Self {
+    pub fn new(handle: QueueHandle, rx: mpsc::Receiver<QueueCmd>, start: Start) -> Self {
+        let n = handle
+            .info()
+            .args
+            .max_priority
+            .map_or(1, |p| p as usize + 1);
+        let mut levels: Vec<Ready> = (0..n).map(|_| Ready::default()).collect();
+        levels[0] = start.ready;
         QueueActor {
             handle,
             rx,
-            ready: start.ready,
+            levels,
             unacked: HashMap::new(),
             consumers: Vec::new(),
             next_seq: start.next_seq.max(1),
             next_consumer_id: 1,
             had_consumers: false,
-            auto_delete_hook,
+            last_used: Instant::now(),
+            on_remove: start.on_remove,
+            dead_letters: start.dead_letters,
             store: start.store,
             storage: start.storage,
         }
     }
 
     pub async fn run(mut self) {
-        while let Some(cmd) = self.rx.recv().await {
-            if !self.handle_cmd(cmd) {
-                return self.stop();
-            }
-            for _ in 0..BATCH {
-                match self.rx.try_recv() {
-                    Ok(cmd) => {
-                        if !self.handle_cmd(cmd) {
-                            return self.stop();
+        loop {
+            let deadline = self.next_deadline();
+            let first = tokio::select! {
+                cmd = self.rx.recv() => match cmd {
+                    Some(cmd) => Some(cmd),
+                    None => return self.stop(),
+                },
+                _ = sleep_until(deadline) => None,
+            };
+            if let Some(cmd) = first {
+                if !self.handle_cmd(cmd) {
+                    return self.stop();
+                }
+                for _ in 0..BATCH {
+                    match self.rx.try_recv() {
+                        Ok(cmd) => {
+                            if !self.handle_cmd(cmd) {
+                                return self.stop();
+                            }
                         }
+                        Err(_) => break,
                     }
-                    Err(_) => break,
                 }
             }
+            self.expire_head();
             self.dispatch();
             self.flush_disk();
-            if self.handle.info().auto_delete && self.had_consumers && self.consumers.is_empty() {
-                if let Some(hook) = &self.auto_delete_hook {
-                    hook(&self.handle);
-                }
+            if self.should_remove() {
+                (self.on_remove)(&self.handle);
                 return self.stop();
             }
         }
+    }
+
+    /// Auto-delete after the last consumer, or x-expires after a quiet spell.
+    fn should_remove(&self) -> bool {
+        let info = self.handle.info();
+        if !self.consumers.is_empty() {
+            return false;
+        }
+        if info.auto_delete && self.had_consumers {
+            return true;
+        }
+        info.args
+            .expires
+            .is_some_and(|ms| self.last_used.elapsed() >= Duration::from_millis(ms))
+    }
+
+    /// When the queue must next wake up without a command: its head message expiring, or
+    /// the queue itself.
+    fn next_deadline(&mut self) -> Option<Instant> {
+        let mut at: Option<Instant> = None;
+        let mut earliest = |t: Instant| at = Some(at.map_or(t, |a| a.min(t)));
+        if let Some(ms) = self.handle.info().args.expires {
+            if self.consumers.is_empty() {
+                earliest(self.last_used + Duration::from_millis(ms));
+            }
+        }
+        let now = now_ms();
+        let name = self.handle.name().clone();
+        let log = self.storage.as_mut().map(|s| &mut s.log);
+        if let Some(level) = self.levels.iter_mut().rev().find(|l| !l.is_empty()) {
+            if let Some(head) = level.head(log, &name) {
+                if head.expires_at != 0 {
+                    earliest(
+                        Instant::now() + Duration::from_millis(head.expires_at.saturating_sub(now)),
+                    );
+                }
+            }
+        }
+        at
     }
 
     /// The queue was deleted: its log goes, and publishes still waiting for disk are nacked.
@@ -147,6 +226,18 @@ impl QueueActor {
 
     fn log(&mut self) -> Option<&mut QueueLog> {
         self.storage.as_mut().map(|s| &mut s.log)
+    }
+
+    fn ready_len(&self) -> u64 {
+        self.levels.iter().map(Ready::len).sum()
+    }
+
+    fn ready_bytes(&self) -> u64 {
+        self.levels.iter().map(Ready::bytes).sum()
+    }
+
+    fn mem_bytes(&self) -> u64 {
+        self.levels.iter().map(Ready::mem_bytes).sum()
     }
 
     /// Writes out acknowledgement marks and starts an fsync of new messages.
@@ -175,78 +266,165 @@ impl QueueActor {
         self.storage.as_mut()
     }
 
+    fn level_of(&self, m: &Message) -> usize {
+        match self.handle.info().args.max_priority {
+            Some(max) => m.properties.priority().unwrap_or(0).min(max) as usize,
+            None => 0,
+        }
+    }
+
+    /// Whether one more message of `size` bytes would take the queue past a length limit.
+    fn over_limit_with(&self, size: u64) -> bool {
+        let args = &self.handle.info().args;
+        args.max_length
+            .is_some_and(|max| self.ready_len() + 1 > max)
+            || args
+                .max_length_bytes
+                .is_some_and(|max| self.ready_bytes() + size > max)
+    }
+
+    fn over_limit(&self) -> bool {
+        let args = &self.handle.info().args;
+        args.max_length.is_some_and(|max| self.ready_len() > max)
+            || args
+                .max_length_bytes
+                .is_some_and(|max| self.ready_bytes() > max)
+    }
+
     fn publish(&mut self, message: Arc<Message>, ticket: Option<Ticket>) {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        let durable = self.handle.info().durable && message.properties.is_persistent();
+        let args = self.handle.info().args.clone();
         let size = message.body_size();
-        let to_disk =
-            self.ready.tail_on_disk() || self.ready.mem_bytes() + size > self.store.memory_bytes;
-        if !durable && !to_disk {
-            settle(ticket.into_iter().collect(), true);
-            self.ready.push_mem(Entry {
-                seq,
-                message,
-                redelivered: false,
-                pos: None,
-            });
+        if args.overflow != Overflow::DropHead && self.over_limit_with(size) {
+            // reject-publish: the newest message is refused (and, with -dlx, dead-lettered).
+            settle(ticket.into_iter().collect(), false);
+            if args.overflow == Overflow::RejectPublishDlx {
+                self.dead_letter(&message, Reason::MaxLen);
+            }
             return;
         }
-        let Some(storage) = self.storage() else {
-            // No disk to be had: keep it in memory, and refuse what needed to be durable.
-            settle(ticket.into_iter().collect(), !durable);
-            self.ready.push_mem(Entry {
-                seq,
-                message,
-                redelivered: false,
-                pos: None,
-            });
-            return;
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let ttl = [
+            args.message_ttl,
+            message
+                .properties
+                .expiration()
+                .and_then(|e| e.as_str_lossy().parse().ok()),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let expires_at = ttl.map_or(0, |t| now_ms() + t);
+        let level = self.level_of(&message);
+        let durable = self.handle.info().durable && message.properties.is_persistent();
+        let to_disk =
+            self.levels[level].tail_on_disk() || self.mem_bytes() + size > self.store.memory_bytes;
+        let mut entry = Entry {
+            seq,
+            message,
+            redelivered: false,
+            pos: None,
+            expires_at,
         };
-        match storage.log.append(&to_stored(seq, &message, durable)) {
-            Ok(pos) => {
-                if durable {
-                    storage.appended(ticket);
-                } else {
-                    storage.appended(None);
-                    settle(ticket.into_iter().collect(), true);
+        if durable || to_disk {
+            let stored = to_stored(seq, &entry.message, durable, expires_at);
+            match self.storage().map(|s| (s.log.append(&stored), s)) {
+                Some((Ok(pos), storage)) => {
+                    if durable {
+                        storage.appended(ticket);
+                    } else {
+                        storage.appended(None);
+                        settle(ticket.into_iter().collect(), true);
+                    }
+                    if to_disk {
+                        self.levels[level].push_disk(pos, size);
+                    } else {
+                        entry.pos = Some(pos);
+                        self.levels[level].push_mem(entry);
+                    }
                 }
-                if to_disk {
-                    self.ready.push_disk(pos, size);
-                } else {
-                    self.ready.push_mem(Entry {
-                        seq,
-                        message,
-                        redelivered: false,
-                        pos: Some(pos),
-                    });
+                failed => {
+                    // No disk to be had: keep it in memory, and refuse what had to be durable.
+                    if let Some((Err(e), _)) = failed {
+                        tracing::error!(queue = %self.handle.name(), error = %e, "cannot write a message to disk");
+                    }
+                    settle(ticket.into_iter().collect(), !durable);
+                    self.levels[level].push_mem(entry);
                 }
             }
-            Err(e) => {
-                tracing::error!(queue = %self.handle.name(), error = %e, "cannot write a message to disk");
-                settle(ticket.into_iter().collect(), false);
-                self.ready.push_mem(Entry {
-                    seq,
-                    message,
-                    redelivered: false,
-                    pos: None,
-                });
+        } else {
+            settle(ticket.into_iter().collect(), true);
+            self.levels[level].push_mem(entry);
+        }
+        // drop-head: the oldest messages make room.
+        while args.overflow == Overflow::DropHead && self.over_limit() {
+            match self.pop_ready() {
+                Some(old) => self.drop_message(old, Reason::MaxLen),
+                None => break,
             }
         }
     }
 
-    /// Takes the next ready message, from memory or disk.
+    /// Takes the next ready message: the head of the highest non-empty priority level.
     fn pop_ready(&mut self) -> Option<Entry> {
         let name = self.handle.name().clone();
         let log = self.storage.as_mut().map(|s| &mut s.log);
-        self.ready.pop(log, &name)
+        self.levels
+            .iter_mut()
+            .rev()
+            .find(|l| !l.is_empty())?
+            .pop(log, &name)
     }
 
-    /// A message leaves the queue for good (acknowledged, dropped, or consumed without ack).
+    /// Drops expired messages from the head (RabbitMQ expires them only at the head).
+    fn expire_head(&mut self) {
+        let now = now_ms();
+        loop {
+            let name = self.handle.name().clone();
+            let log = self.storage.as_mut().map(|s| &mut s.log);
+            let Some(level) = self.levels.iter_mut().rev().find(|l| !l.is_empty()) else {
+                return;
+            };
+            match level.head(log, &name) {
+                Some(h) if h.expires_at != 0 && h.expires_at <= now => {}
+                _ => return,
+            }
+            if let Some(e) = self.pop_ready() {
+                self.drop_message(e, Reason::Expired);
+            }
+        }
+    }
+
+    /// A message leaves the queue for good (acknowledged, or consumed without ack).
     fn done(&mut self, entry: &Entry) {
         if let (Some(pos), Some(log)) = (entry.pos, self.log()) {
             log.ack(&pos);
         }
+    }
+
+    /// A message is dropped (rejected, expired, or over a length limit): dead-lettered if the
+    /// queue has a dead-letter exchange.
+    fn drop_message(&mut self, entry: Entry, reason: Reason) {
+        self.done(&entry);
+        self.dead_letter(&entry.message, reason);
+    }
+
+    fn dead_letter(&self, m: &Message, reason: Reason) {
+        let args = &self.handle.info().args;
+        if let Some(dlx) = &args.dead_letter_exchange {
+            let dead = dead_letter(
+                m,
+                reason,
+                self.handle.name(),
+                dlx,
+                args.dead_letter_routing_key.as_ref(),
+            );
+            (self.dead_letters)(dead);
+        }
+    }
+
+    fn expired(entry: &Entry) -> bool {
+        entry.expires_at != 0 && entry.expires_at <= now_ms()
     }
 
     /// Handles one command; false when the queue has been deleted and must stop.
@@ -262,6 +440,7 @@ impl QueueActor {
             QueueCmd::Settle { seqs, how } => self.settle(seqs, how),
             QueueCmd::Wake => {}
             QueueCmd::Consume { consumer, reply } => {
+                self.last_used = Instant::now();
                 let _ = reply.send(self.add_consumer(consumer));
             }
             QueueCmd::Cancel {
@@ -272,6 +451,7 @@ impl QueueActor {
             } => {
                 self.consumers
                     .retain(|c| !(c.owned_by(conn_id, channel_key) && c.spec.tag == tag));
+                self.last_used = Instant::now();
                 let _ = reply.send(());
             }
             QueueCmd::ChannelClosed {
@@ -284,39 +464,24 @@ impl QueueActor {
                 no_ack,
                 reply,
             } => {
-                let got = self.pop_ready().map(|entry| {
-                    let r = GetReply {
-                        seq: entry.seq,
-                        message: entry.message.clone(),
-                        redelivered: entry.redelivered,
-                        remaining: self.ready.len() as u32,
-                    };
-                    if no_ack {
-                        self.done(&entry);
-                    } else {
-                        if let (Some(pos), Some(log)) = (entry.pos, self.log()) {
-                            log.delivered(&pos);
-                        }
-                        self.unacked.insert(
-                            entry.seq,
-                            Unacked {
-                                entry,
-                                owner: (conn_id, channel_key),
-                                consumer: None,
-                            },
-                        );
-                    }
-                    r
-                });
+                self.last_used = Instant::now();
+                let got = self.get(conn_id, channel_key, no_ack);
                 let _ = reply.send(got);
             }
             QueueCmd::Purge { reply } => {
+                let mut n = 0;
                 let log = self.storage.as_mut().map(|s| &mut s.log);
-                let n = self.ready.purge(log);
+                let mut log = log;
+                for level in &mut self.levels {
+                    n += level.purge(log.as_deref_mut());
+                }
                 let _ = reply.send(n as u32);
             }
             QueueCmd::Counts { reply } => {
-                let _ = reply.send((self.ready.len() as u32, self.consumers.len() as u32));
+                // A declaration counts as use for x-expires, as in RabbitMQ.
+                self.last_used = Instant::now();
+                self.expire_head();
+                let _ = reply.send((self.ready_len() as u32, self.consumers.len() as u32));
             }
             QueueCmd::Delete {
                 if_unused,
@@ -331,7 +496,7 @@ impl QueueActor {
                     ))));
                     return true;
                 }
-                if if_empty && !self.ready.is_empty() {
+                if if_empty && self.ready_len() > 0 {
                     let _ = reply.send(Err(AmqpError::precondition_failed(format!(
                         "queue '{}' in vhost '{}' not empty",
                         info.name, info.vhost
@@ -345,11 +510,44 @@ impl QueueActor {
                         consumer_tag: c.spec.tag.clone(),
                     });
                 }
-                let _ = reply.send(Ok(self.ready.len() as u32));
+                let _ = reply.send(Ok(self.ready_len() as u32));
                 return false;
             }
         }
         true
+    }
+
+    fn get(&mut self, conn_id: u64, channel_key: u64, no_ack: bool) -> Option<GetReply> {
+        let entry = loop {
+            let e = self.pop_ready()?;
+            if Self::expired(&e) {
+                self.drop_message(e, Reason::Expired);
+                continue;
+            }
+            break e;
+        };
+        let reply = GetReply {
+            seq: entry.seq,
+            message: entry.message.clone(),
+            redelivered: entry.redelivered,
+            remaining: self.ready_len() as u32,
+        };
+        if no_ack {
+            self.done(&entry);
+        } else {
+            if let (Some(pos), Some(log)) = (entry.pos, self.log()) {
+                log.delivered(&pos);
+            }
+            self.unacked.insert(
+                entry.seq,
+                Unacked {
+                    entry,
+                    owner: (conn_id, channel_key),
+                    consumer: None,
+                },
+            );
+        }
+        Some(reply)
     }
 
     fn add_consumer(&mut self, spec: ConsumerSpec) -> Result<(), AmqpError> {
@@ -381,7 +579,7 @@ impl QueueActor {
     }
 
     fn settle(&mut self, seqs: Vec<u64>, how: Settle) {
-        let mut back = Vec::new();
+        let mut back: Vec<Vec<Entry>> = (0..self.levels.len()).map(|_| Vec::new()).collect();
         for seq in seqs {
             let Some(u) = self.unacked.remove(&seq) else {
                 continue;
@@ -391,34 +589,44 @@ impl QueueActor {
                     c.unacked = c.unacked.saturating_sub(1);
                 }
             }
-            if how == Settle::Requeue {
-                back.push(u.entry);
-            } else {
-                self.done(&u.entry);
+            match how {
+                Settle::Requeue => {
+                    let level = self.level_of(&u.entry.message);
+                    back[level].push(u.entry);
+                }
+                Settle::Ack => self.done(&u.entry),
+                Settle::Discard => self.drop_message(u.entry, Reason::Rejected),
             }
         }
-        self.ready.requeue(back);
+        for (level, entries) in back.into_iter().enumerate() {
+            self.levels[level].requeue(entries);
+        }
     }
 
     fn channel_closed(&mut self, conn_id: u64, channel_key: u64) {
         self.consumers.retain(|c| !c.owned_by(conn_id, channel_key));
+        self.last_used = Instant::now();
         let seqs: Vec<u64> = self
             .unacked
             .iter()
             .filter(|(_, u)| u.owner == (conn_id, channel_key))
             .map(|(s, _)| *s)
             .collect();
-        let back = seqs
-            .into_iter()
-            .filter_map(|s| self.unacked.remove(&s))
-            .map(|u| u.entry)
-            .collect();
-        self.ready.requeue(back);
+        self.settle(seqs, Settle::Requeue);
     }
 
-    /// The first consumer, in priority and round-robin order, that can take a message.
+    /// The first consumer, in priority and round-robin order, that can take a message. With
+    /// x-single-active-consumer only the oldest consumer ever receives.
     fn pick_consumer(&mut self) -> Option<usize> {
         let handle = &self.handle;
+        if handle.info().args.single_active_consumer {
+            let (i, c) = self
+                .consumers
+                .iter_mut()
+                .enumerate()
+                .min_by_key(|(_, c)| c.id)?;
+            return c.take_credit(handle).then_some(i);
+        }
         self.consumers
             .iter_mut()
             .position(|c| c.take_credit(handle))
@@ -436,17 +644,19 @@ impl QueueActor {
 
     fn dispatch(&mut self) {
         let mut batches: Vec<(ConnHandle, Vec<Delivery>)> = Vec::new();
-        while !self.ready.is_empty() && !self.consumers.is_empty() {
+        while self.ready_len() > 0 && !self.consumers.is_empty() {
             let Some(i) = self.pick_consumer() else {
                 break;
             };
-            let Some(entry) = self.pop_ready() else {
-                // Nothing readable after all: give the credit back.
-                let c = &self.consumers[i];
-                c.spec.conn.backlog.release(1);
-                if !c.spec.no_ack {
-                    c.spec.channel_limiter.release(1);
+            let entry = loop {
+                match self.pop_ready() {
+                    Some(e) if Self::expired(&e) => self.drop_message(e, Reason::Expired),
+                    other => break other,
                 }
+            };
+            let Some(entry) = entry else {
+                // Nothing deliverable after all: give the credit back.
+                self.consumers[i].give_back_credit();
                 break;
             };
             let no_ack = self.consumers[i].spec.no_ack;
@@ -493,5 +703,12 @@ impl QueueActor {
                 self.settle(seqs, Settle::Requeue);
             }
         }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
     }
 }

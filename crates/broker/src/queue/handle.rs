@@ -4,6 +4,7 @@
 //! what comes next: a queue on another node or a Raft-replicated quorum queue will be another
 //! backend behind these same methods, so channels and routing will not change.
 
+use super::args::{Overflow, QueueArgs};
 use super::command::{ConsumerSpec, GetReply, QueueCmd, Settle};
 use super::storage::Ticket;
 use crate::error::{AmqpError, AmqpResult};
@@ -23,6 +24,8 @@ pub struct QueueInfo {
     pub exclusive_owner: Option<u64>,
     pub auto_delete: bool,
     pub arguments: FieldTable,
+    /// The arguments that change how the queue behaves, validated.
+    pub args: QueueArgs,
 }
 
 #[derive(Debug)]
@@ -80,10 +83,13 @@ impl QueueHandle {
         self.send(QueueCmd::Publish { message, ticket }).await
     }
 
-    /// Whether a message published to this queue is kept across restarts (and so is
-    /// confirmed only once on disk).
-    pub fn keeps(&self, message: &Message) -> bool {
-        self.inner.info.durable && message.properties.is_persistent()
+    /// Whether a publisher confirm for this message must wait for the queue's answer: it is
+    /// kept across restarts (confirmed once on disk), or the queue may refuse it for length.
+    pub fn needs_ticket(&self, message: &Message) -> bool {
+        let info = &self.inner.info;
+        let refuses = info.args.overflow != Overflow::DropHead
+            && (info.args.max_length.is_some() || info.args.max_length_bytes.is_some());
+        (info.durable && message.properties.is_persistent()) || refuses
     }
 
     pub(crate) fn sender(&self) -> mpsc::Sender<QueueCmd> {

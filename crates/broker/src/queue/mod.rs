@@ -1,14 +1,19 @@
 //! Queues: an actor per queue ([`actor`]) that owns its ready messages ([`ready`]) and its
-//! disk ([`storage`]), reached only through a [`QueueHandle`].
+//! disk ([`storage`]), reached only through a [`QueueHandle`]. [`args`] validates the queue
+//! arguments; [`deadletter`] builds the messages a queue dead-letters.
 
 mod actor;
+pub mod args;
 mod command;
+pub mod deadletter;
 mod handle;
 mod ready;
 mod storage;
 
-pub use actor::{AutoDeleteHook, Start};
+pub use actor::{OnRemove, Start};
+pub use args::QueueArgs;
 pub use command::{ConsumerSpec, GetReply, Settle};
+pub use deadletter::DeadLetterSink;
 pub use handle::{QueueHandle, QueueInfo};
 pub use ready::Ready;
 pub use storage::{Storage, StoreConfig, Ticket};
@@ -19,29 +24,32 @@ use tokio::sync::mpsc;
 const MAILBOX: usize = 4096;
 
 /// Starts a local queue actor and returns its handle.
-pub fn spawn(
-    info: QueueInfo,
-    auto_delete_hook: Option<AutoDeleteHook>,
-    start: Start,
-) -> QueueHandle {
+pub fn spawn(info: QueueInfo, start: Start) -> QueueHandle {
     let (tx, rx) = mpsc::channel(MAILBOX);
     let handle = QueueHandle::new(info, tx);
-    tokio::spawn(actor::QueueActor::new(handle.clone(), rx, auto_delete_hook, start).run());
+    tokio::spawn(actor::QueueActor::new(handle.clone(), rx, start).run());
     handle
 }
 
 /// What a new, empty queue starts with.
-pub fn empty(store: StoreConfig) -> Start {
+pub fn empty(store: StoreConfig, on_remove: OnRemove, dead_letters: DeadLetterSink) -> Start {
     Start {
         store,
         storage: None,
         ready: Ready::default(),
         next_seq: 1,
+        on_remove,
+        dead_letters,
     }
 }
 
-/// What a durable queue starts with: its log, and the messages the log held.
-pub fn recover(store: StoreConfig) -> std::io::Result<(Start, Vec<String>)> {
+/// What a durable queue starts with: its log, and the messages the log held. Recovered
+/// messages of a priority queue all wait at its lowest level, in the order they arrived.
+pub fn recover(
+    store: StoreConfig,
+    on_remove: OnRemove,
+    dead_letters: DeadLetterSink,
+) -> std::io::Result<(Start, Vec<String>)> {
     let (log, rec) = warren_store::QueueLog::open(&store.dir, store.segment_bytes)?;
     Ok((
         Start {
@@ -49,6 +57,8 @@ pub fn recover(store: StoreConfig) -> std::io::Result<(Start, Vec<String>)> {
             next_seq: rec.next_seq,
             storage: Some(Storage::new(log)),
             store,
+            on_remove,
+            dead_letters,
         },
         rec.repairs,
     ))

@@ -18,6 +18,8 @@ pub struct Entry {
     pub redelivered: bool,
     /// Where it also is on disk (persistent, or paged out and read back).
     pub pos: Option<Position>,
+    /// When it expires, in milliseconds since the Unix epoch (0: never).
+    pub expires_at: u64,
 }
 
 #[derive(Debug)]
@@ -162,6 +164,7 @@ impl Ready {
                         continue;
                     };
                     let redelivered = self.delivered_before.remove(&(segment, at));
+                    let expires_at = stored.expires_at_ms;
                     match to_message(stored) {
                         Some((seq, message)) => {
                             return Some(Entry {
@@ -169,6 +172,7 @@ impl Ready {
                                 message,
                                 redelivered,
                                 pos: Some(pos),
+                                expires_at,
                             });
                         }
                         None => {
@@ -178,6 +182,22 @@ impl Ready {
                     }
                 }
             }
+        }
+    }
+
+    /// The head message, brought into memory if it was on disk, without taking it.
+    pub fn head(&mut self, log: Option<&mut QueueLog>, queue: &ShortStr) -> Option<&Entry> {
+        if matches!(self.items.front(), Some(Item::Disk(_))) {
+            let e = self.pop(log, queue)?;
+            let n = e.message.body_size();
+            self.count += 1;
+            self.bytes += n;
+            self.mem_bytes += n;
+            self.items.push_front(Item::Mem(e));
+        }
+        match self.items.front() {
+            Some(Item::Mem(e)) => Some(e),
+            _ => None,
         }
     }
 
@@ -233,11 +253,11 @@ impl Ready {
 }
 
 /// The stored form of a message, to write it to a log.
-pub fn to_stored(seq: u64, m: &Message, persistent: bool) -> StoredMessage {
+pub fn to_stored(seq: u64, m: &Message, persistent: bool, expires_at: u64) -> StoredMessage {
     StoredMessage {
         seq,
         persistent,
-        expires_at_ms: 0,
+        expires_at_ms: expires_at,
         priority: m.properties.priority().unwrap_or(0),
         exchange: m.exchange.bytes().clone(),
         routing_key: m.routing_key.bytes().clone(),

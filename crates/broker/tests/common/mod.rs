@@ -229,7 +229,8 @@ pub fn plain(user: &str, pass: &str) -> Vec<u8> {
 pub fn start_ok(mechanism: &str, response: Vec<u8>) -> Method {
     let caps = FieldTable::new()
         .with("authentication_failure_close", true)
-        .with("consumer_cancel_notify", true);
+        .with("consumer_cancel_notify", true)
+        .with("connection.blocked", true);
     ConnectionStartOk {
         client_properties: FieldTable::new()
             .with("product", "warren-tests")
