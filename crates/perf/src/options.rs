@@ -83,7 +83,8 @@ pub struct Options {
     /// Run for this many seconds.
     #[arg(short = 'z', long)]
     pub duration: Option<u64>,
-    /// Each producer sends this many messages, then stops.
+    /// Each producer sends this many messages, then stops (with no producers: the consumers
+    /// stop once this many were received).
     #[arg(short = 'C', long)]
     pub count: Option<u64>,
     /// Open this many extra idle connections and hold them (memory tests).

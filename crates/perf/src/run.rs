@@ -144,6 +144,10 @@ pub async fn run(mut opts: Options) -> Result<Summary, String> {
             break;
         }
         let wait = match deadline {
+            // Consumers alone: look again every so often for -C received.
+            Some(d) if opts.producers == 0 && opts.count.is_some() => {
+                d.saturating_duration_since(Instant::now()).min(Duration::from_millis(50))
+            }
             Some(d) => d.saturating_duration_since(Instant::now()),
             None => Duration::from_secs(3600),
         };
@@ -154,7 +158,9 @@ pub async fn run(mut opts: Options) -> Result<Summary, String> {
                 }
             }
             _ = tokio::time::sleep(wait) => {
-                shared.stop_producers.store(true, Ordering::Relaxed);
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    shared.stop_producers.store(true, Ordering::Relaxed);
+                }
             }
         }
         // Without producers the run is consumers (or idle connections) for the duration.
