@@ -645,8 +645,10 @@ impl VHost {
                 args,
             };
             let dir = self.store.durable_dir(&self.name, &info.name);
+            let levels = info.args.max_priority.map_or(1, |p| p as u16 + 1);
             let (start, repairs) = queue::recover(
                 self.store.config(dir, &info.arguments),
+                levels,
                 self.on_remove(),
                 self.dead_letters(),
             )

@@ -351,3 +351,61 @@ async fn purged_and_acknowledged_messages_stay_gone_after_a_restart() {
     assert!(get_all(&ch, "acked").await.is_empty());
     node.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_priority_queue_keeps_its_order_across_a_restart() {
+    let dir = temp_data_dir();
+    let mut args = FieldTable::default();
+    args.insert("x-max-priority".into(), AMQPValue::ShortShortUInt(5));
+    {
+        let node = TestNode::start_in(&dir).await;
+        let (_c, ch) = channel(&node).await;
+        ch.queue_declare("ranked".into(), durable(), args.clone())
+            .await
+            .unwrap();
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .unwrap();
+        for (body, prio) in [
+            (b"low", 1u8),
+            (b"top", 5),
+            (b"mid", 3),
+            (b"tip", 5),
+            (b"bot", 0),
+        ] {
+            let props = BasicProperties::default()
+                .with_delivery_mode(2)
+                .with_priority(prio);
+            ch.basic_publish(
+                "".into(),
+                "ranked".into(),
+                BasicPublishOptions::default(),
+                body,
+                props,
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        }
+        node.shutdown().await;
+    }
+    let node = TestNode::start_in(&dir).await;
+    let (_c, ch) = channel(&node).await;
+    let back: Vec<Vec<u8>> = get_all(&ch, "ranked")
+        .await
+        .into_iter()
+        .map(|(b, _, _)| b)
+        .collect();
+    assert_eq!(
+        back,
+        vec![
+            b"top".to_vec(),
+            b"tip".to_vec(),
+            b"mid".to_vec(),
+            b"low".to_vec(),
+            b"bot".to_vec()
+        ]
+    );
+    node.shutdown().await;
+}

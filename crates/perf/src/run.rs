@@ -145,9 +145,9 @@ pub async fn run(mut opts: Options) -> Result<Summary, String> {
         }
         let wait = match deadline {
             // Consumers alone: look again every so often for -C received.
-            Some(d) if opts.producers == 0 && opts.count.is_some() => {
-                d.saturating_duration_since(Instant::now()).min(Duration::from_millis(50))
-            }
+            Some(d) if opts.producers == 0 && opts.count.is_some() => d
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(50)),
             Some(d) => d.saturating_duration_since(Instant::now()),
             None => Duration::from_secs(3600),
         };

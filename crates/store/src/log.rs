@@ -37,6 +37,8 @@ pub struct Run {
     pub count: u64,
     /// Their total body bytes, for x-max-length-bytes and statistics.
     pub bytes: u64,
+    /// The priority level its messages belong to (a run never mixes levels).
+    pub level: u8,
 }
 
 /// What a log held when it was opened.
@@ -96,8 +98,9 @@ fn ack_path(dir: &Path, n: u64) -> PathBuf {
 const READ_AHEAD: usize = 1 << 20;
 
 impl QueueLog {
-    /// Opens (creating if needed) the log in `dir`, recovering what it holds.
-    pub fn open(dir: &Path, segment_bytes: u64) -> io::Result<(QueueLog, Recovered)> {
+    /// Opens (creating if needed) the log in `dir`, recovering what it holds. Recovered runs
+    /// are split by priority level, for a queue with `levels` of them (1: no priorities).
+    pub fn open(dir: &Path, segment_bytes: u64, levels: u16) -> io::Result<(QueueLog, Recovered)> {
         std::fs::create_dir_all(dir)?;
         let mut numbers: Vec<u64> = std::fs::read_dir(dir)?
             .filter_map(|e| e.ok())
@@ -111,7 +114,7 @@ impl QueueLog {
         let mut segments = BTreeMap::new();
         let last = numbers.last().copied();
         for n in &numbers {
-            let live = recover_segment(dir, *n, Some(*n) == last, &mut rec)?;
+            let live = recover_segment(dir, *n, Some(*n) == last, levels.max(1), &mut rec)?;
             if live == 0 {
                 let _ = std::fs::remove_file(seg_path(dir, *n));
                 let _ = std::fs::remove_file(ack_path(dir, *n));
@@ -411,7 +414,13 @@ fn read_marks(path: &Path) -> io::Result<Marks> {
 /// Scans one segment, adding its live persistent messages to `rec`. A torn or damaged tail is
 /// cut off (and reported); a damaged record in the middle is skipped. Returns how many live
 /// records the segment holds.
-fn recover_segment(dir: &Path, n: u64, is_last: bool, rec: &mut Recovered) -> io::Result<u64> {
+fn recover_segment(
+    dir: &Path,
+    n: u64,
+    is_last: bool,
+    levels: u16,
+    rec: &mut Recovered,
+) -> io::Result<u64> {
     let marks = read_marks(&ack_path(dir, n))?;
     let path = seg_path(dir, n);
     let mut f = OpenOptions::new().read(true).write(true).open(&path)?;
@@ -453,8 +462,9 @@ fn recover_segment(dir: &Path, n: u64, is_last: bool, rec: &mut Recovered) -> io
                         if m.persistent && !marks.is_acked(offset) {
                             live += 1;
                             let body = m.body.len() as u64;
+                            let level = (m.priority as u16).min(levels - 1) as u8;
                             match &mut run {
-                                Some(r) if r.end == offset => {
+                                Some(r) if r.end == offset && r.level == level => {
                                     r.end += len;
                                     r.count += 1;
                                     r.bytes += body;
@@ -467,6 +477,7 @@ fn recover_segment(dir: &Path, n: u64, is_last: bool, rec: &mut Recovered) -> io
                                         end: offset + len,
                                         count: 1,
                                         bytes: body,
+                                        level,
                                     });
                                 }
                             }

@@ -51,7 +51,7 @@ fn sync(log: &mut QueueLog) {
 #[test]
 fn appended_messages_come_back_in_order() {
     let d = dir("order");
-    let (mut log, rec) = QueueLog::open(&d, 64 * 1024).unwrap();
+    let (mut log, rec) = QueueLog::open(&d, 64 * 1024, 1).unwrap();
     assert!(rec.runs.is_empty());
     for seq in 1..=1000 {
         log.append(&msg(seq, true)).unwrap();
@@ -59,7 +59,7 @@ fn appended_messages_come_back_in_order() {
     sync(&mut log);
     assert!(log.segment_count() > 1, "small segments roll over");
     drop(log);
-    let (mut log, rec) = QueueLog::open(&d, 64 * 1024).unwrap();
+    let (mut log, rec) = QueueLog::open(&d, 64 * 1024, 1).unwrap();
     assert!(rec.repairs.is_empty(), "{:?}", rec.repairs);
     assert_eq!(rec.next_seq, 1001);
     let back = read_all(&mut log, &rec);
@@ -69,7 +69,7 @@ fn appended_messages_come_back_in_order() {
 #[test]
 fn acknowledged_and_transient_messages_do_not_come_back() {
     let d = dir("acks");
-    let (mut log, _) = QueueLog::open(&d, 1 << 20).unwrap();
+    let (mut log, _) = QueueLog::open(&d, 1 << 20, 1).unwrap();
     let mut pos = Vec::new();
     for seq in 1..=100 {
         pos.push(log.append(&msg(seq, seq % 10 != 0)).unwrap());
@@ -81,7 +81,7 @@ fn acknowledged_and_transient_messages_do_not_come_back() {
     log.write_marks().unwrap();
     sync(&mut log);
     drop(log);
-    let (mut log, rec) = QueueLog::open(&d, 1 << 20).unwrap();
+    let (mut log, rec) = QueueLog::open(&d, 1 << 20, 1).unwrap();
     let seqs: Vec<u64> = read_all(&mut log, &rec).iter().map(|m| m.seq).collect();
     let want: Vec<u64> = (1..=100)
         .filter(|s| s % 10 != 0 && ![3, 4, 50].contains(s))
@@ -97,7 +97,7 @@ fn acknowledged_and_transient_messages_do_not_come_back() {
 #[test]
 fn fully_acknowledged_segments_are_deleted() {
     let d = dir("gc");
-    let (mut log, _) = QueueLog::open(&d, 16 * 1024).unwrap();
+    let (mut log, _) = QueueLog::open(&d, 16 * 1024, 1).unwrap();
     let pos: Vec<_> = (1..=500)
         .map(|s| log.append(&msg(s, true)).unwrap())
         .collect();
@@ -116,20 +116,20 @@ fn fully_acknowledged_segments_are_deleted() {
     let files = std::fs::read_dir(&d).unwrap().count();
     assert!(files <= 2, "{files} files left");
     drop(log);
-    let (_, rec) = QueueLog::open(&d, 16 * 1024).unwrap();
+    let (_, rec) = QueueLog::open(&d, 16 * 1024, 1).unwrap();
     assert!(rec.runs.is_empty());
 }
 
 #[test]
 fn a_dropped_run_does_not_come_back() {
     let d = dir("run-drop");
-    let (mut log, _) = QueueLog::open(&d, 1 << 30).unwrap();
+    let (mut log, _) = QueueLog::open(&d, 1 << 30, 1).unwrap();
     for seq in 1..=30 {
         log.append(&msg(seq, true)).unwrap();
     }
     sync(&mut log);
     drop(log);
-    let (mut log, rec) = QueueLog::open(&d, 1 << 30).unwrap();
+    let (mut log, rec) = QueueLog::open(&d, 1 << 30, 1).unwrap();
     assert_eq!(rec.runs.len(), 1);
     let run = rec.runs[0].clone();
     // Read the first 10, then drop the rest of the run unread, as a purge does.
@@ -148,14 +148,14 @@ fn a_dropped_run_does_not_come_back() {
     log.ack_run(&rest);
     log.write_marks().unwrap();
     drop(log);
-    let (_, rec) = QueueLog::open(&d, 1 << 30).unwrap();
+    let (_, rec) = QueueLog::open(&d, 1 << 30, 1).unwrap();
     assert!(rec.runs.is_empty(), "{:?}", rec.runs);
 }
 
 #[test]
 fn a_torn_tail_is_cut_and_nothing_damaged_is_returned() {
     let d = dir("torn");
-    let (mut log, _) = QueueLog::open(&d, 1 << 30).unwrap();
+    let (mut log, _) = QueueLog::open(&d, 1 << 30, 1).unwrap();
     for seq in 1..=50 {
         log.append(&msg(seq, true)).unwrap();
     }
@@ -170,7 +170,7 @@ fn a_torn_tail_is_cut_and_nothing_damaged_is_returned() {
     // Cut the file at many places, as a crash mid-write would.
     for cut in (1..full.len()).step_by(97) {
         std::fs::write(&seg, &full[..cut]).unwrap();
-        let (mut log, rec) = QueueLog::open(&d, 1 << 30).unwrap();
+        let (mut log, rec) = QueueLog::open(&d, 1 << 30, 1).unwrap();
         let back = read_all(&mut log, &rec);
         let n = back.len() as u64;
         assert_eq!(
@@ -193,7 +193,7 @@ fn a_torn_tail_is_cut_and_nothing_damaged_is_returned() {
 #[test]
 fn a_flipped_bit_loses_that_message_only() {
     let d = dir("flip");
-    let (mut log, _) = QueueLog::open(&d, 1 << 30).unwrap();
+    let (mut log, _) = QueueLog::open(&d, 1 << 30, 1).unwrap();
     let pos: Vec<_> = (1..=20)
         .map(|s| log.append(&msg(s, true)).unwrap())
         .collect();
@@ -209,7 +209,7 @@ fn a_flipped_bit_loses_that_message_only() {
     let p = pos[6];
     bytes[(p.offset + p.len as u64 - 3) as usize] ^= 0x10;
     std::fs::write(&seg, &bytes).unwrap();
-    let (mut log, rec) = QueueLog::open(&d, 1 << 30).unwrap();
+    let (mut log, rec) = QueueLog::open(&d, 1 << 30, 1).unwrap();
     let seqs: Vec<u64> = read_all(&mut log, &rec).iter().map(|m| m.seq).collect();
     assert_eq!(seqs, (1..=20).filter(|s| *s != 7).collect::<Vec<_>>());
     assert_eq!(rec.repairs.len(), 1, "{:?}", rec.repairs);
@@ -218,7 +218,7 @@ fn a_flipped_bit_loses_that_message_only() {
 #[test]
 fn a_damaged_record_found_at_read_time_is_skipped() {
     let d = dir("late-flip");
-    let (mut log, _) = QueueLog::open(&d, 1 << 30).unwrap();
+    let (mut log, _) = QueueLog::open(&d, 1 << 30, 1).unwrap();
     let pos: Vec<_> = (1..=3)
         .map(|s| log.append(&msg(s, true)).unwrap())
         .collect();

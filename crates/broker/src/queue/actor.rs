@@ -88,7 +88,8 @@ impl Consumer {
 pub struct Start {
     pub store: StoreConfig,
     pub storage: Option<Storage>,
-    pub ready: Ready,
+    /// Ready messages by priority level (a single level for most queues).
+    pub levels: Vec<Ready>,
     pub next_seq: u64,
     pub on_remove: OnRemove,
     pub dead_letters: DeadLetterSink,
@@ -121,8 +122,8 @@ impl QueueActor {
             .args
             .max_priority
             .map_or(1, |p| p as usize + 1);
-        let mut levels: Vec<Ready> = (0..n).map(|_| Ready::default()).collect();
-        levels[0] = start.ready;
+        let mut levels = start.levels;
+        levels.resize_with(n, Ready::default);
         QueueActor {
             handle,
             rx,
@@ -255,7 +256,7 @@ impl QueueActor {
     /// The queue's log, opened on first use by a queue that had none.
     fn storage(&mut self) -> Option<&mut Storage> {
         if self.storage.is_none() {
-            match QueueLog::open(&self.store.dir, self.store.segment_bytes) {
+            match QueueLog::open(&self.store.dir, self.store.segment_bytes, 1) {
                 Ok((log, _)) => self.storage = Some(Storage::new(log)),
                 Err(e) => {
                     tracing::error!(queue = %self.handle.name(), error = %e, "cannot open the queue's log");

@@ -36,24 +36,34 @@ pub fn empty(store: StoreConfig, on_remove: OnRemove, dead_letters: DeadLetterSi
     Start {
         store,
         storage: None,
-        ready: Ready::default(),
+        levels: Vec::new(),
         next_seq: 1,
         on_remove,
         dead_letters,
     }
 }
 
-/// What a durable queue starts with: its log, and the messages the log held. Recovered
-/// messages of a priority queue all wait at its lowest level, in the order they arrived.
+/// What a durable queue starts with: its log, and the messages the log held, each back at its
+/// priority level (`levels`: 1 for a queue without priorities).
 pub fn recover(
     store: StoreConfig,
+    levels: u16,
     on_remove: OnRemove,
     dead_letters: DeadLetterSink,
 ) -> std::io::Result<(Start, Vec<String>)> {
-    let (log, rec) = warren_store::QueueLog::open(&store.dir, store.segment_bytes)?;
+    let (log, rec) = warren_store::QueueLog::open(&store.dir, store.segment_bytes, levels)?;
+    let mut by_level: Vec<Vec<warren_store::Run>> =
+        (0..levels.max(1)).map(|_| Vec::new()).collect();
+    for run in rec.runs {
+        let at = (run.level as usize).min(by_level.len() - 1);
+        by_level[at].push(run);
+    }
     Ok((
         Start {
-            ready: Ready::recovered(rec.runs, rec.delivered),
+            levels: by_level
+                .into_iter()
+                .map(|runs| Ready::recovered(runs, rec.delivered.clone()))
+                .collect(),
             next_seq: rec.next_seq,
             storage: Some(Storage::new(log)),
             store,

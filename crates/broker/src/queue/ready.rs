@@ -103,6 +103,7 @@ impl Ready {
             end,
             count: 1,
             bytes: body,
+            level: 0,
         }));
     }
 
