@@ -19,11 +19,20 @@ impl Message {
     }
 }
 
-/// Body-frame payloads in order. Most messages fit in one frame.
+/// Body-frame payloads in order. Most messages fit in one frame, which is held without a
+/// list (an allocation per message saved on the hot path).
 #[derive(Debug, Clone, Default)]
 pub struct Body {
-    chunks: Vec<Bytes>,
+    chunks: Chunks,
     len: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+enum Chunks {
+    #[default]
+    None,
+    One(Bytes),
+    Many(Vec<Bytes>),
 }
 
 impl Body {
@@ -32,18 +41,24 @@ impl Body {
     }
 
     pub fn from_bytes(b: Bytes) -> Self {
-        let len = b.len() as u64;
-        Body {
-            chunks: if b.is_empty() { vec![] } else { vec![b] },
-            len,
-        }
+        let mut body = Body::new();
+        body.push(b);
+        body
     }
 
     pub fn push(&mut self, b: Bytes) {
-        self.len += b.len() as u64;
-        if !b.is_empty() {
-            self.chunks.push(b);
+        if b.is_empty() {
+            return;
         }
+        self.len += b.len() as u64;
+        self.chunks = match std::mem::take(&mut self.chunks) {
+            Chunks::None => Chunks::One(b),
+            Chunks::One(first) => Chunks::Many(vec![first, b]),
+            Chunks::Many(mut v) => {
+                v.push(b);
+                Chunks::Many(v)
+            }
+        };
     }
 
     pub fn len(&self) -> u64 {
@@ -55,12 +70,16 @@ impl Body {
     }
 
     pub fn chunks(&self) -> &[Bytes] {
-        &self.chunks
+        match &self.chunks {
+            Chunks::None => &[],
+            Chunks::One(b) => std::slice::from_ref(b),
+            Chunks::Many(v) => v,
+        }
     }
 
     /// The whole body in one buffer; copies only when it arrived in several frames.
     pub fn to_bytes(&self) -> Bytes {
-        match self.chunks.as_slice() {
+        match self.chunks() {
             [] => Bytes::new(),
             [one] => one.clone(),
             many => {
@@ -71,5 +90,26 @@ impl Body {
                 Bytes::from(v)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_keeps_its_frames_in_order_and_counts_them() {
+        let mut body = Body::new();
+        assert!(body.chunks().is_empty());
+        body.push(Bytes::new());
+        assert!(body.chunks().is_empty(), "empty frames are not kept");
+        body.push(Bytes::from_static(b"ab"));
+        assert_eq!(body.chunks(), [Bytes::from_static(b"ab")]);
+        assert_eq!(body.to_bytes(), Bytes::from_static(b"ab"));
+        body.push(Bytes::from_static(b"cde"));
+        body.push(Bytes::from_static(b"f"));
+        assert_eq!(body.chunks().len(), 3);
+        assert_eq!(body.len(), 6);
+        assert_eq!(body.to_bytes(), Bytes::from_static(b"abcdef"));
     }
 }

@@ -14,7 +14,7 @@ use crate::queue::{
 use crate::routing::headers::HeadersBinding;
 use crate::routing::{Binding, Destination, ExchangeKind, ExchangeSpec, Snapshot};
 use arc_swap::ArcSwap;
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use warren_amqp::{FieldTable, FieldValue, ShortStr};
@@ -708,7 +708,7 @@ impl VHost {
             // dead-lettering to each other would wait forever), so the sends run on their own.
             tokio::spawn(async move {
                 for q in queues {
-                    q.publish(m.clone(), None).await;
+                    let _ = q.publish_batch(vec![(m.clone(), None)]).await;
                 }
             });
         })

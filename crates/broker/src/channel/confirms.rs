@@ -4,7 +4,8 @@
 use super::{Channel, Ctx};
 use crate::connection::outbuf::OutBuf;
 use crate::error::{AmqpError, AmqpResult};
-use std::collections::{BTreeSet, HashMap};
+use foldhash::HashMap;
+use std::collections::BTreeSet;
 use warren_amqp::methods::{BasicAck, BasicNack, ConfirmSelect, ConfirmSelectOk};
 
 #[derive(Debug, Default)]

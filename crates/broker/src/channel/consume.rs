@@ -65,6 +65,9 @@ impl Channel {
                 m.consumer_tag
             )));
         }
+        // From now on this connection holds deliveries that queues wait on: it must never
+        // wait on a queue's flow control.
+        ctx.outgoing.consumes = true;
         let tag = if m.consumer_tag.is_empty() {
             ShortStr::from(names::consumer_tag())
         } else {
@@ -189,9 +192,9 @@ impl Channel {
                 other => ctx.stash.push_back(other),
             }
         }
+        ctx.conn.backlog.release(mine.len() as u32);
         for d in mine {
-            ctx.conn.backlog.release(1);
-            self.deliver(ctx, d).await;
+            self.deliver(ctx, d);
         }
     }
 
@@ -237,12 +240,12 @@ impl Channel {
 
     /// Writes a delivery from a queue to the client, or gives it back if its consumer is
     /// gone (it was cancelled while the delivery was on its way).
-    pub async fn deliver(&mut self, ctx: &mut Ctx<'_>, d: Delivery) {
+    pub fn deliver(&mut self, ctx: &mut Ctx<'_>, d: Delivery) {
         if !self.consumers.contains_key(&d.consumer_tag) {
             if !d.no_ack {
                 self.limiter.release(1);
                 if let Some(q) = &d.queue {
-                    q.settle(vec![d.seq], Settle::Requeue).await;
+                    ctx.outgoing.settle(q, Settle::Requeue, d.seq);
                 }
             }
             return;
@@ -296,53 +299,55 @@ impl Channel {
         }
     }
 
-    pub(super) async fn ack(&mut self, tag: u64, multiple: bool) -> AmqpResult<()> {
+    pub(super) fn ack(&mut self, ctx: &mut Ctx<'_>, tag: u64, multiple: bool) -> AmqpResult<()> {
         let done = self.collect(tag, multiple)?;
-        self.settle_or_hold(done, Settle::Ack).await;
+        self.settle_or_hold(ctx, done, Settle::Ack);
         Ok(())
     }
 
-    pub(super) async fn nack(&mut self, tag: u64, multiple: bool, requeue: bool) -> AmqpResult<()> {
+    pub(super) fn nack(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        tag: u64,
+        multiple: bool,
+        requeue: bool,
+    ) -> AmqpResult<()> {
         let done = self.collect(tag, multiple)?;
         let how = if requeue {
             Settle::Requeue
         } else {
             Settle::Discard
         };
-        self.settle_or_hold(done, how).await;
+        self.settle_or_hold(ctx, done, how);
         Ok(())
     }
 
-    async fn settle_or_hold(&mut self, done: Vec<Unacked>, how: Settle) {
+    fn settle_or_hold(&mut self, ctx: &mut Ctx<'_>, done: Vec<Unacked>, how: Settle) {
         match &mut self.tx {
             Some(tx) => tx.settles.push((done, how)),
-            None => self.settle(done, how).await,
+            None => self.settle(ctx, done, how),
         }
     }
 
-    /// Tells each queue what became of its deliveries and gives back prefetch credit.
-    pub(super) async fn settle(&mut self, done: Vec<Unacked>, how: Settle) {
-        let charged = done.iter().filter(|u| u.charged).count() as u32;
-        let mut by_queue: Vec<(QueueHandle, Vec<u64>)> = Vec::new();
+    /// Tells each queue what became of its deliveries (at the connection's next flush) and
+    /// gives back prefetch credit.
+    pub(super) fn settle(&mut self, ctx: &mut Ctx<'_>, done: Vec<Unacked>, how: Settle) {
+        let mut charged = 0;
         for u in done {
-            let Some(q) = u.queue else { continue };
-            match by_queue.iter_mut().find(|(h, _)| h.id() == q.id()) {
-                Some((_, seqs)) => seqs.push(u.seq),
-                None => by_queue.push((q, vec![u.seq])),
+            charged += u32::from(u.charged);
+            if let Some(q) = &u.queue {
+                ctx.outgoing.settle(q, how, u.seq);
             }
-        }
-        for (q, seqs) in by_queue {
-            q.settle(seqs, how).await;
         }
         self.limiter.release(charged);
     }
 
-    pub(super) async fn recover(&mut self, requeue: bool) -> AmqpResult<()> {
+    pub(super) fn recover(&mut self, ctx: &mut Ctx<'_>, requeue: bool) -> AmqpResult<()> {
         if !requeue {
             return Err(AmqpError::not_implemented("requeue=false"));
         }
         let all: Vec<Unacked> = self.unacked.drain(..).collect();
-        self.settle(all, Settle::Requeue).await;
+        self.settle(ctx, all, Settle::Requeue);
         Ok(())
     }
 }

@@ -14,6 +14,7 @@ mod tx;
 use crate::auth::User;
 use crate::broker::Broker;
 use crate::connection::outbuf::OutBuf;
+use crate::connection::outgoing::Outgoing;
 use crate::error::{AmqpError, AmqpResult};
 use crate::limiter::Limiter;
 use crate::mailbox::{ConnHandle, ConnMsg};
@@ -21,8 +22,9 @@ use crate::queue::QueueHandle;
 use crate::vhost::VHost;
 use confirms::Confirms;
 use consume::{ChannelConsumer, Unacked};
+use foldhash::HashMap;
 use publish::Content;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tx::TxBuffer;
@@ -42,6 +44,15 @@ pub struct Ctx<'a> {
     pub mailbox: &'a mut UnboundedReceiver<ConnMsg>,
     /// Mail drained for other channels, handled by the connection next.
     pub stash: &'a mut VecDeque<ConnMsg>,
+    /// Publishes routed and not yet handed to their queues.
+    pub outgoing: &'a mut Outgoing,
+}
+
+/// What `Channel::handle_quick` did with a method.
+pub enum QuickMethod {
+    Handled(AmqpResult<()>),
+    /// Not a message-path method: for `handle_method`.
+    Other(Method),
 }
 
 pub struct Channel {
@@ -74,7 +85,7 @@ impl Channel {
             tx: None,
             next_delivery_tag: 1,
             unacked: VecDeque::new(),
-            consumers: HashMap::new(),
+            consumers: HashMap::default(),
             consumer_prefetch: 0,
             limiter: Arc::new(Limiter::new(0)),
             last_queue: None,
@@ -96,6 +107,38 @@ impl Channel {
             .map_err(|e| e.in_method(class_id, method_id))
     }
 
+    /// The methods of the message path (publish and acknowledgements), handled without
+    /// waiting on anything; any other method is given back for `handle_method`.
+    pub fn handle_quick(&mut self, ctx: &mut Ctx<'_>, method: Method) -> QuickMethod {
+        if !matches!(
+            method,
+            Method::BasicPublish(_)
+                | Method::BasicAck(_)
+                | Method::BasicNack(_)
+                | Method::BasicReject(_)
+        ) {
+            return QuickMethod::Other(method);
+        }
+        let (class_id, method_id) = (method.class_id(), method.method_id());
+        if !self.content.is_idle() {
+            return QuickMethod::Handled(Err(self
+                .content
+                .unexpected("method")
+                .in_method(class_id, method_id)));
+        }
+        let r = match method {
+            Method::BasicPublish(m) => {
+                self.content = Content::Header(m);
+                Ok(())
+            }
+            Method::BasicAck(m) => self.ack(ctx, m.delivery_tag, m.multiple),
+            Method::BasicNack(m) => self.nack(ctx, m.delivery_tag, m.multiple, m.requeue),
+            Method::BasicReject(m) => self.nack(ctx, m.delivery_tag, false, m.requeue),
+            other => return QuickMethod::Other(other),
+        };
+        QuickMethod::Handled(r.map_err(|e| e.in_method(class_id, method_id)))
+    }
+
     async fn dispatch(&mut self, ctx: &mut Ctx<'_>, method: Method) -> AmqpResult<()> {
         match method {
             Method::BasicPublish(m) => {
@@ -115,15 +158,15 @@ impl Channel {
             Method::BasicConsume(m) => self.consume(ctx, m).await,
             Method::BasicCancel(m) => self.cancel(ctx, m).await,
             Method::BasicGet(m) => self.get(ctx, m).await,
-            Method::BasicAck(m) => self.ack(m.delivery_tag, m.multiple).await,
-            Method::BasicNack(m) => self.nack(m.delivery_tag, m.multiple, m.requeue).await,
-            Method::BasicReject(m) => self.nack(m.delivery_tag, false, m.requeue).await,
+            Method::BasicAck(m) => self.ack(ctx, m.delivery_tag, m.multiple),
+            Method::BasicNack(m) => self.nack(ctx, m.delivery_tag, m.multiple, m.requeue),
+            Method::BasicReject(m) => self.nack(ctx, m.delivery_tag, false, m.requeue),
             Method::BasicRecover(m) => {
-                self.recover(m.requeue).await?;
+                self.recover(ctx, m.requeue)?;
                 ctx.out.method(self.id, &BasicRecoverOk {}.into());
                 Ok(())
             }
-            Method::BasicRecoverAsync(m) => self.recover(m.requeue).await,
+            Method::BasicRecoverAsync(m) => self.recover(ctx, m.requeue),
             Method::ConfirmSelect(m) => self.confirm_select(ctx, m),
             Method::TxSelect(_) => self.tx_select(ctx),
             Method::TxCommit(_) => self.tx_commit(ctx).await,
@@ -151,21 +194,13 @@ impl Channel {
     }
 
     /// Handles a content header frame.
-    pub async fn handle_header(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        header: ContentHeader,
-    ) -> AmqpResult<()> {
-        self.content_header(ctx, header).await
+    pub fn handle_header(&mut self, ctx: &mut Ctx<'_>, header: ContentHeader) -> AmqpResult<()> {
+        self.content_header(ctx, header)
     }
 
     /// Handles a content body frame.
-    pub async fn handle_body(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        payload: bytes::Bytes,
-    ) -> AmqpResult<()> {
-        self.content_body(ctx, payload).await
+    pub fn handle_body(&mut self, ctx: &mut Ctx<'_>, payload: bytes::Bytes) -> AmqpResult<()> {
+        self.content_body(ctx, payload)
     }
 
     /// Queues report publishes now on disk (or not).

@@ -68,7 +68,7 @@ impl Content {
 }
 
 impl Channel {
-    pub(super) async fn content_header(
+    pub(super) fn content_header(
         &mut self,
         ctx: &mut Ctx<'_>,
         header: ContentHeader,
@@ -101,7 +101,6 @@ impl Channel {
         if header.body_size == 0 {
             return self
                 .publish(ctx, publish, header.properties, Body::new())
-                .await
                 .map_err(|e| e.in_method(at.0, at.1));
         }
         self.content = Content::Body {
@@ -113,11 +112,7 @@ impl Channel {
         Ok(())
     }
 
-    pub(super) async fn content_body(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        payload: Bytes,
-    ) -> AmqpResult<()> {
+    pub(super) fn content_body(&mut self, ctx: &mut Ctx<'_>, payload: Bytes) -> AmqpResult<()> {
         let at = (BasicPublish::CLASS_ID, BasicPublish::METHOD_ID);
         let Content::Body {
             remaining, body, ..
@@ -147,12 +142,11 @@ impl Channel {
             return Ok(());
         };
         self.publish(ctx, publish, properties, body)
-            .await
             .map_err(|e| e.in_method(at.0, at.1))
     }
 
     /// A whole message has arrived: check it, then route it (or keep it for tx.commit).
-    async fn publish(
+    fn publish(
         &mut self,
         ctx: &mut Ctx<'_>,
         p: BasicPublish,
@@ -208,23 +202,20 @@ impl Channel {
         let exchange = exchange.clone();
         match self.confirms.as_mut().map(|c| c.publish()) {
             Some(seq) => {
-                let waiting = self
-                    .route(
-                        ctx,
-                        &routes,
-                        &exchange,
-                        message,
-                        p.mandatory,
-                        Want::Confirm(seq),
-                    )
-                    .await;
+                let waiting = self.route(
+                    ctx,
+                    &routes,
+                    &exchange,
+                    message,
+                    p.mandatory,
+                    Want::Confirm(seq),
+                );
                 if let Some(c) = &mut self.confirms {
                     c.wait_for(seq, waiting);
                 }
             }
             None => {
-                self.route(ctx, &routes, &exchange, message, p.mandatory, Want::Nothing)
-                    .await;
+                self.route(ctx, &routes, &exchange, message, p.mandatory, Want::Nothing);
             }
         }
         Ok(())
@@ -233,7 +224,7 @@ impl Channel {
     /// Routes a message and hands it to its queues; an unroutable mandatory message goes back
     /// to the publisher with basic.return. Queues that keep the message on disk are asked to
     /// report when it is there, as `want` says; returns how many were asked.
-    pub(super) async fn route(
+    pub(super) fn route(
         &mut self,
         ctx: &mut Ctx<'_>,
         routes: &Snapshot,
@@ -283,11 +274,10 @@ impl Channel {
             } else {
                 None
             };
-            let ticketed = ticket.is_some();
-            // A queue deleted meanwhile drops the message and its ticket: nothing to wait for.
-            if q.publish(message.clone(), ticket).await && ticketed {
+            if ticket.is_some() {
                 asked += 1;
             }
+            ctx.outgoing.push(&q, message.clone(), ticket);
         }
         asked
     }
@@ -314,7 +304,7 @@ impl Channel {
 
     /// Looks up a publish's exchange again (used at tx.commit) and routes the message; the
     /// commit waits on `waits` for the queues that keep it on disk.
-    pub(super) async fn route_later(
+    pub(super) fn route_later(
         &mut self,
         ctx: &mut Ctx<'_>,
         message: Arc<Message>,
@@ -323,8 +313,7 @@ impl Channel {
     ) {
         let routes = ctx.vhost.routes();
         if let Some(x) = routes.exchange(&message.exchange).cloned() {
-            self.route(ctx, &routes, &x, message, mandatory, Want::Commit(waits))
-                .await;
+            self.route(ctx, &routes, &x, message, mandatory, Want::Commit(waits));
         }
     }
 }

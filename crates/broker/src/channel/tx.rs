@@ -38,11 +38,12 @@ impl Channel {
         let buffer = std::mem::take(self.tx.as_mut().ok_or_else(not_transactional)?);
         let mut waits = Vec::new();
         for (message, mandatory) in buffer.publishes {
-            self.route_later(ctx, message, mandatory, &mut waits).await;
+            self.route_later(ctx, message, mandatory, &mut waits);
         }
         for (done, how) in buffer.settles {
-            self.settle(done, how).await;
+            self.settle(ctx, done, how);
         }
+        ctx.outgoing.flush().await;
         // Persistent messages in durable queues must be on disk before commit-ok.
         for w in waits {
             if w.await != Ok(true) {

@@ -9,23 +9,27 @@
 
 pub mod handshake;
 pub mod outbuf;
+pub mod outgoing;
 
 use crate::alarms::AlarmState;
 use crate::broker::Broker;
-use crate::channel::{Channel, Ctx};
+use crate::channel::{Channel, Ctx, QuickMethod};
 use crate::error::{AmqpError, erlang_binary};
 use crate::limiter::Limiter;
 use crate::mailbox::{ConnHandle, ConnMsg};
 use bytes::BytesMut;
+use foldhash::HashMap;
 use handshake::{ClientCaps, Opened, Refused};
 use outbuf::OutBuf;
-use std::collections::{HashMap, VecDeque};
+use outgoing::Outgoing;
+use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::{mpsc, watch};
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 use warren_amqp::frame::FrameError;
 use warren_amqp::methods::*;
 use warren_amqp::{Frame, Method, ShortStr, parse_frame, reply};
@@ -49,6 +53,15 @@ enum Slot {
 }
 
 /// Why the connection's loop ends.
+/// What became of a frame offered to the quick path.
+enum Quick {
+    Done,
+    /// Not a message-path frame: handle it the general way.
+    Slow(Frame),
+    /// The channel refused the frame: close the channel (or the connection).
+    ChannelFailed(u16, AmqpError),
+}
+
 enum Stop {
     /// The socket closed or failed.
     Done,
@@ -110,12 +123,16 @@ pub async fn serve<S>(
         frame_max: opened.frame_max,
         channel_max: opened.channel_max,
         heartbeat: Duration::from_secs(opened.heartbeat as u64),
-        channels: HashMap::new(),
+        channels: HashMap::default(),
         next_channel_key: 1,
         closing_since: None,
         last_read: now,
         last_write: now,
         confirm_channels: Vec::new(),
+        outgoing: Outgoing::default(),
+        timer: Box::pin(tokio::time::sleep_until(now)),
+        timer_at: now,
+        timer_spent: true,
         alarms: broker_alarms,
         has_published: false,
         blocked: false,
@@ -196,6 +213,12 @@ struct Connection<S> {
     last_write: Instant,
     /// Channels in confirm mode that published during the current batch.
     confirm_channels: Vec<u16>,
+    /// Publishes routed in this batch and not yet handed to their queues.
+    outgoing: Outgoing,
+    /// Heartbeats and the close grace period: fires at `timer_at`, or is `timer_spent`.
+    timer: Pin<Box<Sleep>>,
+    timer_at: Instant,
+    timer_spent: bool,
     cleaned_up: bool,
     shutting_down: bool,
     /// Resource alarms: while one is raised, a connection that publishes is not read.
@@ -221,6 +244,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             out,
             frame_max,
             channels,
+            outgoing,
             ..
         } = self;
         (
@@ -234,6 +258,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 consumer_cancel_notify: caps.consumer_cancel_notify,
                 mailbox,
                 stash,
+                outgoing,
             },
             channels,
         )
@@ -259,10 +284,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             while let Some(m) = self.stash.pop_front() {
                 self.handle_mail(m).await;
             }
+            if !self.outgoing.is_empty() {
+                self.outgoing.flush().await;
+            }
             let closing = self.closing_since.is_some();
             let want_read = self.out.len() < OUT_PAUSE_READ && !self.blocked;
             let want_mail = !closing && self.out.len() < OUT_PAUSE_MAIL;
+            // One timer for the connection's life, moved only when it must fire earlier or
+            // has fired: re-arming it for every event costs more than the event.
             let deadline = self.next_deadline();
+            if self.timer_spent || deadline < self.timer_at {
+                self.timer.as_mut().reset(deadline);
+                self.timer_at = deadline;
+                self.timer_spent = false;
+            }
             let event = {
                 let Connection {
                     reader,
@@ -271,6 +306,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     out,
                     mailbox,
                     alarms,
+                    timer,
                     ..
                 } = self;
                 if rbuf.capacity() - rbuf.len() < 8 * 1024 {
@@ -282,7 +318,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     r = reader.read_buf(rbuf), if want_read => Event::Read(r),
                     m = mailbox.recv(), if want_mail => Event::Mail(m),
                     r = async { writer.write_vectored(&out.io_slices()).await }, if !out.is_empty() => Event::Wrote(r),
-                    _ = tokio::time::sleep_until(deadline) => Event::Tick,
+                    _ = timer.as_mut() => Event::Tick,
                 }
             };
             let step = match event {
@@ -306,6 +342,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 }
                 Event::Mail(Some(m)) => {
                     self.handle_mail(m).await;
+                    self.outgoing.flush().await;
                     self.flush_confirms();
                     Ok(())
                 }
@@ -316,7 +353,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     self.last_write = Instant::now();
                     Ok(())
                 }
-                Event::Tick => self.tick(),
+                Event::Tick => {
+                    self.timer_spent = true;
+                    self.tick()
+                }
             };
             match step {
                 Ok(()) => {}
@@ -435,7 +475,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         let result = loop {
             match parse_frame(&mut self.rbuf, self.frame_max) {
                 Ok(Some(frame)) => {
-                    if let Err(stop) = self.handle_frame(frame).await {
+                    // The message path is handled in place; the rest, rarer, goes through
+                    // a boxed future so that this loop's own future stays small (it is
+                    // moved on every poll).
+                    let r = match self.handle_frame_quick(frame) {
+                        Quick::Done => Ok(()),
+                        Quick::Slow(frame) => Box::pin(self.handle_frame(frame)).await,
+                        Quick::ChannelFailed(channel, e) => {
+                            Box::pin(self.after_channel_call(channel, Err(e))).await
+                        }
+                    };
+                    if let Err(stop) = r {
                         break Err(stop);
                     }
                 }
@@ -448,6 +498,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 }
             }
         };
+        // Queues get this chunk's publishes before any confirm for them is written.
+        self.outgoing.flush().await;
         self.flush_confirms();
         result
     }
@@ -459,6 +511,55 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             if let Some(Slot::Open(ch)) = channels.get_mut(&id) {
                 ch.flush_confirms(&mut ctx);
             }
+        }
+    }
+
+    /// Publishes, their content and acknowledgements on open channels, without waiting.
+    fn handle_frame_quick(&mut self, frame: Frame) -> Quick {
+        if self.closing_since.is_some() {
+            return Quick::Slow(frame);
+        }
+        let (channel, r) = match frame {
+            Frame::Heartbeat { .. } => return Quick::Done,
+            Frame::Header { channel, header } if channel != 0 => {
+                let (mut ctx, channels) = self.parts();
+                match channels.get_mut(&channel) {
+                    Some(Slot::Open(ch)) => (channel, ch.handle_header(&mut ctx, header)),
+                    _ => return Quick::Slow(Frame::Header { channel, header }),
+                }
+            }
+            Frame::Body { channel, payload } if channel != 0 => {
+                let (mut ctx, channels) = self.parts();
+                match channels.get_mut(&channel) {
+                    Some(Slot::Open(ch)) => (channel, ch.handle_body(&mut ctx, payload)),
+                    _ => return Quick::Slow(Frame::Body { channel, payload }),
+                }
+            }
+            Frame::Method { channel, method } if channel != 0 => {
+                let is_publish = matches!(method, Method::BasicPublish(_));
+                let (mut ctx, channels) = self.parts();
+                let r = match channels.get_mut(&channel) {
+                    Some(Slot::Open(ch)) => match ch.handle_quick(&mut ctx, method) {
+                        QuickMethod::Handled(r) => r,
+                        QuickMethod::Other(method) => {
+                            return Quick::Slow(Frame::Method { channel, method });
+                        }
+                    },
+                    _ => return Quick::Slow(Frame::Method { channel, method }),
+                };
+                if is_publish {
+                    self.has_published = true;
+                }
+                (channel, r)
+            }
+            other => return Quick::Slow(other),
+        };
+        match r {
+            Ok(()) => {
+                self.note_confirms(channel);
+                Quick::Done
+            }
+            Err(e) => Quick::ChannelFailed(channel, e),
         }
     }
 
@@ -499,7 +600,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 let r = {
                     let (mut ctx, channels) = self.parts();
                     match channels.get_mut(&channel) {
-                        Some(Slot::Open(ch)) => ch.handle_header(&mut ctx, header).await,
+                        Some(Slot::Open(ch)) => ch.handle_header(&mut ctx, header),
                         Some(Slot::Closing) => return Ok(()),
                         None => Err(not_open(channel)),
                     }
@@ -510,7 +611,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 let r = {
                     let (mut ctx, channels) = self.parts();
                     match channels.get_mut(&channel) {
-                        Some(Slot::Open(ch)) => ch.handle_body(&mut ctx, payload).await,
+                        Some(Slot::Open(ch)) => ch.handle_body(&mut ctx, payload),
                         Some(Slot::Closing) => return Ok(()),
                         None => Err(not_open(channel)),
                     }
@@ -597,8 +698,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 }
                 Method::ChannelCloseOk(_) => Ok(()),
                 method => {
-                    if matches!(method, Method::BasicPublish(_)) {
-                        self.has_published = true;
+                    match method {
+                        Method::BasicPublish(_) => self.has_published = true,
+                        Method::BasicAck(_) | Method::BasicNack(_) | Method::BasicReject(_) => {}
+                        // Anything else may look at queues: they must hold what was published
+                        // before it.
+                        _ => self.outgoing.flush().await,
                     }
                     let r = {
                         let (mut ctx, channels) = self.parts();
@@ -613,17 +718,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         }
     }
 
+    /// Remembers a channel in confirm mode, whose confirms are written after this chunk.
+    fn note_confirms(&mut self, channel: u16) {
+        if let Some(Slot::Open(ch)) = self.channels.get(&channel) {
+            if ch.has_confirms() && !self.confirm_channels.contains(&channel) {
+                self.confirm_channels.push(channel);
+            }
+        }
+    }
+
     /// Turns a channel's error into a channel.close (soft) or a connection error (hard).
     async fn after_channel_call(
         &mut self,
         channel: u16,
         r: Result<(), AmqpError>,
     ) -> Result<(), Stop> {
-        if let Some(Slot::Open(ch)) = self.channels.get(&channel) {
-            if ch.has_confirms() && !self.confirm_channels.contains(&channel) {
-                self.confirm_channels.push(channel);
-            }
-        }
+        self.note_confirms(channel);
         let e = match r {
             Ok(()) => return Ok(()),
             Err(e) => e,
@@ -655,12 +765,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     async fn handle_mail(&mut self, m: ConnMsg) {
         match m {
             ConnMsg::Deliver(batch) => {
+                self.handle.backlog.release(batch.len() as u32);
+                let (mut ctx, channels) = self.parts();
                 for d in batch {
-                    self.handle.backlog.release(1);
-                    let (mut ctx, channels) = self.parts();
                     if let Some(Slot::Open(ch)) = channels.get_mut(&d.channel) {
                         if ch.key == d.channel_key {
-                            ch.deliver(&mut ctx, d).await;
+                            ch.deliver(&mut ctx, d);
                         }
                     }
                     // Otherwise the channel closed; the queue takes the message back when it
@@ -706,6 +816,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     }
 
     async fn close_channels(&mut self) {
+        self.outgoing.flush().await;
         let channels: Vec<Slot> = self.channels.drain().map(|(_, s)| s).collect();
         for slot in channels {
             if let Slot::Open(mut ch) = slot {

@@ -21,7 +21,7 @@ use super::storage::{Storage, StoreConfig, Ticket, settle};
 use crate::error::AmqpError;
 use crate::mailbox::{ConnHandle, ConnMsg, Delivery};
 use crate::message::Message;
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
@@ -30,6 +30,8 @@ use warren_store::QueueLog;
 
 /// Commands handled before the queue looks at its consumers again.
 const BATCH: usize = 256;
+/// Consumers that were handed a message this recently count as taking messages (see `flow`).
+const CONSUMING_WITHIN: Duration = Duration::from_millis(100);
 
 /// Called when the queue removes itself (auto-delete, or x-expires), to take it out of its
 /// vhost.
@@ -98,6 +100,7 @@ pub struct Start {
 pub struct QueueActor {
     handle: QueueHandle,
     rx: mpsc::Receiver<QueueCmd>,
+    settles: mpsc::UnboundedReceiver<(Vec<u64>, Settle)>,
     /// Ready messages by priority level (one level unless x-max-priority is set).
     levels: Vec<Ready>,
     unacked: HashMap<u64, Unacked>,
@@ -108,6 +111,8 @@ pub struct QueueActor {
     had_consumers: bool,
     /// Last time the queue was used, for x-expires.
     last_used: Instant,
+    /// When a consumer was last handed a message, for flow control.
+    last_delivered: Option<Instant>,
     on_remove: OnRemove,
     dead_letters: DeadLetterSink,
     store: StoreConfig,
@@ -116,7 +121,12 @@ pub struct QueueActor {
 }
 
 impl QueueActor {
-    pub fn new(handle: QueueHandle, rx: mpsc::Receiver<QueueCmd>, start: Start) -> Self {
+    pub fn new(
+        handle: QueueHandle,
+        rx: mpsc::Receiver<QueueCmd>,
+        settles: mpsc::UnboundedReceiver<(Vec<u64>, Settle)>,
+        start: Start,
+    ) -> Self {
         let n = handle
             .info()
             .args
@@ -127,13 +137,15 @@ impl QueueActor {
         QueueActor {
             handle,
             rx,
+            settles,
             levels,
-            unacked: HashMap::new(),
+            unacked: HashMap::default(),
             consumers: Vec::new(),
             next_seq: start.next_seq.max(1),
             next_consumer_id: 1,
             had_consumers: false,
             last_used: Instant::now(),
+            last_delivered: None,
             on_remove: start.on_remove,
             dead_letters: start.dead_letters,
             store: start.store,
@@ -145,17 +157,31 @@ impl QueueActor {
         loop {
             let deadline = self.next_deadline();
             let first = tokio::select! {
+                biased;
+                settle = self.settles.recv() => {
+                    if let Some((seqs, how)) = settle {
+                        self.settle(seqs, how);
+                    }
+                    None
+                }
                 cmd = self.rx.recv() => match cmd {
                     Some(cmd) => Some(cmd),
                     None => return self.stop(),
                 },
                 _ = sleep_until(deadline) => None,
             };
+            while let Ok((seqs, how)) = self.settles.try_recv() {
+                self.settle(seqs, how);
+            }
             if let Some(cmd) = first {
                 if !self.handle_cmd(cmd) {
                     return self.stop();
                 }
                 for _ in 0..BATCH {
+                    // A command sent after an acknowledgement must see it done.
+                    while let Ok((seqs, how)) = self.settles.try_recv() {
+                        self.settle(seqs, how);
+                    }
                     match self.rx.try_recv() {
                         Ok(cmd) => {
                             if !self.handle_cmd(cmd) {
@@ -169,6 +195,11 @@ impl QueueActor {
             self.expire_head();
             self.dispatch();
             self.flush_disk();
+            let consuming = !self.consumers.is_empty()
+                && self
+                    .last_delivered
+                    .is_some_and(|t| t.elapsed() < CONSUMING_WITHIN);
+            self.handle.flow().update(self.ready_len(), consuming);
             if self.should_remove() {
                 (self.on_remove)(&self.handle);
                 return self.stop();
@@ -431,14 +462,17 @@ impl QueueActor {
     /// Handles one command; false when the queue has been deleted and must stop.
     fn handle_cmd(&mut self, cmd: QueueCmd) -> bool {
         match cmd {
-            QueueCmd::Publish { message, ticket } => self.publish(message, ticket),
+            QueueCmd::Publish(batch) => {
+                for (message, ticket) in batch {
+                    self.publish(message, ticket);
+                }
+            }
             QueueCmd::Synced(ok) => {
                 let name = self.handle.name().to_string();
                 if let Some(s) = &mut self.storage {
                     s.synced(ok, &name);
                 }
             }
-            QueueCmd::Settle { seqs, how } => self.settle(seqs, how),
             QueueCmd::Wake => {}
             QueueCmd::Consume { consumer, reply } => {
                 self.last_used = Instant::now();
@@ -693,6 +727,9 @@ impl QueueActor {
                 None => batches.push((c.spec.conn.clone(), vec![delivery])),
             }
             self.rotate(i);
+        }
+        if !batches.is_empty() {
+            self.last_delivered = Some(Instant::now());
         }
         for (conn, batch) in batches {
             if let Err(mpsc::error::SendError(ConnMsg::Deliver(lost))) =

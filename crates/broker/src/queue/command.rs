@@ -44,17 +44,10 @@ pub struct GetReply {
 
 #[derive(Debug)]
 pub enum QueueCmd {
-    /// A message to enqueue; the ticket, if any, is settled once it is on disk.
-    Publish {
-        message: Arc<Message>,
-        ticket: Option<Ticket>,
-    },
+    /// Messages to enqueue, in order; each ticket is settled once its message is on disk.
+    Publish(Vec<(Arc<Message>, Option<Ticket>)>),
     /// The fsync in flight finished (true: successfully).
     Synced(bool),
-    Settle {
-        seqs: Vec<u64>,
-        how: Settle,
-    },
     Wake,
     Consume {
         consumer: ConsumerSpec,

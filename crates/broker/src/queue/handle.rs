@@ -6,6 +6,7 @@
 
 use super::args::{Overflow, QueueArgs};
 use super::command::{ConsumerSpec, GetReply, QueueCmd, Settle};
+use super::flow::Flow;
 use super::storage::Ticket;
 use crate::error::{AmqpError, AmqpResult};
 use crate::message::Message;
@@ -32,6 +33,10 @@ pub struct QueueInfo {
 struct Inner {
     info: QueueInfo,
     tx: mpsc::Sender<QueueCmd>,
+    /// Acknowledgements jump the queue of commands: they give consumers credit back, and
+    /// behind a mailbox full of publishes they would hold deliveries up.
+    settles: mpsc::UnboundedSender<(Vec<u64>, Settle)>,
+    flow: Flow,
 }
 
 #[derive(Debug, Clone)]
@@ -40,10 +45,24 @@ pub struct QueueHandle {
 }
 
 impl QueueHandle {
-    pub(crate) fn new(info: QueueInfo, tx: mpsc::Sender<QueueCmd>) -> Self {
+    pub(crate) fn new(
+        info: QueueInfo,
+        tx: mpsc::Sender<QueueCmd>,
+        settles: mpsc::UnboundedSender<(Vec<u64>, Settle)>,
+    ) -> Self {
         QueueHandle {
-            inner: Arc::new(Inner { info, tx }),
+            inner: Arc::new(Inner {
+                info,
+                tx,
+                settles,
+                flow: Flow::default(),
+            }),
         }
+    }
+
+    /// The queue's publisher flow control.
+    pub fn flow(&self) -> &Flow {
+        &self.inner.flow
     }
 
     pub fn id(&self) -> u64 {
@@ -77,10 +96,17 @@ impl QueueHandle {
         rx.await.map_err(|_| self.gone())
     }
 
-    /// Enqueues a message; false if the queue no longer exists. The ticket, if any, is
-    /// settled once the message is on disk.
-    pub async fn publish(&self, message: Arc<Message>, ticket: Option<Ticket>) -> bool {
-        self.send(QueueCmd::Publish { message, ticket }).await
+    /// Enqueues messages; gives them back if the queue no longer exists. Each ticket is
+    /// settled once its message is on disk (or refused).
+    pub async fn publish_batch(
+        &self,
+        batch: Vec<(Arc<Message>, Option<Ticket>)>,
+    ) -> Result<(), Vec<(Arc<Message>, Option<Ticket>)>> {
+        match self.inner.tx.send(QueueCmd::Publish(batch)).await {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::SendError(QueueCmd::Publish(batch))) => Err(batch),
+            Err(_) => Err(Vec::new()),
+        }
     }
 
     /// Whether a publisher confirm for this message must wait for the queue's answer: it is
@@ -97,9 +123,11 @@ impl QueueHandle {
     }
 
     /// Acknowledges, requeues or drops messages delivered from this queue.
-    pub async fn settle(&self, seqs: Vec<u64>, how: Settle) {
+    pub fn settle(&self, seqs: Vec<u64>, how: Settle) {
         if !seqs.is_empty() {
-            self.send(QueueCmd::Settle { seqs, how }).await;
+            // Bounded by what was delivered, so this cannot grow without limit; a queue that
+            // is gone has nothing to settle.
+            let _ = self.inner.settles.send((seqs, how));
         }
     }
 

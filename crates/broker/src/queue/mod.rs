@@ -6,6 +6,7 @@ mod actor;
 pub mod args;
 mod command;
 pub mod deadletter;
+pub mod flow;
 mod handle;
 mod ready;
 mod storage;
@@ -16,7 +17,7 @@ pub use command::{ConsumerSpec, GetReply, Settle};
 pub use deadletter::DeadLetterSink;
 pub use handle::{QueueHandle, QueueInfo};
 pub use ready::Ready;
-pub use storage::{Storage, StoreConfig, Ticket};
+pub use storage::{Storage, StoreConfig, Ticket, settle};
 
 use tokio::sync::mpsc;
 
@@ -26,8 +27,9 @@ const MAILBOX: usize = 4096;
 /// Starts a local queue actor and returns its handle.
 pub fn spawn(info: QueueInfo, start: Start) -> QueueHandle {
     let (tx, rx) = mpsc::channel(MAILBOX);
-    let handle = QueueHandle::new(info, tx);
-    tokio::spawn(actor::QueueActor::new(handle.clone(), rx, start).run());
+    let (settles_tx, settles) = mpsc::unbounded_channel();
+    let handle = QueueHandle::new(info, tx, settles_tx);
+    tokio::spawn(actor::QueueActor::new(handle.clone(), rx, settles, start).run());
     handle
 }
 

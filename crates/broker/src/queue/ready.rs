@@ -206,19 +206,17 @@ impl Ready {
     /// (Delivery always takes from the head, so a returning message is older than every
     /// message still ready, and disk runs hold only newer ones.)
     pub fn requeue(&mut self, mut entries: Vec<Entry>) {
+        if entries.is_empty() {
+            return;
+        }
         entries.sort_by_key(|e| e.seq);
-        let lead = self
-            .items
-            .iter()
-            .position(|i| matches!(i, Item::Disk(_)))
-            .unwrap_or(self.items.len());
         for mut e in entries.into_iter().rev() {
             e.redelivered = true;
+            // Items are in sequence order and every returning message is older than anything
+            // ready, so this finds its place by bisection.
             let at = self
                 .items
-                .range(..lead)
-                .position(|i| matches!(i, Item::Mem(m) if m.seq > e.seq))
-                .unwrap_or(lead);
+                .partition_point(|i| matches!(i, Item::Mem(m) if m.seq < e.seq));
             let n = e.message.body_size();
             self.count += 1;
             self.bytes += n;

@@ -9,8 +9,8 @@ pub mod topic;
 
 use crate::message::Message;
 use crate::queue::QueueHandle;
+use foldhash::HashMap;
 use headers::HeadersBinding;
-use std::collections::HashMap;
 use std::sync::Arc;
 use topic::{TopicPattern, split_words};
 use warren_amqp::{FieldTable, ShortStr};
@@ -116,7 +116,7 @@ impl Snapshot {
         bindings: &[Binding],
         queues: &HashMap<ShortStr, QueueHandle>,
     ) -> Snapshot {
-        let mut by_source: HashMap<&ShortStr, Vec<&Binding>> = HashMap::new();
+        let mut by_source: HashMap<&ShortStr, Vec<&Binding>> = HashMap::default();
         for b in bindings {
             by_source.entry(&b.source).or_default().push(b);
         }
@@ -126,7 +126,7 @@ impl Snapshot {
                 Destination::Exchange(x) => Some(Target::Exchange(x.clone())),
             }
         };
-        let mut compiled = HashMap::new();
+        let mut compiled = HashMap::default();
         for x in exchanges {
             let bs = by_source.get(x.name).map(Vec::as_slice).unwrap_or(&[]);
             let matcher = if x.is_default {
@@ -134,7 +134,7 @@ impl Snapshot {
             } else {
                 match x.kind {
                     ExchangeKind::Direct => {
-                        let mut m: HashMap<ShortStr, Vec<Target>> = HashMap::new();
+                        let mut m: HashMap<ShortStr, Vec<Target>> = HashMap::default();
                         for b in bs {
                             if let Some(t) = target(&b.destination) {
                                 m.entry(b.routing_key.clone()).or_default().push(t);
