@@ -3,10 +3,9 @@
 //! created with mode 0600 unless the configuration gives another: its permissions are its
 //! credentials.
 
-use crate::runtime::Runtime;
+use crate::runtime::{Current, Runtime};
 use crate::server::Admin;
 use crate::stats::{csv, rows};
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixListener;
@@ -22,12 +21,12 @@ const HELP: &str = "The following commands are valid at this level:
   shutdown sessions server <bk>/<srv>     : kill every session on a server
 ";
 
-pub async fn serve(listener: UnixListener, rt: Arc<Runtime>) {
+pub async fn serve(listener: UnixListener, current: Current) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
-        let rt = rt.clone();
+        let rt = current.load_full();
         tokio::spawn(async move {
             let (r, mut w) = stream.into_split();
             let mut line = String::new();

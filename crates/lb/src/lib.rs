@@ -7,6 +7,7 @@
 //! bytes. `check` runs health checks that move each `server::ServerState` between UP and DOWN.
 //! `stats` reports it all as HAProxy's HTML page, CSV and Prometheus text, and `control` is the
 //! runtime socket (`show stat`, `disable server`, ...). `log` writes HAProxy-shaped log lines.
+//! `supervisor` keeps the tasks in line with the configuration and reloads it on SIGHUP.
 
 pub mod backend;
 pub mod check;
@@ -18,3 +19,4 @@ pub mod pump;
 pub mod runtime;
 pub mod server;
 pub mod stats;
+pub mod supervisor;

@@ -5,9 +5,9 @@
 use clap::Parser;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use warren_lb::runtime::{Bound, Runtime};
-use warren_lb::{check, config, control, proxy, stats};
+use warren_lb::config;
+use warren_lb::runtime::Runtime;
+use warren_lb::supervisor::{Supervisor, bind_all};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -68,8 +68,8 @@ fn main() -> ExitCode {
         .init();
 
     let foreground = cli.foreground || !(cfg.global.daemon || cli.daemon);
-    let rt = Arc::new(Runtime::new(&cfg, foreground));
-    let bound = match rt.bind() {
+    let rt = Runtime::new(&cfg, foreground);
+    let bound = match bind_all(&rt) {
         Ok(b) => b,
         Err(e) => {
             alert(&e);
@@ -115,7 +115,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    runtime.block_on(run(rt, bound, control));
+    runtime.block_on(run(cli.files, foreground, rt, bound, control));
     ExitCode::SUCCESS
 }
 
@@ -214,52 +214,47 @@ fn drop_privileges(g: &config::Global) -> Result<(), String> {
 }
 
 async fn run(
-    rt: Arc<Runtime>,
-    bound: Vec<Bound>,
+    files: Vec<PathBuf>,
+    foreground: bool,
+    rt: Runtime,
+    bound: std::collections::HashMap<std::net::SocketAddr, std::net::TcpListener>,
     control: Option<std::os::unix::net::UnixListener>,
 ) {
-    let mut accepting = Vec::new();
-    for b in bound {
-        match b {
-            Bound::Frontend(fe, l) => match tokio::net::TcpListener::from_std(l) {
-                Ok(l) => {
-                    accepting.push(tokio::spawn(proxy::accept_loop(fe, rt.process.clone(), l)))
-                }
-                Err(e) => tracing::error!(error = %e, "cannot use a listener"),
-            },
-            Bound::Stats(page, l) => match tokio::net::TcpListener::from_std(l) {
-                Ok(l) => {
-                    tokio::spawn(stats::http::serve(l, page, rt.clone()));
-                }
-                Err(e) => tracing::error!(error = %e, "cannot use the statistics listener"),
-            },
+    use tokio::signal::unix::{SignalKind, signal};
+    let pid = std::process::id();
+    let mut sup = Supervisor::start(files, foreground, rt, bound, control);
+    let (Ok(mut hup), Ok(mut usr2)) = (
+        signal(SignalKind::hangup()),
+        signal(SignalKind::user_defined2()),
+    ) else {
+        eprintln!("[ALERT]    ({pid}) : cannot install the reload signal handlers");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = stop_signal() => break,
+            _ = hup.recv() => reload(&mut sup),
+            _ = usr2.recv() => reload(&mut sup),
         }
     }
-    if let Some(l) = control {
-        match tokio::net::UnixListener::from_std(l) {
-            Ok(l) => {
-                tokio::spawn(control::serve(l, rt.clone()));
-            }
-            Err(e) => tracing::error!(error = %e, "cannot use the runtime socket"),
-        }
-    }
-    for be in &rt.backends {
-        let log = rt.logger_for(&be.name);
-        for s in be.servers.iter().filter(|s| s.params.check) {
-            tokio::spawn(check::run(be.clone(), s.clone(), log.clone()));
-        }
-    }
-    stop_signal().await;
     // Graceful stop: no new sessions; established ones finish on their own, unless a second
     // signal says not to wait.
-    for a in &accepting {
-        a.abort();
-    }
-    let pid = std::process::id();
+    sup.stop_accepting();
     eprintln!("[WARNING]  ({pid}) : Proxies stopped; waiting for established sessions to end.");
+    let rt = sup.current.load_full();
     tokio::select! {
         _ = sessions_done(&rt) => {}
         _ = stop_signal() => {}
+    }
+}
+
+fn reload(sup: &mut Supervisor) {
+    let pid = std::process::id();
+    match sup.reload() {
+        Ok(n) => eprintln!("[NOTICE]   ({pid}) : Reloaded the configuration ({n} proxies)."),
+        Err(e) => {
+            eprintln!("[ALERT]    ({pid}) : Reload failed, the running configuration stays: {e}")
+        }
     }
 }
 

@@ -50,7 +50,7 @@ pub struct Frontend {
 }
 
 /// Accepts on one listener for the life of the process.
-pub async fn accept_loop(fe: Arc<Frontend>, process: Arc<Process>, listener: TcpListener) {
+pub async fn accept_loop(fe: Arc<Frontend>, process: Arc<Process>, listener: Arc<TcpListener>) {
     loop {
         // Like HAProxy, a frontend at its limit stops accepting: new clients wait in the
         // kernel's backlog rather than being refused.

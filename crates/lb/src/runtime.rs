@@ -33,10 +33,14 @@ pub struct StatsPage {
     pub stats: Stats,
 }
 
-/// A listening socket and what it is for.
-pub enum Bound {
-    Frontend(Arc<Frontend>, std::net::TcpListener),
-    Stats(StatsPage, std::net::TcpListener),
+/// The runtime in service, replaced as a whole on reload; the stats page and the runtime
+/// socket read it on every request.
+pub type Current = Arc<arc_swap::ArcSwap<Runtime>>;
+
+/// What a listening address serves.
+pub enum Role {
+    Frontend(Arc<Frontend>),
+    Stats,
 }
 
 impl Runtime {
@@ -44,13 +48,44 @@ impl Runtime {
         let process = Arc::new(Process::new(
             config.global.maxconn.unwrap_or(DEFAULT_GLOBAL_MAXCONN),
         ));
+        Self::build(config, echo_events, process, None)
+    }
+
+    /// The runtime for a reloaded configuration: the process and its limits stay, and each
+    /// server that is still there (same backend, name and address) keeps its health and
+    /// administrative state, so a reload neither revives a dead server nor drops a live one.
+    pub fn reloaded(config: &Config, echo_events: bool, previous: &Runtime) -> Self {
+        Self::build(
+            config,
+            echo_events,
+            previous.process.clone(),
+            Some(previous),
+        )
+    }
+
+    fn build(
+        config: &Config,
+        echo_events: bool,
+        process: Arc<Process>,
+        previous: Option<&Runtime>,
+    ) -> Self {
         let tcp = |p: &&Proxy| p.mode == Mode::Tcp;
         let backends: Vec<Arc<Backend>> = config
             .proxies
             .iter()
             .filter(tcp)
             .filter(|p| p.kind.serves())
-            .map(|p| Arc::new(Backend::new(p)))
+            .map(|p| {
+                let b = Backend::new(p);
+                if let Some(old) = previous.and_then(|r| r.backend(&p.name)) {
+                    for s in &b.servers {
+                        if let Some(o) = old.server(&s.name).filter(|o| o.addr == s.addr) {
+                            s.take_state_from(o);
+                        }
+                    }
+                }
+                Arc::new(b)
+            })
             .collect();
         let mut frontends = Vec::new();
         for p in config
@@ -105,29 +140,29 @@ impl Runtime {
             frontends,
             backends,
             stats_pages,
-            started: std::time::SystemTime::now(),
+            started: previous.map_or_else(std::time::SystemTime::now, |p| p.started),
         }
     }
 
-    /// Binds every listening socket; an error names the proxy and address as HAProxy does.
-    pub fn bind(&self) -> Result<Vec<Bound>, String> {
+    /// Every address to listen on, and what for.
+    pub fn addresses(&self) -> Vec<(SocketAddr, String, Role)> {
         let mut out = Vec::new();
-        let listen = |proxy: &str, addr: &SocketAddr| {
-            std::net::TcpListener::bind(addr)
-                .and_then(|l| l.set_nonblocking(true).map(|()| l))
-                .map_err(|e| format!("Starting proxy {proxy}: cannot bind socket ({e}) [{addr}]"))
-        };
         for fe in &self.frontends {
             for addr in &fe.binds {
-                out.push(Bound::Frontend(fe.clone(), listen(&fe.name, addr)?));
+                out.push((*addr, fe.name.clone(), Role::Frontend(fe.clone())));
             }
         }
         for page in &self.stats_pages {
             for addr in &page.binds {
-                out.push(Bound::Stats(page.clone(), listen(&page.proxy, addr)?));
+                out.push((*addr, page.proxy.clone(), Role::Stats));
             }
         }
-        Ok(out)
+        out
+    }
+
+    /// The statistics page served on `addr`.
+    pub fn stats_page_at(&self, addr: SocketAddr) -> Option<&StatsPage> {
+        self.stats_pages.iter().find(|p| p.binds.contains(&addr))
     }
 
     pub fn backend(&self, name: &str) -> Option<&Arc<Backend>> {
@@ -141,5 +176,55 @@ impl Runtime {
             .find(|f| f.backend.name == backend)
             .map(|f| f.log.clone())
             .unwrap_or_else(|| Arc::new(Logger::new(&[], true)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse_str;
+    use crate::server::{Admin, CheckResult};
+    use std::time::Duration;
+
+    fn config(node2: &str) -> Config {
+        parse_str(
+            "t.cfg",
+            &format!(
+                "listen mq\n    bind 127.0.0.1:0\n    timeout connect 1s\n    timeout client 1s\n    timeout server 1s\n    server node1 127.0.0.1:5673 check fall 1\n    server node2 {node2} check fall 1\n"
+            ),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_reload_keeps_the_health_of_servers_that_stay() {
+        let old = Runtime::new(&config("127.0.0.1:5674"), false);
+        let be = old.backend("mq").unwrap();
+        be.servers[0].record(CheckResult {
+            code: "L4CON",
+            passed: false,
+            info: String::new(),
+            duration: Duration::ZERO,
+        });
+        be.servers[1].set_admin(Admin::Drain);
+        assert_eq!(be.servers[0].status(), "DOWN");
+
+        let same = Runtime::reloaded(&config("127.0.0.1:5674"), false, &old);
+        let be = same.backend("mq").unwrap();
+        assert_eq!(
+            be.servers[0].status(),
+            "DOWN",
+            "a reload does not revive it"
+        );
+        assert_eq!(be.servers[1].status(), "DRAIN");
+        assert!(Arc::ptr_eq(&same.process, &old.process));
+
+        let moved = Runtime::reloaded(&config("127.0.0.1:5675"), false, &same);
+        let be = moved.backend("mq").unwrap();
+        assert_eq!(
+            be.servers[1].status(),
+            "UP",
+            "a server at a new address starts afresh"
+        );
     }
 }

@@ -129,6 +129,27 @@ impl ServerState {
         }
     }
 
+    /// Takes over the health and administrative state of the same server in the runtime a
+    /// reload replaces.
+    pub fn take_state_from(&self, old: &ServerState) {
+        let o = old.lock();
+        let mut h = self.lock();
+        h.admin = o.admin;
+        h.up = o.up;
+        h.health = o.health.min(self.params.rise + self.params.fall - 1);
+        h.last_check = o.last_check.clone();
+        h.last_change = o.last_change;
+        h.down_since = o.down_since;
+        h.downtime = o.downtime;
+        h.went_down = o.went_down;
+        h.failed_checks = o.failed_checks;
+        // A weight set on the runtime socket survives, unless the file changed it.
+        if old.params.weight == self.params.weight {
+            self.weight
+                .store(old.weight.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Health> {
         // A panic elsewhere while holding the lock leaves plain data behind; keep serving it.
         self.health.lock().unwrap_or_else(|e| e.into_inner())

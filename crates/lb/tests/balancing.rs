@@ -342,3 +342,87 @@ async fn the_runtime_socket_takes_servers_out_of_service_and_back() {
     );
     drop(held);
 }
+
+fn reload_config(
+    front: SocketAddr,
+    extra_front: Option<SocketAddr>,
+    stats: SocketAddr,
+    server: &Node,
+) -> String {
+    let extra = extra_front
+        .map(|a| format!("frontend more\n    bind {a}\n    mode tcp\n    timeout client 1m\n    default_backend mq\n"))
+        .unwrap_or_default();
+    format!(
+        "defaults
+    mode tcp
+    timeout connect 1s
+    timeout client 1m
+    timeout server 1m
+listen mq
+    bind {front}
+    server only 127.0.0.1:{port} check inter 100ms
+{extra}listen http_front
+    bind {stats}
+    mode http
+    stats uri /s
+    stats auth admin:secret
+",
+        port = server.port
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_applies_a_new_configuration_and_keeps_established_sessions() {
+    let nodes = [Node::start(), Node::start()];
+    let front = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let front2 = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let stats = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let lb = Lb::start(&reload_config(front, None, stats, &nodes[0]), front);
+    let url = format!("amqp://guest:guest@{front}/%2f");
+    let before = connect(&url).await;
+    let ch = before.create_channel().await.unwrap();
+
+    std::fs::write(
+        &lb.config,
+        reload_config(front, Some(front2), stats, &nodes[1]),
+    )
+    .unwrap();
+    signal(&lb.child, nix::sys::signal::Signal::SIGHUP);
+    eventually("the new server is in the statistics", || {
+        let (_, _, csv) = http_get(stats, "/s;csv", Some("admin:secret"));
+        csv.contains("\nmq,only,") && csv.contains(&format!("127.0.0.1:{}", nodes[1].port))
+    });
+    // New sessions go to the new server, on the old address and on the new one.
+    for (i, addr) in [front, front2].iter().enumerate() {
+        let conn = connect(&format!("amqp://guest:guest@{addr}/%2f")).await;
+        let c = conn.create_channel().await.unwrap();
+        let name = format!("after-reload-{i}");
+        c.queue_declare(
+            name.as_str().into(),
+            QueueDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+        assert!(has_queue(&nodes[1].url(), &name).await);
+    }
+    // The session opened before the reload still reaches the old server.
+    ch.queue_declare(
+        "kept".into(),
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("the established session still works");
+    assert!(has_queue(&nodes[0].url(), "kept").await);
+
+    // A broken file leaves the running configuration in place.
+    std::fs::write(&lb.config, "listen broken\n    balance uri\n").unwrap();
+    signal(&lb.child, nix::sys::signal::Signal::SIGHUP);
+    eventually("the failed reload is reported", || {
+        lb.stderr().contains("Reload failed")
+    });
+    assert!(lb.stderr().contains("balance 'uri' is not supported"));
+    let conn = connect(&url).await;
+    assert!(conn.status().connected());
+}

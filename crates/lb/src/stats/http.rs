@@ -2,32 +2,39 @@
 //! (Prometheus), all behind `stats auth`; anything else is 404.
 
 use super::{csv, html, prometheus, rows};
-use crate::runtime::{Runtime, StatsPage};
+use crate::runtime::Current;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
+/// The listener's address, by which it finds its page in the current runtime (a reload may
+/// change the page's settings while the listener stays).
 struct Page {
-    rt: Arc<Runtime>,
-    page: StatsPage,
+    current: Current,
+    addr: SocketAddr,
 }
 
-pub async fn serve(listener: TcpListener, page: StatsPage, rt: Arc<Runtime>) {
+pub async fn serve(listener: TcpListener, addr: SocketAddr, current: Current) {
     let app = Router::new()
         .fallback(handle)
-        .with_state(Arc::new(Page { rt, page }));
+        .with_state(Arc::new(Page { current, addr }));
     if let Err(e) = axum::serve(listener, app).await {
         tracing::warn!(error = %e, "statistics listener stopped");
     }
 }
 
 async fn handle(State(p): State<Arc<Page>>, req: Request) -> Response {
-    let stats = &p.page.stats;
+    let rt = p.current.load_full();
+    let Some(page) = rt.stats_page_at(p.addr) else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "503 Service Unavailable\n").into_response();
+    };
+    let stats = &page.stats;
     if !authorized(req.headers().get(header::AUTHORIZATION), &stats.auth) {
         let challenge = format!("Basic realm=\"{}\"", stats.realm.replace('"', ""));
         let mut r = (StatusCode::UNAUTHORIZED, "401 Unauthorized\n").into_response();
@@ -41,11 +48,11 @@ async fn handle(State(p): State<Arc<Page>>, req: Request) -> Response {
     let query = req.uri().query().unwrap_or("");
     let base = stats.uri.split('?').next().unwrap_or(&stats.uri);
     let want_csv = path == format!("{base};csv") || (path == base && query.contains(";csv"));
-    let rows = rows(&p.rt);
+    let rows = rows(&rt);
     let (kind, body) = if want_csv {
         ("text/plain; charset=utf-8", csv::render(&rows))
     } else if path == base {
-        let uptime = p.rt.started.elapsed().unwrap_or_default();
+        let uptime = rt.started.elapsed().unwrap_or_default();
         (
             "text/html; charset=utf-8",
             html::render(&rows, stats.refresh, uptime),
