@@ -150,3 +150,46 @@ fn sigterm_stops_accepting_and_lets_established_sessions_finish() {
         || matches!(lb.child.try_wait(), Ok(Some(status)) if status.success()),
     );
 }
+
+#[test]
+fn a_full_server_queues_new_sessions_until_room_or_timeout_queue() {
+    let node = Node::start();
+    let front = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let config = format!(
+        "listen mq
+    bind {front}
+    mode tcp
+    timeout connect 1s
+    timeout client 1m
+    timeout server 1m
+    timeout queue 300ms
+    server node1 127.0.0.1:{} maxconn 1
+",
+        node.port
+    );
+    let lb = Lb::start(&config, front);
+    // The readiness probe's session may still hold the only slot for a moment.
+    std::thread::sleep(Duration::from_millis(100));
+    let handshake = |s: &mut TcpStream| -> bool {
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        if s.write_all(b"AMQP\x00\x00\x09\x01").is_err() {
+            return false;
+        }
+        let mut start = [0u8; 7];
+        s.read_exact(&mut start).is_ok() && start[0] == 1
+    };
+    let mut first = TcpStream::connect(front).unwrap();
+    assert!(handshake(&mut first), "the first session gets the server");
+    // The second waits in the queue, and is closed when `timeout queue` passes.
+    let mut second = TcpStream::connect(front).unwrap();
+    assert!(!handshake(&mut second), "no server for the second session");
+    // Once the first leaves, a queued session gets the slot.
+    let mut third = TcpStream::connect(front).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    drop(first);
+    assert!(
+        handshake(&mut third),
+        "the queued session is served when room comes"
+    );
+    drop(lb);
+}
