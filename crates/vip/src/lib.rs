@@ -1,0 +1,10 @@
+//! warren-vip: the Keepalived of the classic RabbitMQ HA setup. Balancers share a virtual IP
+//! address by VRRP; the one that holds it serves, and when it dies another takes the address
+//! over, so applications keep one address.
+//!
+//! `packet` encodes and checks VRRP version 2 and 3 advertisements; `state` is the RFC 5798
+//! state machine, pure (events in, actions out); `config` reads the keepalived.conf subset.
+
+pub mod config;
+pub mod packet;
+pub mod state;
