@@ -1,5 +1,6 @@
-//! `warren-vip`: checks a keepalived.conf (`-t`). Running the VRRP instances (raw sockets,
-//! netlink and gratuitous ARP) is the next step of this binary.
+//! `warren-vip`: runs the VRRP instances of a keepalived.conf (`-f`), or checks it (`-t`).
+//! It stays in the foreground (as keepalived does with `--dont-fork`, the way service
+//! managers run it); SIGTERM or SIGINT hands the addresses over at once (priority 0).
 
 use clap::Parser;
 use std::path::PathBuf;
@@ -22,6 +23,12 @@ struct Cli {
     /// Check the configuration and exit (keepalived's -t)
     #[arg(short = 't', long = "config-test")]
     test: bool,
+    /// Accepted for keepalived compatibility: warren-vip never forks
+    #[arg(short = 'n', long = "dont-fork")]
+    dont_fork: bool,
+    /// Accepted for keepalived compatibility: messages go to stderr
+    #[arg(short = 'l', long = "log-console")]
+    log_console: bool,
 }
 
 fn main() -> ExitCode {
@@ -44,8 +51,52 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    eprintln!(
-        "warren-vip: running VRRP instances is not available yet; use -t to check a configuration"
-    );
-    ExitCode::from(2)
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("warren-vip: cannot start: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(run(cfg))
+}
+
+async fn run(cfg: warren_vip::config::Config) -> ExitCode {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = Vec::new();
+    for inst in cfg.instances.clone() {
+        let name = inst.name.clone();
+        match warren_vip::daemon::Runner::new(&cfg, inst) {
+            Ok(r) => tasks.push(tokio::spawn(r.run(cfg.clone(), stop_rx.clone()))),
+            Err(e) => {
+                eprintln!("warren-vip: ({name}) cannot start: {e}");
+                let _ = stop_tx.send(true);
+                for t in tasks {
+                    let _ = t.await;
+                }
+                return ExitCode::from(1);
+            }
+        }
+    }
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        eprintln!("warren-vip: cannot install signal handlers");
+        return ExitCode::from(1);
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+    ExitCode::SUCCESS
 }
