@@ -488,7 +488,8 @@ fn instance(
                 i.interval = c.seconds()?;
                 interval_at = Some(c.clone());
             }
-            "vrrp_version" => i.version = version(c)?,
+            // keepalived spells it `version` inside an instance, `vrrp_version` in global_defs.
+            "version" | "vrrp_version" => i.version = version(c)?,
             "nopreempt" => {
                 c.flag()?;
                 i.preempt = false;

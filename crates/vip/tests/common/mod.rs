@@ -198,6 +198,13 @@ impl Net {
         }
     }
 
+    /// Waits until a daemon this network started has exited.
+    pub fn wait(&mut self, pid: u32) {
+        if let Some(c) = self.children.iter_mut().find(|c| c.id() == pid) {
+            let _ = c.wait();
+        }
+    }
+
     /// SIGKILL, and waits until the process is gone.
     pub fn kill9(&mut self, pid: u32) {
         if let Some(c) = self.children.iter_mut().find(|c| c.id() == pid) {
