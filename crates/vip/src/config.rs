@@ -765,6 +765,35 @@ mod tests {
     }
 
     #[test]
+    fn include_reads_files_relative_to_the_including_one() {
+        let dir = std::env::temp_dir().join(format!("warren-vip-include-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("conf.d")).unwrap();
+        std::fs::write(
+            dir.join("conf.d/10-script.conf"),
+            "vrrp_script chk {\n script \"/bin/true\"\n}\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("conf.d/20-instance.conf"),
+            "vrrp_instance V {\n interface e\n virtual_router_id 9\n virtual_ipaddress {\n 10.0.0.9\n }\n track_script {\n chk\n }\n}\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("main.conf"),
+            "global_defs {\n router_id x\n}\ninclude conf.d/*.conf\n",
+        )
+        .unwrap();
+        let cfg = parse_file(&dir.join("main.conf")).expect("valid");
+        assert_eq!(cfg.scripts.len(), 1);
+        assert_eq!(cfg.instances[0].vrid, 9);
+        std::fs::write(dir.join("conf.d/30-bad.conf"), "\nbogus_keyword\n").unwrap();
+        let e = parse_file(&dir.join("main.conf")).unwrap_err();
+        assert!(e.file.ends_with("30-bad.conf") && e.line == 2, "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn undefined_scripts_and_duplicate_routers_are_refused() {
         let e = parse_str("t", "vrrp_instance V {\n interface e\n virtual_router_id 1\n virtual_ipaddress {\n 10.0.0.1\n }\n track_script {\n nope\n }\n}\n").unwrap_err();
         assert!(e.message.contains("'nope', which is not defined"), "{e}");

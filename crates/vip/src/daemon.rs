@@ -246,11 +246,16 @@ impl Runner {
                 return;
             }
         }
-        if advert.priority != 0 && !same_set(&advert.addresses, &self.vips) {
+        // RFC 3768 and 5798 §7.1: a list of addresses that differs from ours is logged, and
+        // dropped unless it comes from the address owner.
+        if !same_set(&advert.addresses, &self.vips) {
             log(
                 &self.inst.name,
-                &format!("advertisement from {from} lists other addresses"),
+                &format!("advertisement from {from} lists other addresses (misconfiguration?)"),
             );
+            if advert.priority != 255 {
+                return;
+            }
         }
         let interval = Duration::from_millis(advert.interval_cs.max(1) as u64 * 10);
         self.event(Event::Advert {
@@ -279,7 +284,7 @@ impl Runner {
                         addresses: self.vips.clone(),
                         auth: self.auth(),
                     };
-                    if let Err(e) = self.socket.send(&advert.encode(self.primary)) {
+                    if let Err(e) = self.socket.send(&advert, self.primary) {
                         log(
                             &self.inst.name,
                             &format!("cannot send an advertisement: {e}"),

@@ -83,9 +83,9 @@ impl std::fmt::Display for DecodeError {
 }
 
 impl Advert {
-    /// The VRRP message (what follows the IPv4 header). `src` is the sender's address, which
-    /// the version 3 checksum covers.
-    pub fn encode(&self, src: Ipv4Addr) -> Vec<u8> {
+    /// The VRRP message (what follows the IPv4 header). `src` and `dst` are the addresses of
+    /// the IPv4 header, which the version 3 checksum covers (the group, or a unicast peer).
+    pub fn encode(&self, src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
         let count = self.addresses.len().min(255);
         let mut out = Vec::with_capacity(8 + 4 * count + 8);
         match self.version {
@@ -119,7 +119,7 @@ impl Advert {
             }
         }
         let sum = match self.version {
-            Version::V3 => checksum(&[&pseudo_header(src, GROUP, out.len()), &out]),
+            Version::V3 => checksum(&[&pseudo_header(src, dst, out.len()), &out]),
             Version::V2 => checksum(&[&out]),
         };
         out[6..8].copy_from_slice(&sum.to_be_bytes());
@@ -272,7 +272,7 @@ mod tests {
     #[test]
     fn version_3_round_trips_with_a_pseudo_header_checksum() {
         let a = v3();
-        let msg = a.encode(SRC);
+        let msg = a.encode(SRC, GROUP);
         assert_eq!(msg.len(), 12);
         assert_eq!(&msg[..6], &[0x31, 51, 100, 1, 0, 100]);
         assert_eq!(Advert::decode(&msg, SRC, GROUP), Ok(a.clone()));
@@ -284,10 +284,21 @@ mod tests {
     }
 
     #[test]
+    fn a_unicast_advert_is_summed_over_its_peers_address() {
+        let peer = Ipv4Addr::new(10, 200, 0, 2);
+        let msg = v3().encode(SRC, peer);
+        assert_eq!(Advert::decode(&msg, SRC, peer), Ok(v3()));
+        assert_eq!(
+            Advert::decode(&msg, SRC, GROUP),
+            Err(DecodeError::BadChecksum)
+        );
+    }
+
+    #[test]
     fn sub_second_intervals_are_centiseconds() {
         let mut a = v3();
         a.interval_cs = 10; // 100 ms
-        let msg = a.encode(SRC);
+        let msg = a.encode(SRC, GROUP);
         assert_eq!(Advert::decode(&msg, SRC, GROUP).unwrap().interval_cs, 10);
     }
 
@@ -304,7 +315,7 @@ mod tests {
             ],
             auth: Auth::simple("amqpvip1-and-more"),
         };
-        let msg = a.encode(SRC);
+        let msg = a.encode(SRC, GROUP);
         assert_eq!(msg.len(), 8 + 8 + 8);
         assert_eq!(&msg[..6], &[0x21, 51, 90, 2, 1, 1]);
         assert_eq!(
@@ -322,7 +333,7 @@ mod tests {
 
     #[test]
     fn whole_packets_are_checked_for_ttl_and_protocol() {
-        let msg = v3().encode(SRC);
+        let msg = v3().encode(SRC, GROUP);
         let ok = ipv4_packet(SRC, GROUP, 255, &msg);
         assert_eq!(Advert::decode_ip(&ok).unwrap(), (SRC, v3()));
         let routed = ipv4_packet(SRC, GROUP, 254, &msg);
@@ -334,7 +345,7 @@ mod tests {
 
     #[test]
     fn damaged_messages_are_refused() {
-        let msg = v3().encode(SRC);
+        let msg = v3().encode(SRC, GROUP);
         let mut flipped = msg.clone();
         flipped[2] ^= 1;
         assert_eq!(

@@ -2,7 +2,7 @@
 //! to unicast peers), sending with TTL 255 and receiving whole IPv4 packets so that the TTL
 //! can be checked.
 
-use crate::packet::{GROUP, PROTOCOL, TTL};
+use crate::packet::{Advert, GROUP, PROTOCOL, TTL};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -52,11 +52,13 @@ impl VrrpSocket {
         Ok(VrrpSocket { fd, destinations })
     }
 
-    pub fn send(&self, msg: &[u8]) -> std::io::Result<()> {
+    /// Sends the advertisement to each destination, each with its own checksum.
+    pub fn send(&self, advert: &Advert, src: Ipv4Addr) -> std::io::Result<()> {
         for d in &self.destinations {
-            self.fd
-                .get_ref()
-                .send_to(msg, &SockAddr::from(SocketAddrV4::new(*d, 0)))?;
+            self.fd.get_ref().send_to(
+                &advert.encode(src, *d),
+                &SockAddr::from(SocketAddrV4::new(*d, 0)),
+            )?;
         }
         Ok(())
     }
