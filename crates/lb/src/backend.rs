@@ -19,6 +19,7 @@ pub struct Backend {
     pub redispatch: bool,
     pub srvtcpka: bool,
     pub amqp_check: bool,
+    pub splice: crate::pump::Splice,
     /// Smooth weighted round robin: each server's current weight.
     rr: Mutex<Vec<i64>>,
     /// Rotates the starting point of leastconn ties.
@@ -60,6 +61,10 @@ impl Backend {
             redispatch: p.options.redispatch,
             srvtcpka: p.options.srvtcpka,
             amqp_check: p.options.amqp_check,
+            splice: crate::pump::Splice {
+                request: p.options.splice_request,
+                response: p.options.splice_response,
+            },
             rr: Mutex::new(vec![0; n]),
             ties: AtomicU32::new(0),
             room: Notify::new(),

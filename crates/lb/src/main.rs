@@ -67,6 +67,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
 
+    raise_file_limit();
     let foreground = cli.foreground || !(cfg.global.daemon || cli.daemon);
     let rt = Runtime::new(&cfg, foreground);
     let bound = match bind_all(&rt) {
@@ -117,6 +118,17 @@ fn main() -> ExitCode {
     };
     runtime.block_on(run(cli.files, foreground, rt, bound, control));
     ExitCode::SUCCESS
+}
+
+/// Each session holds two sockets and, when splicing, two pipes: like HAProxy, raise the
+/// open-file limit to what the system allows rather than fail at a thousand.
+fn raise_file_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+        }
+    }
 }
 
 fn bind_control(

@@ -93,7 +93,7 @@ struct Outcome {
 async fn session(
     fe: Arc<Frontend>,
     process: Arc<Process>,
-    mut client: TcpStream,
+    client: TcpStream,
     peer: SocketAddr,
     _permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
 ) {
@@ -109,7 +109,7 @@ async fn session(
     }
     let be = fe.backend.clone();
     be.session_started();
-    let outcome = serve(&fe, &be, &mut client, peer).await;
+    let outcome = serve(&fe, &be, &client, peer).await;
     be.session_ended();
     fe.cur.fetch_sub(1, Ordering::Relaxed);
     if fe.tcplog && fe.log.is_enabled() && !(fe.dontlognull && outcome.bytes_in == 0) {
@@ -119,7 +119,7 @@ async fn session(
     process.actconn.fetch_sub(1, Ordering::Relaxed);
 }
 
-async fn serve(fe: &Frontend, be: &Backend, client: &mut TcpStream, peer: SocketAddr) -> Outcome {
+async fn serve(fe: &Frontend, be: &Backend, client: &TcpStream, peer: SocketAddr) -> Outcome {
     let mut out = Outcome {
         server: None,
         queue_wait: None,
@@ -134,7 +134,7 @@ async fn serve(fe: &Frontend, be: &Backend, client: &mut TcpStream, peer: Socket
     let queued_at = Instant::now();
     let mut exclude = None;
     let mut pinned: Option<usize> = None;
-    let (index, mut server_stream) = loop {
+    let (index, server_stream) = loop {
         let index = match pinned {
             Some(i) => i,
             None => match pick_or_queue(be, peer, exclude, queued_at + queue_timeout).await {
@@ -194,8 +194,9 @@ async fn serve(fe: &Frontend, be: &Backend, client: &mut TcpStream, peer: Socket
         });
     let totals = pump(
         client,
-        &mut server_stream,
+        &server_stream,
         idle,
+        be.splice,
         srv.kill.subscribe(),
         |n| {
             fe.bytes_in.fetch_add(n, Ordering::Relaxed);

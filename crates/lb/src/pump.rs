@@ -2,10 +2,15 @@
 //! that closes its sending half has that passed on (half-close), so protocols that finish one
 //! direction first still work; an idle session ends after the idle timeout; the server being
 //! marked down with `shutdown-sessions` ends it at once.
+//!
+//! Each direction either copies through a buffer, or (HAProxy's `option splice-request`,
+//! `splice-response`, `splice-auto`) moves the bytes socket to pipe to socket with splice(2),
+//! so they never enter user space.
 
+use nix::fcntl::{OFlag, SpliceFFlags, splice};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
@@ -34,23 +39,42 @@ pub struct Totals {
     pub bytes_out: u64,
 }
 
+/// Which directions move by splice(2): client to server (request), server to client
+/// (response).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Splice {
+    pub request: bool,
+    pub response: bool,
+}
+
 /// Pumps until the session ends; `on_in` and `on_out` see each chunk's size as it passes.
 pub async fn pump(
-    client: &mut TcpStream,
-    server: &mut TcpStream,
+    client: &TcpStream,
+    server: &TcpStream,
     idle: Option<Duration>,
+    splice: Splice,
     mut kill: watch::Receiver<u64>,
     on_in: impl Fn(u64),
     on_out: impl Fn(u64),
 ) -> Totals {
-    let (mut cr, mut cw) = client.split();
-    let (mut sr, mut sw) = server.split();
     // When bytes last moved, in nanoseconds after `base` (shared by both directions).
     let base = Instant::now();
     let last = AtomicU64::new(0);
     let (moved_in, moved_out) = (AtomicU64::new(0), AtomicU64::new(0));
-    let up = copy(&mut cr, &mut sw, (base, &last), (&moved_in, &on_in));
-    let down = copy(&mut sr, &mut cw, (base, &last), (&moved_out, &on_out));
+    let up = direction(
+        client,
+        server,
+        splice.request,
+        (base, &last),
+        (&moved_in, &on_in),
+    );
+    let down = direction(
+        server,
+        client,
+        splice.response,
+        (base, &last),
+        (&moved_out, &on_out),
+    );
     tokio::pin!(up, down);
     let (mut in_done, mut out_done) = (false, false);
     let end = loop {
@@ -99,34 +123,126 @@ pub async fn pump(
     }
 }
 
-/// Copies one direction, counting into `moved` as it goes; passes the end of the stream on
-/// as a half-close. False when the stream failed.
-async fn copy<R, W>(
-    from: &mut R,
-    to: &mut W,
+/// One direction: spliced when asked and possible, copied otherwise.
+async fn direction(
+    from: &TcpStream,
+    to: &TcpStream,
+    use_splice: bool,
+    activity: (Instant, &AtomicU64),
+    counting: (&AtomicU64, &impl Fn(u64)),
+) -> bool {
+    if use_splice {
+        if let Ok(pipe) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC) {
+            return spliced(from, to, pipe, activity, counting).await;
+        }
+    }
+    copy(from, to, activity, counting).await
+}
+
+fn moved(
+    n: usize,
     (base, last): (Instant, &AtomicU64),
-    (moved, seen): (&AtomicU64, &impl Fn(u64)),
-) -> bool
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
+    (total, seen): (&AtomicU64, &impl Fn(u64)),
+) {
+    total.fetch_add(n as u64, Ordering::Relaxed);
+    last.store(base.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    seen(n as u64);
+}
+
+/// The end of one direction's stream: pass it on as a half-close.
+fn half_close(to: &TcpStream) {
+    let _ = socket2::SockRef::from(to).shutdown(std::net::Shutdown::Write);
+}
+
+/// Copies one direction through a buffer. False when the stream failed.
+async fn copy(
+    from: &TcpStream,
+    to: &TcpStream,
+    activity: (Instant, &AtomicU64),
+    counting: (&AtomicU64, &impl Fn(u64)),
+) -> bool {
     let mut buf = vec![0u8; BUF];
     loop {
-        let n = match from.read(&mut buf).await {
-            Ok(0) => {
-                let _ = to.shutdown().await;
-                return true;
+        let n = loop {
+            if from.readable().await.is_err() {
+                return false;
             }
-            Ok(n) => n,
-            Err(_) => return false,
+            match from.try_read(&mut buf) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(_) => return false,
+            }
         };
-        if to.write_all(&buf[..n]).await.is_err() {
+        if n == 0 {
+            half_close(to);
+            return true;
+        }
+        if !write_all(to, &buf[..n]).await {
             return false;
         }
-        moved.fetch_add(n as u64, Ordering::Relaxed);
-        last.store(base.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        seen(n as u64);
+        moved(n, activity, counting);
+    }
+}
+
+/// Writes everything, trying at once and waiting for room only when the socket is full
+/// (the usual case is an empty send buffer: no wait, no extra poll).
+async fn write_all(to: &TcpStream, mut data: &[u8]) -> bool {
+    while !data.is_empty() {
+        match to.try_write(data) {
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if to.writable().await.is_err() {
+                    return false;
+                }
+            }
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
+/// Moves one direction socket to pipe to socket. False when the stream failed.
+async fn spliced(
+    from: &TcpStream,
+    to: &TcpStream,
+    (pipe_out, pipe_in): (std::os::fd::OwnedFd, std::os::fd::OwnedFd),
+    activity: (Instant, &AtomicU64),
+    counting: (&AtomicU64, &impl Fn(u64)),
+) -> bool {
+    let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK;
+    loop {
+        let n = loop {
+            if from.readable().await.is_err() {
+                return false;
+            }
+            match from.try_io(Interest::READABLE, || {
+                splice(from, None, &pipe_in, None, BUF, flags).map_err(std::io::Error::from)
+            }) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(_) => return false,
+            }
+        };
+        if n == 0 {
+            half_close(to);
+            return true;
+        }
+        // The pipe was empty before this read, so all of it goes out before the next.
+        let mut left = n;
+        while left > 0 {
+            match to.try_io(Interest::WRITABLE, || {
+                splice(&pipe_out, None, to, None, left, flags).map_err(std::io::Error::from)
+            }) {
+                Ok(m) => left -= m,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if to.writable().await.is_err() {
+                        return false;
+                    }
+                }
+                Err(_) => return false,
+            }
+        }
+        moved(n, activity, counting);
     }
 }
 
@@ -144,15 +260,29 @@ mod tests {
 
     #[tokio::test]
     async fn bytes_flow_both_ways_and_half_close_is_passed_on() {
-        let (mut client_app, mut client_side) = pair().await;
-        let (mut server_side, mut server_app) = pair().await;
+        for splice in [
+            Splice::default(),
+            Splice {
+                request: true,
+                response: true,
+            },
+        ] {
+            flow_and_half_close(splice).await;
+        }
+    }
+
+    async fn flow_and_half_close(splice: Splice) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut client_app, client_side) = pair().await;
+        let (server_side, mut server_app) = pair().await;
         let (_kill_tx, kill) = watch::channel(0);
         let seen_in = AtomicU64::new(0);
         let pumping = async {
             pump(
-                &mut client_side,
-                &mut server_side,
+                &client_side,
+                &server_side,
                 Some(Duration::from_secs(10)),
+                splice,
                 kill,
                 |n| {
                     seen_in.fetch_add(n, Ordering::Relaxed);
@@ -161,14 +291,16 @@ mod tests {
             )
             .await
         };
+        // More than a buffer (and a pipe) holds, with a pattern that shows any reordering.
+        let request: Vec<u8> = (0..1_000_003u32).map(|i| (i % 251) as u8).collect();
         let apps = async {
-            client_app.write_all(b"request").await.unwrap();
+            client_app.write_all(&request).await.unwrap();
             client_app.shutdown().await.unwrap();
             let mut got = Vec::new();
             server_app.read_to_end(&mut got).await.unwrap();
-            assert_eq!(
-                got, b"request",
-                "the server sees the client's end of stream"
+            assert!(
+                got == request,
+                "the server sees all of it, then the end of stream"
             );
             server_app.write_all(b"late reply").await.unwrap();
             server_app.shutdown().await.unwrap();
@@ -180,20 +312,24 @@ mod tests {
             );
         };
         let (totals, ()) = tokio::join!(pumping, apps);
-        assert_eq!(totals.end, End::Done);
-        assert_eq!((totals.bytes_in, totals.bytes_out), (7, 10));
-        assert_eq!(seen_in.load(Ordering::Relaxed), 7);
+        assert_eq!(totals.end, End::Done, "{splice:?}");
+        assert_eq!(
+            (totals.bytes_in, totals.bytes_out),
+            (request.len() as u64, 10)
+        );
+        assert_eq!(seen_in.load(Ordering::Relaxed), request.len() as u64);
     }
 
     #[tokio::test]
     async fn an_idle_session_ends_after_the_timeout() {
-        let (_client_app, mut client_side) = pair().await;
-        let (mut server_side, _server_app) = pair().await;
+        let (_client_app, client_side) = pair().await;
+        let (server_side, _server_app) = pair().await;
         let (_kill_tx, kill) = watch::channel(0);
         let totals = pump(
-            &mut client_side,
-            &mut server_side,
+            &client_side,
+            &server_side,
             Some(Duration::from_millis(100)),
+            Splice::default(),
             kill,
             |_| {},
             |_| {},
@@ -204,8 +340,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_killed_server_ends_its_sessions() {
-        let (_client_app, mut client_side) = pair().await;
-        let (mut server_side, _server_app) = pair().await;
+        let (_client_app, client_side) = pair().await;
+        let (server_side, _server_app) = pair().await;
         let (kill_tx, kill) = watch::channel(0);
         let killer = async {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -213,9 +349,10 @@ mod tests {
         };
         let (totals, ()) = tokio::join!(
             pump(
-                &mut client_side,
-                &mut server_side,
+                &client_side,
+                &server_side,
                 None,
+                Splice::default(),
                 kill,
                 |_| {},
                 |_| {}

@@ -123,11 +123,37 @@ fn frontends_reach_backends_and_default_server_applies() {
     assert_eq!(fe.target_backend(), Some("nodes"));
     let be = cfg.proxy("nodes").unwrap();
     assert!(be.options.amqp_check);
+    assert!(
+        be.options.splice_request && be.options.splice_response,
+        "warren-lb splices unless told not to"
+    );
     let (a, b) = (&be.servers[0].params, &be.servers[1].params);
     assert_eq!(a.inter, Duration::from_millis(200));
     assert_eq!((a.rise, a.fall), (1, 2));
     assert!(b.backup && b.shutdown_sessions);
     assert_eq!((b.weight, b.maxconn), (10, Some(5)));
+}
+
+#[test]
+fn splice_options_are_haproxys() {
+    let text = |opts: &str| {
+        format!(
+            "listen x\n    bind 127.0.0.1:0\n    timeout connect 1s\n    timeout client 1s\n    timeout server 1s\n{opts}    server a 127.0.0.1:1\n"
+        )
+    };
+    let opts = |o: &str| {
+        let cfg = parse_str("t.cfg", &text(o)).unwrap();
+        let p = cfg.proxy("x").unwrap();
+        (p.options.splice_request, p.options.splice_response)
+    };
+    assert_eq!(opts(""), (true, true), "on by default");
+    assert_eq!(opts("    no option splice-auto\n"), (false, false));
+    assert_eq!(
+        opts("    no option splice-auto\n    option splice-request\n"),
+        (true, false)
+    );
+    assert_eq!(opts("    no option splice-response\n"), (true, false));
+    assert_eq!(opts("    option splice-auto\n"), (true, true));
 }
 
 /// Each bad line and the start of the error it must give, with its line number.

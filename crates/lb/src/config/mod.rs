@@ -151,6 +151,9 @@ pub struct Options {
     /// warren's extension: a server passes its check only if it answers the AMQP protocol
     /// header with connection.start.
     pub amqp_check: bool,
+    /// Move client-to-server (request) and server-to-client (response) bytes with splice(2).
+    pub splice_request: bool,
+    pub splice_response: bool,
     /// Settings only an HTTP proxy uses, kept to warn about when the proxy is TCP.
     pub http_only: Vec<String>,
 }

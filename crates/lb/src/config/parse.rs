@@ -68,7 +68,13 @@ impl Default for Template {
             mode: Mode::Tcp,
             balance: Balance::RoundRobin,
             timeouts: Timeouts::default(),
-            options: Options::default(),
+            // Unlike HAProxy, warren-lb splices unless told not to (`no option splice-auto`):
+            // bytes then go socket to socket without a copy through user space.
+            options: Options {
+                splice_request: true,
+                splice_response: true,
+                ..Options::default()
+            },
             log_format: LogFormat::None,
             retries: 3,
             maxconn: None,
@@ -626,6 +632,13 @@ fn option_line(at: &Location, w: &[&str], t: &mut Template) -> Result<(), Config
         }
         "redispatch" => o.redispatch = on,
         "amqp-check" => o.amqp_check = on,
+        "splice-request" => o.splice_request = on,
+        "splice-response" => o.splice_response = on,
+        // HAProxy splices when it judges it useful; for a TCP proxy that is both directions.
+        "splice-auto" => {
+            o.splice_request = on;
+            o.splice_response = on;
+        }
         "http-server-close"
         | "forwardfor"
         | "httpclose"
