@@ -106,10 +106,11 @@ fn main() -> ExitCode {
         alert(&e);
         return ExitCode::from(1);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = cfg.global.nbthread {
+        builder.worker_threads(n as usize);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             alert(&format!("cannot start: {e}"));

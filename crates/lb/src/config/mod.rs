@@ -70,6 +70,8 @@ pub struct Global {
     pub daemon: bool,
     pub stats_socket: Option<PathBuf>,
     pub stats_socket_mode: Option<u32>,
+    /// Threads serving sessions (HAProxy's `nbthread`); the number of CPUs when unset.
+    pub nbthread: Option<u32>,
 }
 
 /// Where log lines go.

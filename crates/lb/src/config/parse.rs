@@ -266,6 +266,13 @@ impl Parser {
             "user" => g.user = Some(one(at, w)?.to_string()),
             "group" => g.group = Some(one(at, w)?.to_string()),
             "daemon" => g.daemon = true,
+            "nbthread" => {
+                let n = number(at, w)?;
+                if !(1..=256).contains(&n) {
+                    return Err(err(at, "'nbthread' must be from 1 to 256"));
+                }
+                g.nbthread = Some(n);
+            }
             "stats" => match w.get(1) {
                 Some(&"socket") => {
                     let Some(path) = w.get(2) else {
