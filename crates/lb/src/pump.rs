@@ -16,6 +16,8 @@ use tokio::sync::watch;
 
 /// HAProxy's default buffer size.
 const BUF: usize = 16 * 1024;
+/// A pipe's default capacity: each splice from a socket takes up to this much at once.
+const PIPE: usize = 64 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum End {
@@ -216,7 +218,7 @@ async fn spliced(
                 return false;
             }
             match from.try_io(Interest::READABLE, || {
-                splice(from, None, &pipe_in, None, BUF, flags).map_err(std::io::Error::from)
+                splice(from, None, &pipe_in, None, PIPE, flags).map_err(std::io::Error::from)
             }) {
                 Ok(n) => break n,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
