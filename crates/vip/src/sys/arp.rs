@@ -32,6 +32,7 @@ pub fn announce(index: u32, mac: [u8; 6], addrs: &[Ipv4Addr]) -> std::io::Result
         SockFlag::SOCK_CLOEXEC,
         None,
     )?;
+    // SAFETY: sockaddr_ll is plain data, for which all zeroes is a valid value.
     let mut ll: nix::libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     ll.sll_family = nix::libc::AF_PACKET as u16;
     ll.sll_protocol = ETH_P_ARP.to_be();

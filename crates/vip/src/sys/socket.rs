@@ -4,7 +4,6 @@
 
 use crate::packet::{Advert, GROUP, PROTOCOL, TTL};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
-use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use tokio::io::unix::AsyncFd;
 
@@ -67,15 +66,14 @@ impl VrrpSocket {
     pub async fn recv(&self) -> std::io::Result<Vec<u8>> {
         loop {
             let mut guard = self.fd.readable().await?;
-            let mut buf = [MaybeUninit::<u8>::uninit(); 2048];
-            match guard.try_io(|s| s.get_ref().recv(&mut buf)) {
+            let mut buf = vec![0u8; 2048];
+            match guard.try_io(|s| {
+                use std::io::Read;
+                s.get_ref().read(&mut buf)
+            }) {
                 Ok(Ok(n)) => {
-                    // SAFETY: recv initialised the first n bytes.
-                    let bytes = buf[..n]
-                        .iter()
-                        .map(|b| unsafe { b.assume_init() })
-                        .collect();
-                    return Ok(bytes);
+                    buf.truncate(n);
+                    return Ok(buf);
                 }
                 Ok(Err(e)) => return Err(e),
                 Err(_would_block) => continue,
