@@ -15,6 +15,7 @@
 use super::args::Overflow;
 use super::command::{ConsumerSpec, GetReply, QueueCmd, Settle};
 use super::deadletter::{DeadLetterSink, Reason, dead_letter};
+use super::flow::DrainRate;
 use super::handle::QueueHandle;
 use super::ready::{Entry, Ready, to_stored};
 use super::storage::{Storage, StoreConfig, Ticket, settle};
@@ -30,8 +31,6 @@ use warren_store::QueueLog;
 
 /// Commands handled before the queue looks at its consumers again.
 const BATCH: usize = 256;
-/// Consumers that were handed a message this recently count as taking messages (see `flow`).
-const CONSUMING_WITHIN: Duration = Duration::from_millis(100);
 
 /// Called when the queue removes itself (auto-delete, or x-expires), to take it out of its
 /// vhost.
@@ -111,8 +110,8 @@ pub struct QueueActor {
     had_consumers: bool,
     /// Last time the queue was used, for x-expires.
     last_used: Instant,
-    /// When a consumer was last handed a message, for flow control.
-    last_delivered: Option<Instant>,
+    /// How fast consumers take messages, for flow control.
+    drain: DrainRate,
     on_remove: OnRemove,
     dead_letters: DeadLetterSink,
     store: StoreConfig,
@@ -145,7 +144,7 @@ impl QueueActor {
             next_consumer_id: 1,
             had_consumers: false,
             last_used: Instant::now(),
-            last_delivered: None,
+            drain: DrainRate::new(std::time::Instant::now()),
             on_remove: start.on_remove,
             dead_letters: start.dead_letters,
             store: start.store,
@@ -195,10 +194,8 @@ impl QueueActor {
             self.expire_head();
             self.dispatch();
             self.flush_disk();
-            let consuming = !self.consumers.is_empty()
-                && self
-                    .last_delivered
-                    .is_some_and(|t| t.elapsed() < CONSUMING_WITHIN);
+            let consuming =
+                !self.consumers.is_empty() && self.drain.fast(std::time::Instant::now());
             self.handle.flow().update(self.ready_len(), consuming);
             if self.should_remove() {
                 (self.on_remove)(&self.handle);
@@ -728,8 +725,10 @@ impl QueueActor {
             }
             self.rotate(i);
         }
-        if !batches.is_empty() {
-            self.last_delivered = Some(Instant::now());
+        let delivered: usize = batches.iter().map(|(_, b)| b.len()).sum();
+        if delivered > 0 {
+            self.drain
+                .delivered(delivered as u64, std::time::Instant::now());
         }
         for (conn, batch) in batches {
             if let Err(mpsc::error::SendError(ConnMsg::Deliver(lost))) =

@@ -3,18 +3,67 @@
 //! consumers compete for the same CPUs and the faster publishers win, so the backlog (and the
 //! latency) grows without bound while less gets delivered.
 //!
-//! Only a queue whose consumers are taking messages is ever congested; one without consumers,
-//! or whose consumers have stalled, may grow (paging to disk) as queues are meant to. And the
-//! wait is short (see `connection::outgoing`), so flow control paces publishers without ever
-//! stopping them.
+//! Only a queue whose consumers are taking messages fast (`DrainRate`) is ever congested: that
+//! is the case where publishers and consumers compete for CPU. A queue without consumers, or
+//! whose consumers are slow or stalled, may grow (paging to disk) as queues are meant to, and
+//! its publishers are not slowed. And the wait is short (see `connection::outgoing`), so flow
+//! control paces publishers without ever stopping them.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 /// Ready messages (with consumers attached) above which publishers wait.
 pub const HIGH: u64 = 10_000;
 /// And below which they go on.
 pub const LOW: u64 = 5_000;
+
+/// Deliveries per window above which consumers count as fast (10,000 a second).
+const FAST: u64 = 1_000;
+const WINDOW: Duration = Duration::from_millis(100);
+
+/// How fast a queue's consumers take messages, over the last full window and the current one.
+#[derive(Debug)]
+pub struct DrainRate {
+    window_start: Instant,
+    current: u64,
+    previous: u64,
+}
+
+impl DrainRate {
+    pub fn new(now: Instant) -> Self {
+        DrainRate {
+            window_start: now,
+            current: 0,
+            previous: 0,
+        }
+    }
+
+    pub fn delivered(&mut self, n: u64, now: Instant) {
+        self.roll(now);
+        self.current += n;
+    }
+
+    /// Whether consumers are draining the queue fast.
+    pub fn fast(&mut self, now: Instant) -> bool {
+        self.roll(now);
+        self.current.max(self.previous) >= FAST
+    }
+
+    fn roll(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.window_start);
+        if elapsed >= WINDOW {
+            // A gap of more than one window means nothing was delivered in between.
+            self.previous = if elapsed >= WINDOW * 2 {
+                0
+            } else {
+                self.current
+            };
+            self.current = 0;
+            self.window_start = now;
+        }
+    }
+}
 
 #[derive(Debug, Default)]
 pub struct Flow {
@@ -86,6 +135,30 @@ mod tests {
             .await
             .expect("released")
             .unwrap();
+    }
+
+    #[test]
+    fn only_fast_consumers_count_as_draining() {
+        let t0 = Instant::now();
+        let mut r = DrainRate::new(t0);
+        assert!(!r.fast(t0));
+        // A slow consumer: 100 a second.
+        for i in 0..20 {
+            r.delivered(1, t0 + Duration::from_millis(10 * i));
+        }
+        assert!(!r.fast(t0 + Duration::from_millis(200)));
+        // A fast one: 2,000 within a window.
+        let t1 = t0 + Duration::from_secs(1);
+        r.delivered(2_000, t1);
+        assert!(r.fast(t1));
+        assert!(
+            r.fast(t1 + Duration::from_millis(150)),
+            "still, over the last window"
+        );
+        assert!(
+            !r.fast(t1 + Duration::from_millis(500)),
+            "a stall empties the windows"
+        );
     }
 
     #[tokio::test]
