@@ -45,7 +45,10 @@ const SETTLE: Duration = Duration::from_secs(20);
 fn pair(net: &mut Net, h1_extra: &str, h2_extra: &str) -> (u32, u32) {
     let c1 = net.config("h1.conf", &conf("MASTER", 100, h1_extra, ""));
     let c2 = net.config("h2.conf", &conf("BACKUP", 90, h2_extra, ""));
+    // h1 first: started together, the two timers run out within milliseconds of each other,
+    // and with nopreempt whichever wins keeps the address.
     let a = net.spawn("h1", vip(), &["-n", "-f", c1.to_str().unwrap()]);
+    eventually("h1 takes the address", SETTLE, || net.holds_vip("h1"));
     let b = net.spawn("h2", vip(), &["-n", "-f", c2.to_str().unwrap()]);
     eventually("the client reaches h1 through the address", SETTLE, || {
         net.probe().as_deref() == Some("h1")
