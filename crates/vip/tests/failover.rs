@@ -163,7 +163,13 @@ fn a_returning_master_preempts_unless_nopreempt() {
     settled_on(&net, "h1");
 
     let mut net = Net::new(2);
-    let (a, _b) = pair(&mut net, "    nopreempt", "    nopreempt");
+    // Slower adverts here: the test checks that h1 does not take over while h2 is alive, which
+    // a pause of the busy machine longer than three 100 ms adverts could fake.
+    let (a, _b) = pair(
+        &mut net,
+        "    nopreempt\n    advert_int 0.5",
+        "    nopreempt\n    advert_int 0.5",
+    );
     net.kill9(a);
     eventually("h2 takes over", SETTLE, || {
         net.probe().as_deref() == Some("h2")
