@@ -5,34 +5,12 @@
 
 mod common;
 
-use common::{TestNode, temp_data_dir};
+use common::{TestNode, lapin_channel, passive_declare, temp_data_dir};
 use lapin::options::*;
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use lapin::{BasicProperties, Channel, Connection};
 use std::process::Command;
 use std::time::Duration;
-
-async fn connect(node: &TestNode) -> (Connection, Channel) {
-    let conn = Connection::connect(&node.url(), ConnectionProperties::default())
-        .await
-        .unwrap();
-    let ch = conn.create_channel().await.unwrap();
-    (conn, ch)
-}
-
-async fn count(ch: &Channel, q: &str) -> u32 {
-    ch.queue_declare(
-        q.into(),
-        QueueDeclareOptions {
-            passive: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    )
-    .await
-    .unwrap()
-    .message_count()
-}
 
 /// Waits until the broker's blocked/unblocked notice has reached the client.
 async fn blocked_becomes(conn: &Connection, want: bool) {
@@ -63,8 +41,8 @@ async fn blocked_publishers_resume_when_the_alarm_clears(
     clear: impl Fn(&TestNode),
 ) {
     let node = TestNode::start().await;
-    let (pconn, publisher) = connect(&node).await;
-    let (_oconn, observer) = connect(&node).await;
+    let (pconn, publisher) = lapin_channel(&node).await;
+    let (_oconn, observer) = lapin_channel(&node).await;
     for q in ["held", "backlog"] {
         observer
             .queue_declare(
@@ -79,7 +57,12 @@ async fn blocked_publishers_resume_when_the_alarm_clears(
     publish(&publisher, "backlog", b"1").await;
     publish(&publisher, "backlog", b"2").await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while count(&observer, "backlog").await < 2 {
+    while passive_declare(&observer, "backlog")
+        .await
+        .unwrap()
+        .message_count()
+        < 2
+    {
         assert!(tokio::time::Instant::now() < deadline);
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -93,7 +76,10 @@ async fn blocked_publishers_resume_when_the_alarm_clears(
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
-        count(&observer, "held").await,
+        passive_declare(&observer, "held")
+            .await
+            .unwrap()
+            .message_count(),
         1,
         "a blocked publisher is not read"
     );
@@ -110,7 +96,12 @@ async fn blocked_publishers_resume_when_the_alarm_clears(
     blocked_becomes(&pconn, false).await;
     pending.await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while count(&observer, "held").await < 2 {
+    while passive_declare(&observer, "held")
+        .await
+        .unwrap()
+        .message_count()
+        < 2
+    {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the held publish never arrived"
@@ -205,7 +196,7 @@ async fn a_full_disk_refuses_publishes_and_keeps_what_was_confirmed() {
             c.alarms.disk_free_limit_bytes = 0;
         })
         .await;
-        let (_conn, ch) = connect(&node).await;
+        let (_conn, ch) = lapin_channel(&node).await;
         ch.queue_declare(
             "filling".into(),
             QueueDeclareOptions {
@@ -288,7 +279,7 @@ async fn the_disk_alarm_blocks_before_the_disk_is_full() {
         c.alarms.check_interval_ms = 50;
     })
     .await;
-    let (conn, ch) = connect(&node).await;
+    let (conn, ch) = lapin_channel(&node).await;
     ch.queue_declare(
         "q".into(),
         QueueDeclareOptions::default(),

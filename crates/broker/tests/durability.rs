@@ -4,20 +4,12 @@
 
 mod common;
 
-use common::{TestNode, temp_data_dir};
+use common::{TestNode, lapin_channel, temp_data_dir};
 use futures_lite::StreamExt;
 use lapin::options::*;
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use lapin::{BasicProperties, Channel};
 use std::time::Duration;
-
-async fn channel(node: &TestNode) -> (Connection, Channel) {
-    let conn = Connection::connect(&node.url(), ConnectionProperties::default())
-        .await
-        .unwrap();
-    let ch = conn.create_channel().await.unwrap();
-    (conn, ch)
-}
 
 fn durable() -> QueueDeclareOptions {
     QueueDeclareOptions {
@@ -56,7 +48,7 @@ async fn persistent_messages_survive_a_restart_in_order() {
     let dir = temp_data_dir();
     {
         let node = TestNode::start_in(&dir).await;
-        let (_c, ch) = channel(&node).await;
+        let (_c, ch) = lapin_channel(&node).await;
         ch.queue_declare("orders".into(), durable(), FieldTable::default())
             .await
             .unwrap();
@@ -92,7 +84,7 @@ async fn persistent_messages_survive_a_restart_in_order() {
         node.shutdown().await;
     }
     let node = TestNode::start_in(&dir).await;
-    let (_c, ch) = channel(&node).await;
+    let (_c, ch) = lapin_channel(&node).await;
     let back = get_all(&ch, "orders").await;
     let want: Vec<u32> = (0..300).filter(|i| i % 3 == 0).collect();
     assert_eq!(
@@ -129,7 +121,7 @@ async fn delivered_but_unacknowledged_messages_come_back_redelivered() {
     let dir = temp_data_dir();
     {
         let node = TestNode::start_in(&dir).await;
-        let (_c, ch) = channel(&node).await;
+        let (_c, ch) = lapin_channel(&node).await;
         ch.queue_declare("work".into(), durable(), FieldTable::default())
             .await
             .unwrap();
@@ -181,7 +173,7 @@ async fn delivered_but_unacknowledged_messages_come_back_redelivered() {
         node.shutdown().await;
     }
     let node = TestNode::start_in(&dir).await;
-    let (_c, ch) = channel(&node).await;
+    let (_c, ch) = lapin_channel(&node).await;
     let back = get_all(&ch, "work").await;
     let got: Vec<(u8, bool)> = back.iter().map(|(b, _, r)| (b[0], *r)).collect();
     assert_eq!(
@@ -198,7 +190,7 @@ async fn a_long_queue_keeps_bodies_on_disk_and_returns_them_intact() {
         c.store.segment_bytes = 256 * 1024;
     })
     .await;
-    let (conn, ch) = channel(&node).await;
+    let (conn, ch) = lapin_channel(&node).await;
     ch.queue_declare(
         "backlog".into(),
         QueueDeclareOptions::default(),
@@ -261,7 +253,7 @@ async fn a_transaction_commits_persistent_messages_to_disk() {
     let dir = temp_data_dir();
     {
         let node = TestNode::start_in(&dir).await;
-        let (_c, ch) = channel(&node).await;
+        let (_c, ch) = lapin_channel(&node).await;
         ch.queue_declare("ledger".into(), durable(), FieldTable::default())
             .await
             .unwrap();
@@ -281,7 +273,7 @@ async fn a_transaction_commits_persistent_messages_to_disk() {
         node.shutdown().await;
     }
     let node = TestNode::start_in(&dir).await;
-    let (_c, ch) = channel(&node).await;
+    let (_c, ch) = lapin_channel(&node).await;
     let back: Vec<u8> = get_all(&ch, "ledger")
         .await
         .iter()
@@ -296,7 +288,7 @@ async fn purged_and_acknowledged_messages_stay_gone_after_a_restart() {
     let dir = temp_data_dir();
     {
         let node = TestNode::start_in(&dir).await;
-        let (_c, ch) = channel(&node).await;
+        let (_c, ch) = lapin_channel(&node).await;
         for q in ["purged", "acked"] {
             ch.queue_declare(q.into(), durable(), FieldTable::default())
                 .await
@@ -346,7 +338,7 @@ async fn purged_and_acknowledged_messages_stay_gone_after_a_restart() {
         node.shutdown().await;
     }
     let node = TestNode::start_in(&dir).await;
-    let (_c, ch) = channel(&node).await;
+    let (_c, ch) = lapin_channel(&node).await;
     assert!(get_all(&ch, "purged").await.is_empty());
     assert!(get_all(&ch, "acked").await.is_empty());
     node.shutdown().await;
@@ -359,7 +351,7 @@ async fn a_priority_queue_keeps_its_order_across_a_restart() {
     args.insert("x-max-priority".into(), AMQPValue::ShortShortUInt(5));
     {
         let node = TestNode::start_in(&dir).await;
-        let (_c, ch) = channel(&node).await;
+        let (_c, ch) = lapin_channel(&node).await;
         ch.queue_declare("ranked".into(), durable(), args.clone())
             .await
             .unwrap();
@@ -391,7 +383,7 @@ async fn a_priority_queue_keeps_its_order_across_a_restart() {
         node.shutdown().await;
     }
     let node = TestNode::start_in(&dir).await;
-    let (_c, ch) = channel(&node).await;
+    let (_c, ch) = lapin_channel(&node).await;
     let back: Vec<Vec<u8>> = get_all(&ch, "ranked")
         .await
         .into_iter()

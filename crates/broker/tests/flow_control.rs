@@ -4,11 +4,11 @@
 
 mod common;
 
-use common::TestNode;
+use common::{TestNode, passive_declare};
 use futures_lite::StreamExt;
 use lapin::options::*;
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use lapin::{BasicProperties, Connection, ConnectionProperties};
 use std::time::Duration;
 
 /// More than a queue holds ready before it counts as congested (`queue::flow::HIGH`).
@@ -20,20 +20,6 @@ async fn connect(node: &TestNode) -> Connection {
     Connection::connect(&node.url(), ConnectionProperties::default())
         .await
         .expect("lapin connects")
-}
-
-async fn ready_count(ch: &Channel, queue: &str) -> u32 {
-    ch.queue_declare(
-        queue.into(),
-        QueueDeclareOptions {
-            passive: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    )
-    .await
-    .expect("passive declare")
-    .message_count()
 }
 
 #[tokio::test]
@@ -96,7 +82,13 @@ async fn publishers_go_on_while_the_only_consumer_has_stalled() {
             .expect("consumer open")
             .expect("delivery");
     }
-    assert_eq!(ready_count(&pch, "stalled").await, MESSAGES - 10);
+    assert_eq!(
+        passive_declare(&pch, "stalled")
+            .await
+            .unwrap()
+            .message_count(),
+        MESSAGES - 10
+    );
     node.shutdown().await;
 }
 
@@ -157,6 +149,9 @@ async fn one_connection_publishing_to_and_consuming_from_a_queue_does_not_stall(
         .expect("every message arrives on the publishing connection")
         .expect("consumer task");
     assert!(all, "every message arrived once");
-    assert_eq!(ready_count(&pch, "loop").await, 0);
+    assert_eq!(
+        passive_declare(&pch, "loop").await.unwrap().message_count(),
+        0
+    );
     node.shutdown().await;
 }

@@ -3,38 +3,17 @@
 
 mod common;
 
-use common::{TestNode, temp_data_dir};
+use common::{TestNode, lapin_channel, passive_declare, temp_data_dir};
+use lapin::ExchangeKind;
 use lapin::options::*;
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
-
-async fn channel(node: &TestNode) -> (Connection, Channel) {
-    let conn = Connection::connect(&node.url(), ConnectionProperties::default())
-        .await
-        .unwrap();
-    let ch = conn.create_channel().await.unwrap();
-    (conn, ch)
-}
-
-async fn queue_exists(ch: &Channel, q: &str) -> bool {
-    ch.queue_declare(
-        q.into(),
-        QueueDeclareOptions {
-            passive: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    )
-    .await
-    .is_ok()
-}
 
 #[tokio::test]
 async fn durable_topology_survives_a_restart_and_transient_does_not() {
     let dir = temp_data_dir();
     {
         let node = TestNode::start_in(&dir).await;
-        let (_conn, ch) = channel(&node).await;
+        let (_conn, ch) = lapin_channel(&node).await;
         let mut args = FieldTable::default();
         args.insert("x-max-length".into(), AMQPValue::LongInt(100));
         ch.exchange_declare(
@@ -105,8 +84,8 @@ async fn durable_topology_survives_a_restart_and_transient_does_not() {
     assert!(!text.contains("\"password\""), "no plain passwords");
 
     let node = TestNode::start_in(&dir).await;
-    let (conn, ch) = channel(&node).await;
-    assert!(queue_exists(&ch, "keep-q").await);
+    let (conn, ch) = lapin_channel(&node).await;
+    assert!(passive_declare(&ch, "keep-q").await.is_ok());
     // The argument came back, so an inequivalent redeclaration is still refused.
     let mut other = FieldTable::default();
     other.insert("x-max-length".into(), AMQPValue::LongInt(5));
@@ -123,7 +102,7 @@ async fn durable_topology_survives_a_restart_and_transient_does_not() {
         .is_err()
     );
     let ch = conn.create_channel().await.unwrap();
-    assert!(!queue_exists(&ch, "lose-q").await);
+    assert!(passive_declare(&ch, "lose-q").await.is_err());
     let ch = conn.create_channel().await.unwrap();
     ch.exchange_declare(
         "keep-x".into(),
@@ -173,7 +152,7 @@ async fn deleting_durable_things_is_remembered() {
     let dir = temp_data_dir();
     {
         let node = TestNode::start_in(&dir).await;
-        let (_conn, ch) = channel(&node).await;
+        let (_conn, ch) = lapin_channel(&node).await;
         ch.queue_declare(
             "gone-q".into(),
             QueueDeclareOptions {
@@ -190,8 +169,8 @@ async fn deleting_durable_things_is_remembered() {
         node.shutdown().await;
     }
     let node = TestNode::start_in(&dir).await;
-    let (_conn, ch) = channel(&node).await;
-    assert!(!queue_exists(&ch, "gone-q").await);
+    let (_conn, ch) = lapin_channel(&node).await;
+    assert!(passive_declare(&ch, "gone-q").await.is_err());
     node.shutdown().await;
 }
 

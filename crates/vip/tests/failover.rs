@@ -15,30 +15,6 @@ fn vip() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_warren-vip"))
 }
 
-/// A keepalived.conf for one host: VRRPv3, 100 ms adverts.
-fn conf(state: &str, priority: u8, extra: &str, script: &str) -> String {
-    format!(
-        "global_defs {{
-    router_id test
-    vrrp_garp_master_delay 0
-}}
-{script}
-vrrp_instance VI_AMQP {{
-    state {state}
-    interface eth0
-    virtual_router_id 51
-    priority {priority}
-    advert_int 0.1
-    vrrp_version 3
-{extra}
-    virtual_ipaddress {{
-        {VIP}/24 dev eth0
-    }}
-}}
-"
-    )
-}
-
 const SETTLE: Duration = Duration::from_secs(20);
 
 /// h1 master at 100, h2 backup at 90; waits until the client reaches h1.

@@ -14,24 +14,6 @@ fn vip() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_warren-vip"))
 }
 
-fn conf(state: &str, priority: u8, extra: &str) -> String {
-    format!(
-        "vrrp_instance VI_AMQP {{
-    state {state}
-    interface eth0
-    virtual_router_id 51
-    priority {priority}
-    advert_int 0.1
-    vrrp_version 3
-{extra}
-    virtual_ipaddress {{
-        {VIP}/24 dev eth0
-    }}
-}}
-"
-    )
-}
-
 fn start(net: &mut Net, host: &str, text: &str) -> u32 {
     let path = net.config(&format!("{host}.conf"), text);
     net.spawn(host, vip(), &["-n", "-f", path.to_str().unwrap()])
@@ -58,9 +40,9 @@ fn a_dead_local_balancer_moves_the_address() {
     start(
         &mut net,
         "h1",
-        &conf("MASTER", 100, "    track_warren_lb 127.0.0.1:5672"),
+        &conf("MASTER", 100, "    track_warren_lb 127.0.0.1:5672", ""),
     );
-    start(&mut net, "h2", &conf("BACKUP", 90, ""));
+    start(&mut net, "h2", &conf("BACKUP", 90, "", ""));
     only(&net, "h1");
     net.kill9(balancer);
     only(&net, "h2");
@@ -88,9 +70,10 @@ fn a_tracked_interface_going_down_faults_the_instance() {
             "MASTER",
             100,
             "    track_interface {\n        uplink\n    }",
+            "",
         ),
     );
-    start(&mut net, "h2", &conf("BACKUP", 90, ""));
+    start(&mut net, "h2", &conf("BACKUP", 90, "", ""));
     only(&net, "h1");
     net.ip_in("h1", &["link", "set", "uplink", "down"]);
     only(&net, "h2");
@@ -107,12 +90,12 @@ fn unicast_peers_fail_over_without_multicast() {
     let a = start(
         &mut net,
         "h1",
-        &conf("MASTER", 100, &peer("10.200.0.1", "10.200.0.2")),
+        &conf("MASTER", 100, &peer("10.200.0.1", "10.200.0.2"), ""),
     );
     start(
         &mut net,
         "h2",
-        &conf("BACKUP", 90, &peer("10.200.0.2", "10.200.0.1")),
+        &conf("BACKUP", 90, &peer("10.200.0.2", "10.200.0.1"), ""),
     );
     only(&net, "h1");
     // Still one holder after a while: the backup hears the master by unicast.
@@ -141,8 +124,8 @@ fn notify_scripts_run_on_each_transition() {
         .args(["+x", marks.join("record.sh").to_str().unwrap()])
         .status()
         .unwrap();
-    let a = start(&mut net, "h1", &conf("MASTER", 100, &notify("h1")));
-    start(&mut net, "h2", &conf("BACKUP", 90, &notify("h2")));
+    let a = start(&mut net, "h1", &conf("MASTER", 100, &notify("h1"), ""));
+    start(&mut net, "h2", &conf("BACKUP", 90, &notify("h2"), ""));
     only(&net, "h1");
     eventually("h1's notify_master ran", SETTLE, || {
         marks.join("h1-master").exists()
@@ -165,8 +148,8 @@ fn addresses_left_behind_by_a_killed_instance_are_removed_at_start() {
     // As keepalived leaves it after kill -9: the address on h2, for ever.
     net.ip_in("h2", &["addr", "add", &format!("{VIP}/24"), "dev", "eth0"]);
     assert!(net.holds_vip("h2"));
-    start(&mut net, "h1", &conf("MASTER", 100, ""));
-    start(&mut net, "h2", &conf("BACKUP", 90, ""));
+    start(&mut net, "h1", &conf("MASTER", 100, "", ""));
+    start(&mut net, "h2", &conf("BACKUP", 90, "", ""));
     only(&net, "h1");
 }
 

@@ -95,6 +95,10 @@ impl Channel {
 
     /// Handles a method frame (other than channel.open/close, which the connection handles).
     pub async fn handle_method(&mut self, ctx: &mut Ctx<'_>, method: Method) -> AmqpResult<()> {
+        let method = match self.handle_quick(ctx, method) {
+            QuickMethod::Handled(r) => return r,
+            QuickMethod::Other(m) => m,
+        };
         let (class_id, method_id) = (method.class_id(), method.method_id());
         if !self.content.is_idle() {
             return Err(self
@@ -139,12 +143,9 @@ impl Channel {
         QuickMethod::Handled(r.map_err(|e| e.in_method(class_id, method_id)))
     }
 
+    /// Every method but those of the message path (see `handle_quick`).
     async fn dispatch(&mut self, ctx: &mut Ctx<'_>, method: Method) -> AmqpResult<()> {
         match method {
-            Method::BasicPublish(m) => {
-                self.content = Content::Header(m);
-                Ok(())
-            }
             Method::ExchangeDeclare(m) => self.exchange_declare(ctx, m).await,
             Method::ExchangeDelete(m) => self.exchange_delete(ctx, m).await,
             Method::ExchangeBind(m) => self.exchange_bind(ctx, m).await,
@@ -158,9 +159,6 @@ impl Channel {
             Method::BasicConsume(m) => self.consume(ctx, m).await,
             Method::BasicCancel(m) => self.cancel(ctx, m).await,
             Method::BasicGet(m) => self.get(ctx, m).await,
-            Method::BasicAck(m) => self.ack(ctx, m.delivery_tag, m.multiple),
-            Method::BasicNack(m) => self.nack(ctx, m.delivery_tag, m.multiple, m.requeue),
-            Method::BasicReject(m) => self.nack(ctx, m.delivery_tag, false, m.requeue),
             Method::BasicRecover(m) => {
                 self.recover(ctx, m.requeue)?;
                 ctx.out.method(self.id, &BasicRecoverOk {}.into());

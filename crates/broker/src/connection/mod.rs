@@ -596,27 +596,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 &payload,
             ))),
             Frame::Method { channel, method } => self.channel_method(channel, method).await,
-            Frame::Header { channel, header } => {
-                let r = {
-                    let (mut ctx, channels) = self.parts();
-                    match channels.get_mut(&channel) {
-                        Some(Slot::Open(ch)) => ch.handle_header(&mut ctx, header),
-                        Some(Slot::Closing) => return Ok(()),
-                        None => Err(not_open(channel)),
+            // Content on an open channel took the quick path: what comes here is for a
+            // channel that is closing (dropped) or not open.
+            Frame::Header { channel, .. } | Frame::Body { channel, .. } => {
+                match self.channels.get(&channel) {
+                    Some(_) => Ok(()),
+                    None => {
+                        self.after_channel_call(channel, Err(not_open(channel)))
+                            .await
                     }
-                };
-                self.after_channel_call(channel, r).await
-            }
-            Frame::Body { channel, payload } => {
-                let r = {
-                    let (mut ctx, channels) = self.parts();
-                    match channels.get_mut(&channel) {
-                        Some(Slot::Open(ch)) => ch.handle_body(&mut ctx, payload),
-                        Some(Slot::Closing) => return Ok(()),
-                        None => Err(not_open(channel)),
-                    }
-                };
-                self.after_channel_call(channel, r).await
+                }
             }
         }
     }
@@ -698,13 +687,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 }
                 Method::ChannelCloseOk(_) => Ok(()),
                 method => {
-                    match method {
-                        Method::BasicPublish(_) => self.has_published = true,
-                        Method::BasicAck(_) | Method::BasicNack(_) | Method::BasicReject(_) => {}
-                        // Anything else may look at queues: they must hold what was published
-                        // before it.
-                        _ => self.outgoing.flush().await,
-                    }
+                    // Publishes and acknowledgements took the quick path; anything else may look
+                    // at queues, which must hold what was published before it.
+                    self.outgoing.flush().await;
                     let r = {
                         let (mut ctx, channels) = self.parts();
                         match channels.get_mut(&channel) {

@@ -269,3 +269,25 @@ pub fn assert_channel_close(m: &Method, code: u16, text: &str, class_id: u16, me
     );
     assert_eq!(got, (code, text.into(), class_id, method_id));
 }
+
+/// A lapin connection to the node and a channel on it.
+pub async fn lapin_channel(node: &TestNode) -> (lapin::Connection, lapin::Channel) {
+    let conn = lapin::Connection::connect(&node.url(), lapin::ConnectionProperties::default())
+        .await
+        .expect("lapin connects");
+    let ch = conn.create_channel().await.expect("channel");
+    (conn, ch)
+}
+
+/// A passive queue.declare: the queue's counts, or the error if it does not exist.
+pub async fn passive_declare(ch: &lapin::Channel, queue: &str) -> lapin::Result<lapin::Queue> {
+    ch.queue_declare(
+        queue.into(),
+        lapin::options::QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        },
+        lapin::types::FieldTable::default(),
+    )
+    .await
+}

@@ -273,3 +273,28 @@ pub fn prober_now(log: &Path) -> f64 {
         })
         .unwrap_or(0.0)
 }
+
+/// A keepalived.conf for one host: VRRPv3, 100 ms adverts; `extra` goes into the instance,
+/// `script` (a vrrp_script block) before it.
+pub fn conf(state: &str, priority: u8, extra: &str, script: &str) -> String {
+    format!(
+        "global_defs {{
+    router_id test
+    vrrp_garp_master_delay 0
+}}
+{script}
+vrrp_instance VI_AMQP {{
+    state {state}
+    interface eth0
+    virtual_router_id 51
+    priority {priority}
+    advert_int 0.1
+    vrrp_version 3
+{extra}
+    virtual_ipaddress {{
+        {VIP}/24 dev eth0
+    }}
+}}
+"
+    )
+}
