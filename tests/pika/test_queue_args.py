@@ -221,3 +221,22 @@ def test_lazy_mode_is_accepted_and_delivers(ch):
     for i in range(100):
         ch.basic_publish("", q, str(i).encode())
     assert drain(ch, q) == [str(i).encode() for i in range(100)]
+
+
+def test_ttl_zero_is_delivered_to_a_waiting_consumer_and_dropped_otherwise(conn, ch):
+    """RabbitMQ delivers a message whose expiration is 0 to a consumer that can take it at
+    once, and expires it (dead-lettering it if asked) when none can."""
+    dlx, dead = dead_letter_setup(ch)
+    q = ch.queue_declare("", exclusive=True, arguments={"x-dead-letter-exchange": dlx}).method.queue
+    ch.basic_publish("", q, b"nobody", pika.BasicProperties(expiration="0"))
+    method, props, body = get_soon(ch, dead)
+    assert body == b"nobody"
+    assert props.headers["x-first-death-reason"] == "expired"
+    assert ch.queue_declare(q, passive=True).method.message_count == 0
+
+    got = []
+    consumer = conn.channel()
+    consumer.basic_consume(q, lambda c, m, p, b: got.append(b), auto_ack=True)
+    ch.basic_publish("", q, b"now", pika.BasicProperties(expiration="0"))
+    assert wait_for(conn, lambda: got == [b"now"])
+    assert ch.basic_get(dead, auto_ack=True)[0] is None, "delivered, not dead-lettered"

@@ -12,6 +12,7 @@
 //! accepts. Malformed input is always a [`DecodeError`] that names the reply code to close
 //! with, never a panic.
 
+pub mod amqp_error;
 pub mod codec;
 pub mod constants;
 pub mod error;
@@ -21,6 +22,7 @@ pub mod properties;
 pub mod table;
 pub mod types;
 
+pub use amqp_error::{AmqpError, AmqpResult};
 pub use constants::reply;
 pub use error::DecodeError;
 pub use frame::{Frame, FrameError, parse_frame};

@@ -11,6 +11,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 pub const MAX_DEPTH: usize = 64;
 
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum FieldValue {
     Bool(bool),
     I8(i8),
@@ -218,6 +219,7 @@ impl From<bool> for FieldValue {
 /// An ordered list of named values. Order is kept because clients see tables echoed back
 /// (server properties, x-death) and small tables are faster to scan than to hash.
 #[derive(Debug, Clone, PartialEq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct FieldTable(pub Vec<(ShortStr, FieldValue)>);
 
 impl FieldTable {

@@ -9,6 +9,28 @@ use std::fmt;
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct ShortStr(Bytes);
 
+#[cfg(feature = "serde")]
+impl serde::Serialize for ShortStr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for ShortStr {
+    /// Longer input than a `shortstr` can hold is refused, not cut: it did not come from us.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let b = Bytes::deserialize(d)?;
+        if b.len() > SHORT_STR_MAX {
+            return Err(serde::de::Error::invalid_length(
+                b.len(),
+                &"at most 255 bytes",
+            ));
+        }
+        Ok(ShortStr(b))
+    }
+}
+
 /// The longest a `shortstr` can be: its length is one octet.
 pub const SHORT_STR_MAX: usize = 255;
 

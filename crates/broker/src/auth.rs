@@ -1,85 +1,9 @@
-//! Users and the SASL mechanisms clients log in with (PLAIN, AMQPLAIN).
-//!
-//! Passwords are kept only as RabbitMQ's `rabbit_password_hashing_sha256` hashes: a 4-byte
-//! salt followed by SHA-256(salt ++ password), which is also the form definitions files carry,
-//! so users can be moved between RabbitMQ and warren unchanged.
+//! Logging in: the SASL mechanisms clients use (PLAIN, AMQPLAIN), checked against the users
+//! of the topology (whose passwords are kept only hashed, see `warren_meta::password`).
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
-use sha2::{Digest, Sha256};
-use std::collections::HashMap;
-use std::sync::RwLock;
 use warren_amqp::FieldTable;
-
-#[derive(Clone, PartialEq, Eq)]
-pub struct PasswordHash {
-    salt: [u8; 4],
-    digest: [u8; 32],
-}
-
-impl PasswordHash {
-    pub fn new(password: &str) -> Self {
-        let mut salt = [0u8; 4];
-        // A fixed salt only weakens the hash against precomputation; it never breaks login.
-        let _ = getrandom::fill(&mut salt);
-        Self::with_salt(salt, password)
-    }
-
-    fn with_salt(salt: [u8; 4], password: &str) -> Self {
-        let mut h = Sha256::new();
-        h.update(salt);
-        h.update(password.as_bytes());
-        let mut digest = [0u8; 32];
-        digest.copy_from_slice(&h.finalize());
-        PasswordHash { salt, digest }
-    }
-
-    pub fn verify(&self, password: &str) -> bool {
-        let other = Self::with_salt(self.salt, password);
-        // Constant time: the comparison must not reveal how many leading bytes matched.
-        self.digest
-            .iter()
-            .zip(other.digest.iter())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
-    }
-
-    /// The hash as RabbitMQ writes it in definitions: base64(salt ++ digest).
-    pub fn to_rabbit_string(&self) -> String {
-        let mut all = Vec::with_capacity(36);
-        all.extend_from_slice(&self.salt);
-        all.extend_from_slice(&self.digest);
-        STANDARD.encode(all)
-    }
-
-    pub fn from_rabbit_string(s: &str) -> Option<Self> {
-        let raw = STANDARD.decode(s).ok()?;
-        if raw.len() != 36 {
-            return None;
-        }
-        let mut salt = [0u8; 4];
-        let mut digest = [0u8; 32];
-        salt.copy_from_slice(&raw[..4]);
-        digest.copy_from_slice(&raw[4..]);
-        Some(PasswordHash { salt, digest })
-    }
-}
-
-impl std::fmt::Debug for PasswordHash {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("PasswordHash(..)")
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct User {
-    pub name: String,
-    pub password: PasswordHash,
-    pub tags: Vec<String>,
-    /// Users that may log in only from a loopback address (RabbitMQ's `loopback_users`).
-    pub loopback_only: bool,
-}
+use warren_meta::{Topology, User};
 
 /// Why a login was refused. The client is told only that it was refused, as RabbitMQ does;
 /// the reason goes to the log.
@@ -98,48 +22,23 @@ impl std::fmt::Display for LoginError {
     }
 }
 
-#[derive(Debug, Default)]
-pub struct Users {
-    users: RwLock<HashMap<String, User>>,
-}
-
-impl Users {
-    pub fn add(&self, user: User) {
-        if let Ok(mut m) = self.users.write() {
-            m.insert(user.name.clone(), user);
-        }
+/// Checks a login against the users in the topology. `loopback_users` may log in only from a
+/// loopback address (RabbitMQ's `loopback_users`, `guest` by default).
+pub fn login(
+    topology: &Topology,
+    loopback_users: &[String],
+    name: &str,
+    password: &str,
+    from_loopback: bool,
+) -> Result<User, LoginError> {
+    let user = topology
+        .user(name)
+        .filter(|u| u.password.verify(password))
+        .ok_or_else(|| LoginError::BadCredentials(name.to_owned()))?;
+    if !from_loopback && loopback_users.iter().any(|u| u == name) {
+        return Err(LoginError::LoopbackOnly(name.to_owned()));
     }
-
-    /// Every user, sorted by name.
-    pub fn all(&self) -> Vec<User> {
-        let mut v: Vec<User> = self
-            .users
-            .read()
-            .map(|m| m.values().cloned().collect())
-            .unwrap_or_default();
-        v.sort_by(|a, b| a.name.cmp(&b.name));
-        v
-    }
-
-    pub fn get(&self, name: &str) -> Option<User> {
-        self.users.read().ok()?.get(name).cloned()
-    }
-
-    pub fn login(
-        &self,
-        name: &str,
-        password: &str,
-        from_loopback: bool,
-    ) -> Result<User, LoginError> {
-        let user = self
-            .get(name)
-            .filter(|u| u.password.verify(password))
-            .ok_or_else(|| LoginError::BadCredentials(name.to_owned()))?;
-        if user.loopback_only && !from_loopback {
-            return Err(LoginError::LoopbackOnly(name.to_owned()));
-        }
-        Ok(user)
-    }
+    Ok(user.clone())
 }
 
 /// The SASL mechanisms offered in `connection.start`, in RabbitMQ's order.
@@ -184,23 +83,6 @@ mod tests {
     use warren_amqp::FieldValue;
 
     #[test]
-    fn hash_verifies_and_roundtrips_through_rabbit_form() {
-        let h = PasswordHash::new("s3cret");
-        assert!(h.verify("s3cret"));
-        assert!(!h.verify("s3cre"));
-        let again = PasswordHash::from_rabbit_string(&h.to_rabbit_string()).unwrap();
-        assert!(again.verify("s3cret"));
-    }
-
-    #[test]
-    fn known_rabbitmq_hash_verifies() {
-        // salt 908D C60A, password "test12", hash as in RabbitMQ's password hashing docs.
-        let h = PasswordHash::with_salt([0x90, 0x8d, 0xc6, 0x0a], "test12");
-        let s = h.to_rabbit_string();
-        assert_eq!(s, "kI3GCqW5JLMJa4iX1lo7X4D6XbYqlLgxIs30+P6tENUV2POR");
-    }
-
-    #[test]
     fn plain_and_amqplain_parse() {
         assert_eq!(
             credentials("PLAIN", &Bytes::from_static(b"\0guest\0pw")),
@@ -223,21 +105,27 @@ mod tests {
 
     #[test]
     fn loopback_only_user_is_refused_from_elsewhere() {
-        let users = Users::default();
-        users.add(User {
+        let mut t = Topology::new();
+        t.apply(&warren_meta::Command::AddUser {
             name: "guest".into(),
-            password: PasswordHash::new("guest"),
+            password: warren_meta::PasswordHash::new("guest"),
             tags: vec![],
-            loopback_only: true,
-        });
-        assert!(users.login("guest", "guest", true).is_ok());
+        })
+        .unwrap();
+        let loopback = ["guest".to_owned()];
+        assert!(login(&t, &loopback, "guest", "guest", true).is_ok());
         assert_eq!(
-            users.login("guest", "guest", false).unwrap_err(),
+            login(&t, &loopback, "guest", "guest", false).unwrap_err(),
             LoginError::LoopbackOnly("guest".into())
         );
+        assert!(login(&t, &[], "guest", "guest", false).is_ok());
         assert_eq!(
-            users.login("guest", "nope", true).unwrap_err(),
+            login(&t, &loopback, "guest", "nope", true).unwrap_err(),
             LoginError::BadCredentials("guest".into())
+        );
+        assert_eq!(
+            login(&t, &loopback, "nobody", "guest", true).unwrap_err(),
+            LoginError::BadCredentials("nobody".into())
         );
     }
 }

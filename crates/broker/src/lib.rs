@@ -9,9 +9,11 @@
 //! ([`message`]), routed against the vhost's immutable routing [`routing::Snapshot`] (swapped
 //! whole by [`vhost`] when declarations change it), and handed to each destination
 //! [`queue`] through a [`queue::QueueHandle`]. A queue is an actor: it owns its messages and
-//! consumers and sends deliveries back to connection tasks through their [`mailbox`], bounded
-//! by credit ([`limiter`]). Connections write replies and deliveries in batches.
-//! [`broker`] holds what the whole node shares: configuration, users ([`auth`]), vhosts.
+//! consumers and sends deliveries back to connection tasks through their mail
+//! (`connection::mail`), bounded by credit (`connection::credit`). Connections write replies
+//! and deliveries in batches. [`broker`] holds what the whole node shares: configuration,
+//! alarms, and the topology ([`metadata`], around the pure core in `warren-meta`), which
+//! every declaration changes by a command.
 
 pub mod alarms;
 pub mod auth;
@@ -19,11 +21,9 @@ pub mod broker;
 pub mod channel;
 pub mod config;
 pub mod connection;
-pub mod definitions;
-pub mod error;
-pub mod limiter;
-pub mod mailbox;
+pub mod data_lock;
 pub mod message;
+pub mod metadata;
 pub mod names;
 pub mod persist;
 pub mod queue;

@@ -76,6 +76,14 @@ fn main() -> ExitCode {
 
 async fn run(config: Config) -> ExitCode {
     let node = config.node.name.clone();
+    let _lock = match warren_broker::data_lock::DataDirLock::acquire(&config.node.data_dir) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("warren: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let listen = config.amqp.listen;
     let broker = match Broker::open(config) {
         Ok(b) => b,
         Err(e) => {
@@ -86,7 +94,7 @@ async fn run(config: Config) -> ExitCode {
     let server = match Server::start(broker).await {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("warren: cannot listen: {e}");
+            eprintln!("warren: cannot listen on {listen}: {e}");
             return ExitCode::FAILURE;
         }
     };

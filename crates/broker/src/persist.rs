@@ -4,11 +4,11 @@
 //! that before replying, so a declare-ok for a durable entity means it is on disk, and many
 //! changes made at once share one write.
 
-use crate::definitions::Definitions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{Notify, watch};
+use warren_meta::Definitions;
 
 pub struct MetaStore {
     path: PathBuf,

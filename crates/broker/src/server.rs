@@ -32,7 +32,11 @@ impl Server {
             let broker = broker.clone();
             tokio::spawn(async move {
                 let b = broker.clone();
-                broker.meta.run_writer(move || b.definitions()).await
+                broker
+                    .meta
+                    .store
+                    .run_writer(move || b.meta.export(warren_meta::Scope::Durable))
+                    .await
             })
         };
         let (stop, stopped) = watch::channel(false);

@@ -139,3 +139,47 @@ fn broken_config_is_a_clear_error() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("bad.toml"));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Two nodes on one data directory would take each other's queue logs for their own: the
+/// second is refused, naming the first; once the first is gone, a node starts there again.
+#[test]
+fn a_data_directory_belongs_to_one_node_at_a_time() {
+    let dir = std::env::temp_dir().join(format!("warren-lockdir-{}", std::process::id()));
+    let data = dir.to_str().unwrap().to_owned();
+    let (mut first, _) = start(&["--amqp-listen", "127.0.0.1:0", "--data-dir", &data]);
+    let out = warren()
+        .args(["--amqp-listen", "127.0.0.1:0", "--data-dir", &data])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("is in use by another process")
+            && err.contains(&format!("pid {}", first.id())),
+        "stderr: {err}"
+    );
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let (mut again, _) = start(&["--amqp-listen", "127.0.0.1:0", "--data-dir", &data]);
+    again.kill().unwrap();
+    again.wait().unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_listen_failure_names_the_address() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = std::env::temp_dir().join(format!("warren-listen-{}", std::process::id()));
+    let out = warren()
+        .args(["--amqp-listen", &addr, "--data-dir", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("cannot listen on {addr}")),
+        "stderr: {err}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -58,6 +58,21 @@ fn check_mode_accepts_the_seed_and_names_the_line_of_an_error() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// The files under `examples/`, which the README points readers at, stay valid; the local one
+/// is written for warren-lb and draws no warning either.
+#[test]
+fn check_mode_accepts_the_examples() {
+    let examples = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples"));
+    for file in ["local/haproxy.cfg", "article/haproxy.cfg"] {
+        let (code, out, err) = lb_check(&examples.join(file));
+        assert_eq!(code, 0, "{file}: {err}");
+        assert_eq!(out.trim(), "Configuration file is valid", "{file}");
+        if file.starts_with("local/") {
+            assert!(err.is_empty(), "{file}: {err}");
+        }
+    }
+}
+
 fn single_node_config(front: SocketAddr, node: &Node) -> String {
     format!(
         "listen mq

@@ -3,10 +3,10 @@
 
 use super::{Channel, Ctx};
 use crate::connection::outbuf::OutBuf;
-use crate::error::{AmqpError, AmqpResult};
 use foldhash::HashMap;
 use std::collections::BTreeSet;
 use warren_amqp::methods::{BasicAck, BasicNack, ConfirmSelect, ConfirmSelectOk};
+use warren_amqp::{AmqpError, AmqpResult};
 
 #[derive(Debug, Default)]
 pub struct Confirms {

@@ -4,15 +4,15 @@
 use super::publish::REPLY_TO;
 use super::{Channel, Ctx};
 use crate::broker::ReplyConsumer;
-use crate::error::{AmqpError, AmqpResult};
-use crate::mailbox::{ConnMsg, Delivery};
+use crate::connection::mail::{ConnMsg, Delivery};
 use crate::message::Message;
 use crate::names;
 use crate::queue::{ConsumerSpec, QueueHandle, Settle};
-use crate::vhost::strip_cr_lf;
 use std::sync::Arc;
 use warren_amqp::methods::*;
+use warren_amqp::{AmqpError, AmqpResult};
 use warren_amqp::{Method, ShortStr};
+use warren_meta::rules::{describe, strip_cr_lf};
 
 /// A delivery the client has yet to acknowledge.
 #[derive(Debug)]
@@ -83,7 +83,7 @@ impl Channel {
             Some(v) => v.as_i64().ok_or_else(|| {
                 AmqpError::precondition_failed(format!(
                     "invalid arg 'x-priority' for {}: \"expected integer, got {}\"",
-                    crate::vhost::describe("queue", &queue_name, &ctx.vhost.name),
+                    describe("queue", &queue_name, &ctx.vhost.name),
                     v.type_name()
                 ))
             })?,

@@ -1,12 +1,20 @@
-//! Exchange and queue methods: declare, delete, bind, unbind, purge.
+//! Exchange and queue methods: declare, delete, bind, unbind, purge. Names from the client
+//! are cleaned of CR and LF here, once, before anything looks them up.
 
 use super::{Channel, Ctx};
-use crate::error::AmqpResult;
 use crate::names;
-use crate::routing::{Binding, Destination};
-use crate::vhost::{self, check_queue_name, strip_cr_lf};
+use crate::vhost;
 use warren_amqp::methods::*;
-use warren_amqp::{Method, ShortStr};
+use warren_amqp::{AmqpResult, FieldTable, Method, ShortStr};
+use warren_meta::rules::{check_queue_name, strip_cr_lf};
+use warren_meta::{Binding, Destination};
+
+/// Whether a method binds or unbinds.
+#[derive(Clone, Copy)]
+enum Link {
+    Bind,
+    Unbind,
+}
 
 impl Channel {
     fn reply(&self, ctx: &mut Ctx<'_>, nowait: bool, m: impl Into<Method>) {
@@ -22,7 +30,7 @@ impl Channel {
     ) -> AmqpResult<()> {
         ctx.vhost
             .declare_exchange(vhost::ExchangeDeclare {
-                name: m.exchange,
+                name: strip_cr_lf(&m.exchange),
                 kind: m.kind,
                 passive: m.passive,
                 durable: m.durable,
@@ -40,9 +48,36 @@ impl Channel {
         ctx: &mut Ctx<'_>,
         m: ExchangeDelete,
     ) -> AmqpResult<()> {
-        ctx.vhost.delete_exchange(&m.exchange, m.if_unused).await?;
+        ctx.vhost
+            .delete_exchange(strip_cr_lf(&m.exchange), m.if_unused)
+            .await?;
         self.reply(ctx, m.nowait, ExchangeDeleteOk {});
         Ok(())
+    }
+
+    /// Binds or unbinds, with every name cleaned.
+    async fn link(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        link: Link,
+        source: &ShortStr,
+        destination: Destination,
+        routing_key: ShortStr,
+        arguments: FieldTable,
+    ) -> AmqpResult<()> {
+        let binding = Binding {
+            source: strip_cr_lf(source),
+            destination: match destination {
+                Destination::Queue(q) => Destination::Queue(strip_cr_lf(&q)),
+                Destination::Exchange(x) => Destination::Exchange(strip_cr_lf(&x)),
+            },
+            routing_key,
+            arguments,
+        };
+        match link {
+            Link::Bind => ctx.vhost.bind(binding, ctx.conn.id).await,
+            Link::Unbind => ctx.vhost.unbind(binding, ctx.conn.id).await,
+        }
     }
 
     pub(super) async fn exchange_bind(
@@ -50,17 +85,16 @@ impl Channel {
         ctx: &mut Ctx<'_>,
         m: ExchangeBind,
     ) -> AmqpResult<()> {
-        ctx.vhost
-            .bind(
-                Binding {
-                    source: m.source,
-                    destination: Destination::Exchange(m.destination),
-                    routing_key: m.routing_key,
-                    arguments: m.arguments,
-                },
-                ctx.conn.id,
-            )
-            .await?;
+        let destination = Destination::Exchange(m.destination);
+        self.link(
+            ctx,
+            Link::Bind,
+            &m.source,
+            destination,
+            m.routing_key,
+            m.arguments,
+        )
+        .await?;
         self.reply(ctx, m.nowait, ExchangeBindOk {});
         Ok(())
     }
@@ -70,17 +104,16 @@ impl Channel {
         ctx: &mut Ctx<'_>,
         m: ExchangeUnbind,
     ) -> AmqpResult<()> {
-        ctx.vhost
-            .unbind(
-                Binding {
-                    source: strip_cr_lf(&m.source),
-                    destination: Destination::Exchange(strip_cr_lf(&m.destination)),
-                    routing_key: m.routing_key,
-                    arguments: m.arguments,
-                },
-                ctx.conn.id,
-            )
-            .await?;
+        let destination = Destination::Exchange(m.destination);
+        self.link(
+            ctx,
+            Link::Unbind,
+            &m.source,
+            destination,
+            m.routing_key,
+            m.arguments,
+        )
+        .await?;
         self.reply(ctx, m.nowait, ExchangeUnbindOk {});
         Ok(())
     }
@@ -110,7 +143,7 @@ impl Channel {
                     exclusive: m.exclusive,
                     auto_delete: m.auto_delete,
                     arguments: m.arguments,
-                    conn_id: ctx.conn.id,
+                    conn: ctx.conn.id,
                 })
                 .await?;
             let counts = if created { (0, 0) } else { q.counts().await? };
@@ -131,34 +164,28 @@ impl Channel {
 
     /// RabbitMQ's shortcuts: an empty queue name is the last declared queue, and if the
     /// routing key is empty too, it is that queue's name.
-    fn binding_for(
-        &self,
-        queue: &ShortStr,
-        exchange: ShortStr,
-        key: ShortStr,
-    ) -> AmqpResult<(ShortStr, ShortStr, ShortStr)> {
+    fn binding_for(&self, queue: &ShortStr, key: ShortStr) -> AmqpResult<(ShortStr, ShortStr)> {
         let resolved = self.resolve_queue(queue)?;
         let key = if queue.is_empty() && key.is_empty() {
             resolved.clone()
         } else {
             key
         };
-        Ok((resolved, strip_cr_lf(&exchange), key))
+        Ok((resolved, key))
     }
 
     pub(super) async fn queue_bind(&mut self, ctx: &mut Ctx<'_>, m: QueueBind) -> AmqpResult<()> {
-        let (queue, source, routing_key) = self.binding_for(&m.queue, m.exchange, m.routing_key)?;
-        ctx.vhost
-            .bind(
-                Binding {
-                    source,
-                    destination: Destination::Queue(queue),
-                    routing_key,
-                    arguments: m.arguments,
-                },
-                ctx.conn.id,
-            )
-            .await?;
+        let (queue, routing_key) = self.binding_for(&m.queue, m.routing_key)?;
+        let destination = Destination::Queue(queue);
+        self.link(
+            ctx,
+            Link::Bind,
+            &m.exchange,
+            destination,
+            routing_key,
+            m.arguments,
+        )
+        .await?;
         self.reply(ctx, m.nowait, QueueBindOk {});
         Ok(())
     }
@@ -168,18 +195,17 @@ impl Channel {
         ctx: &mut Ctx<'_>,
         m: QueueUnbind,
     ) -> AmqpResult<()> {
-        let (queue, source, routing_key) = self.binding_for(&m.queue, m.exchange, m.routing_key)?;
-        ctx.vhost
-            .unbind(
-                Binding {
-                    source,
-                    destination: Destination::Queue(queue),
-                    routing_key,
-                    arguments: m.arguments,
-                },
-                ctx.conn.id,
-            )
-            .await?;
+        let (queue, routing_key) = self.binding_for(&m.queue, m.routing_key)?;
+        let destination = Destination::Queue(queue);
+        self.link(
+            ctx,
+            Link::Unbind,
+            &m.exchange,
+            destination,
+            routing_key,
+            m.arguments,
+        )
+        .await?;
         self.reply(ctx, false, QueueUnbindOk {});
         Ok(())
     }

@@ -11,13 +11,11 @@ mod declare;
 mod publish;
 mod tx;
 
-use crate::auth::User;
 use crate::broker::Broker;
+use crate::connection::credit::Credit;
+use crate::connection::mail::{ConnHandle, ConnMsg};
 use crate::connection::outbuf::OutBuf;
 use crate::connection::outgoing::Outgoing;
-use crate::error::{AmqpError, AmqpResult};
-use crate::limiter::Limiter;
-use crate::mailbox::{ConnHandle, ConnMsg};
 use crate::queue::QueueHandle;
 use crate::vhost::VHost;
 use confirms::Confirms;
@@ -29,7 +27,9 @@ use std::sync::Arc;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tx::TxBuffer;
 use warren_amqp::methods::*;
+use warren_amqp::{AmqpError, AmqpResult};
 use warren_amqp::{ContentHeader, Method, ShortStr};
+use warren_meta::User;
 
 /// What a channel needs from its connection while it handles a method.
 pub struct Ctx<'a> {
@@ -68,7 +68,7 @@ pub struct Channel {
     /// Prefetch for consumers created from now on (basic.qos without global).
     consumer_prefetch: u16,
     /// The channel-wide prefetch (basic.qos with global), shared by its consumers.
-    limiter: Arc<Limiter>,
+    limiter: Arc<Credit>,
     /// The queue named by an empty queue name, as RabbitMQ remembers it per channel.
     last_queue: Option<ShortStr>,
     /// This channel's direct reply-to consumer: its tag and the token in its address.
@@ -87,7 +87,7 @@ impl Channel {
             unacked: VecDeque::new(),
             consumers: HashMap::default(),
             consumer_prefetch: 0,
-            limiter: Arc::new(Limiter::new(0)),
+            limiter: Arc::new(Credit::new(0)),
             last_queue: None,
             reply_to: None,
         }
@@ -237,7 +237,7 @@ impl Channel {
 
     /// The channel is closing (or its connection is): consumers go and whatever was not
     /// acknowledged goes back to its queue.
-    pub async fn close(&mut self, broker: &Broker, conn_id: u64) {
+    pub async fn close(&mut self, broker: &Broker, conn_id: warren_meta::ConnId) {
         for q in self.queues() {
             q.channel_closed(conn_id, self.key).await;
         }

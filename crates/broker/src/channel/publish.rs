@@ -2,8 +2,7 @@
 //! checking it as RabbitMQ's `rabbit_channel` does, routing it, and handing it to queues.
 
 use super::{Channel, Ctx};
-use crate::error::{AmqpError, AmqpResult};
-use crate::mailbox::{ConnMsg, Delivery};
+use crate::connection::mail::{ConnMsg, Delivery};
 use crate::message::{Body, Message};
 use crate::queue::Ticket;
 use crate::routing::{ExchangeRoute, Snapshot};
@@ -13,6 +12,7 @@ use tokio::sync::oneshot;
 use warren_amqp::constants::class;
 use warren_amqp::methods::{BasicPublish, BasicReturn};
 use warren_amqp::properties::flag;
+use warren_amqp::{AmqpError, AmqpResult};
 use warren_amqp::{ContentHeader, Method, RawProperties, ShortStr, reply};
 
 /// The address a channel's direct reply-to consumer is reached at, without its token.
@@ -179,7 +179,7 @@ impl Channel {
             properties = properties.with_short_str(flag::REPLY_TO, &address);
         }
         if let Some(e) = properties.expiration() {
-            crate::queue::args::expiration(&e)?;
+            warren_meta::queue_args::expiration(&e)?;
         }
         if let Some(claimed) = properties.user_id() {
             if claimed.as_bytes() != ctx.user.name.as_bytes() {

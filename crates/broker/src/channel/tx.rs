@@ -3,11 +3,11 @@
 
 use super::consume::Unacked;
 use super::{Channel, Ctx};
-use crate::error::{AmqpError, AmqpResult};
 use crate::message::Message;
 use crate::queue::Settle;
 use std::sync::Arc;
 use warren_amqp::methods::{TxCommitOk, TxRollbackOk, TxSelectOk};
+use warren_amqp::{AmqpError, AmqpResult};
 
 #[derive(Debug, Default)]
 pub struct TxBuffer {

@@ -2,16 +2,17 @@
 //! tune / tune-ok (negotiation) and open / open-ok (vhost), as RabbitMQ's `rabbit_reader`
 //! does them, with its limits and its refusal texts.
 
-use crate::auth::{self, LoginError, User};
+use crate::auth::{self, LoginError};
+use warren_meta::User;
 
 use crate::broker::Broker;
-use crate::error::AmqpError;
 use crate::vhost::VHost;
 use bytes::BytesMut;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use warren_amqp::AmqpError;
 use warren_amqp::constants::{FRAME_MIN_SIZE, PROTOCOL_HEADER};
 use warren_amqp::methods::*;
 use warren_amqp::{FieldTable, FieldValue, Frame, LongStr, Method, ShortStr, parse_frame};
@@ -220,7 +221,7 @@ async fn open_inner<S: AsyncRead + AsyncWrite + Unpin>(
         }
     };
     let user = broker
-        .users
+        .meta
         .login(&username, &password, from_loopback)
         .map_err(|error| Refused::Login {
             error,

@@ -7,16 +7,17 @@
 //! handled before anything is written, so replies, confirms and deliveries produced by one read
 //! leave in one write.
 
+pub mod credit;
 pub mod handshake;
+pub mod mail;
 pub mod outbuf;
 pub mod outgoing;
 
 use crate::alarms::AlarmState;
 use crate::broker::Broker;
 use crate::channel::{Channel, Ctx, QuickMethod};
-use crate::error::{AmqpError, erlang_binary};
-use crate::limiter::Limiter;
-use crate::mailbox::{ConnHandle, ConnMsg};
+use crate::connection::credit::Credit;
+use crate::connection::mail::{ConnHandle, ConnMsg};
 use bytes::BytesMut;
 use foldhash::HashMap;
 use handshake::{ClientCaps, Opened, Refused};
@@ -30,6 +31,8 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, Sleep};
+use warren_amqp::AmqpError;
+use warren_amqp::amqp_error::erlang_binary;
 use warren_amqp::frame::FrameError;
 use warren_amqp::methods::*;
 use warren_amqp::{Frame, Method, ShortStr, parse_frame, reply};
@@ -112,7 +115,7 @@ pub async fn serve<S>(
         handle: ConnHandle {
             id,
             tx,
-            backlog: Arc::new(Limiter::new(BACKLOG)),
+            backlog: Arc::new(Credit::new(BACKLOG)),
         },
         mailbox,
         stash: VecDeque::new(),

@@ -12,21 +12,21 @@
 //! publishers are confirmed once an fsync covers them. Any queue also writes messages to its log
 //! instead of memory once it holds more than its memory allowance (see `ready`).
 
-use super::args::Overflow;
 use super::command::{ConsumerSpec, GetReply, QueueCmd, Settle};
 use super::deadletter::{DeadLetterSink, Reason, dead_letter};
 use super::flow::DrainRate;
 use super::handle::QueueHandle;
 use super::ready::{Entry, Ready, to_stored};
 use super::storage::{Storage, StoreConfig, Ticket, settle};
-use crate::error::AmqpError;
-use crate::mailbox::{ConnHandle, ConnMsg, Delivery};
+use crate::connection::mail::{ConnHandle, ConnMsg, Delivery};
 use crate::message::Message;
 use foldhash::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use warren_amqp::AmqpError;
+use warren_meta::{ConnId, Overflow};
 use warren_store::QueueLog;
 
 /// Commands handled before the queue looks at its consumers again.
@@ -46,7 +46,7 @@ fn now_ms() -> u64 {
 struct Unacked {
     entry: Entry,
     /// The connection and channel it went to: if that channel closes, it is requeued.
-    owner: (u64, u64),
+    owner: (ConnId, u64),
     consumer: Option<u64>,
 }
 
@@ -57,7 +57,7 @@ struct Consumer {
 }
 
 impl Consumer {
-    fn owned_by(&self, conn_id: u64, channel_key: u64) -> bool {
+    fn owned_by(&self, conn_id: ConnId, channel_key: u64) -> bool {
         self.spec.conn.id == conn_id && self.spec.channel_key == channel_key
     }
 
@@ -127,7 +127,7 @@ impl QueueActor {
         start: Start,
     ) -> Self {
         let n = handle
-            .info()
+            .queue()
             .args
             .max_priority
             .map_or(1, |p| p as usize + 1);
@@ -206,7 +206,7 @@ impl QueueActor {
 
     /// Auto-delete after the last consumer, or x-expires after a quiet spell.
     fn should_remove(&self) -> bool {
-        let info = self.handle.info();
+        let info = self.handle.queue();
         if !self.consumers.is_empty() {
             return false;
         }
@@ -223,7 +223,7 @@ impl QueueActor {
     fn next_deadline(&mut self) -> Option<Instant> {
         let mut at: Option<Instant> = None;
         let mut earliest = |t: Instant| at = Some(at.map_or(t, |a| a.min(t)));
-        if let Some(ms) = self.handle.info().args.expires {
+        if let Some(ms) = self.handle.queue().args.expires {
             if self.consumers.is_empty() {
                 earliest(self.last_used + Duration::from_millis(ms));
             }
@@ -296,7 +296,7 @@ impl QueueActor {
     }
 
     fn level_of(&self, m: &Message) -> usize {
-        match self.handle.info().args.max_priority {
+        match self.handle.queue().args.max_priority {
             Some(max) => m.properties.priority().unwrap_or(0).min(max) as usize,
             None => 0,
         }
@@ -304,7 +304,7 @@ impl QueueActor {
 
     /// Whether one more message of `size` bytes would take the queue past a length limit.
     fn over_limit_with(&self, size: u64) -> bool {
-        let args = &self.handle.info().args;
+        let args = &self.handle.queue().args;
         args.max_length
             .is_some_and(|max| self.ready_len() + 1 > max)
             || args
@@ -313,7 +313,7 @@ impl QueueActor {
     }
 
     fn over_limit(&self) -> bool {
-        let args = &self.handle.info().args;
+        let args = &self.handle.queue().args;
         args.max_length.is_some_and(|max| self.ready_len() > max)
             || args
                 .max_length_bytes
@@ -321,7 +321,7 @@ impl QueueActor {
     }
 
     fn publish(&mut self, message: Arc<Message>, ticket: Option<Ticket>) {
-        let args = self.handle.info().args.clone();
+        let args = self.handle.queue().args.clone();
         let size = message.body_size();
         if args.overflow != Overflow::DropHead && self.over_limit_with(size) {
             // reject-publish: the newest message is refused (and, with -dlx, dead-lettered).
@@ -343,9 +343,12 @@ impl QueueActor {
         .into_iter()
         .flatten()
         .min();
+        if ttl == Some(0) {
+            return self.publish_at_once(seq, message, ticket);
+        }
         let expires_at = ttl.map_or(0, |t| now_ms() + t);
         let level = self.level_of(&message);
-        let durable = self.handle.info().durable && message.properties.is_persistent();
+        let durable = self.handle.queue().durable && message.properties.is_persistent();
         let to_disk =
             self.levels[level].tail_on_disk() || self.mem_bytes() + size > self.store.memory_bytes;
         let mut entry = Entry {
@@ -394,6 +397,29 @@ impl QueueActor {
         }
     }
 
+    /// A message with a TTL of 0 (RabbitMQ's "deliver now or never"): a consumer that can
+    /// take it at once gets it; otherwise, or behind other messages, it expires on arrival
+    /// (and is dead-lettered if the queue says so). It is never kept, so never written.
+    fn publish_at_once(&mut self, seq: u64, message: Arc<Message>, ticket: Option<Ticket>) {
+        settle(ticket.into_iter().collect(), true);
+        let entry = Entry {
+            seq,
+            message,
+            redelivered: false,
+            pos: None,
+            expires_at: 0,
+        };
+        if self.ready_len() > 0 || self.consumers.is_empty() {
+            return self.drop_message(entry, Reason::Expired);
+        }
+        let level = self.level_of(&entry.message);
+        self.levels[level].push_mem(entry);
+        self.dispatch();
+        if let Some(left) = self.pop_ready() {
+            self.drop_message(left, Reason::Expired);
+        }
+    }
+
     /// Takes the next ready message: the head of the highest non-empty priority level.
     fn pop_ready(&mut self) -> Option<Entry> {
         let name = self.handle.name().clone();
@@ -439,7 +465,7 @@ impl QueueActor {
     }
 
     fn dead_letter(&self, m: &Message, reason: Reason) {
-        let args = &self.handle.info().args;
+        let args = &self.handle.queue().args;
         if let Some(dlx) = &args.dead_letter_exchange {
             let dead = dead_letter(
                 m,
@@ -520,18 +546,20 @@ impl QueueActor {
                 if_empty,
                 reply,
             } => {
-                let info = self.handle.info();
+                let info = self.handle.queue();
                 if if_unused && !self.consumers.is_empty() {
                     let _ = reply.send(Err(AmqpError::precondition_failed(format!(
                         "queue '{}' in vhost '{}' in use",
-                        info.name, info.vhost
+                        info.name,
+                        self.handle.vhost()
                     ))));
                     return true;
                 }
                 if if_empty && self.ready_len() > 0 {
                     let _ = reply.send(Err(AmqpError::precondition_failed(format!(
                         "queue '{}' in vhost '{}' not empty",
-                        info.name, info.vhost
+                        info.name,
+                        self.handle.vhost()
                     ))));
                     return true;
                 }
@@ -549,7 +577,7 @@ impl QueueActor {
         true
     }
 
-    fn get(&mut self, conn_id: u64, channel_key: u64, no_ack: bool) -> Option<GetReply> {
+    fn get(&mut self, conn_id: ConnId, channel_key: u64, no_ack: bool) -> Option<GetReply> {
         let entry = loop {
             let e = self.pop_ready()?;
             if Self::expired(&e) {
@@ -583,12 +611,13 @@ impl QueueActor {
     }
 
     fn add_consumer(&mut self, spec: ConsumerSpec) -> Result<(), AmqpError> {
-        let info = self.handle.info();
+        let info = self.handle.queue();
         let exclusive_taken = self.consumers.iter().any(|c| c.spec.exclusive);
         if exclusive_taken || (spec.exclusive && !self.consumers.is_empty()) {
             return Err(AmqpError::access_refused(format!(
                 "queue '{}' in vhost '{}' in exclusive use",
-                info.name, info.vhost
+                info.name,
+                self.handle.vhost()
             )));
         }
         let at = self
@@ -635,7 +664,7 @@ impl QueueActor {
         }
     }
 
-    fn channel_closed(&mut self, conn_id: u64, channel_key: u64) {
+    fn channel_closed(&mut self, conn_id: ConnId, channel_key: u64) {
         self.consumers.retain(|c| !c.owned_by(conn_id, channel_key));
         self.last_used = Instant::now();
         let seqs: Vec<u64> = self
@@ -651,7 +680,7 @@ impl QueueActor {
     /// x-single-active-consumer only the oldest consumer ever receives.
     fn pick_consumer(&mut self) -> Option<usize> {
         let handle = &self.handle;
-        if handle.info().args.single_active_consumer {
+        if handle.queue().args.single_active_consumer {
             let (i, c) = self
                 .consumers
                 .iter_mut()

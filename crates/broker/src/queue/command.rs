@@ -1,13 +1,14 @@
 //! The messages a queue actor understands.
 
 use super::storage::Ticket;
-use crate::error::AmqpResult;
-use crate::limiter::Limiter;
-use crate::mailbox::ConnHandle;
+use crate::connection::credit::Credit;
+use crate::connection::mail::ConnHandle;
 use crate::message::Message;
 use std::sync::Arc;
 use tokio::sync::oneshot;
+use warren_amqp::AmqpResult;
 use warren_amqp::ShortStr;
+use warren_meta::ConnId;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Settle {
@@ -30,7 +31,7 @@ pub struct ConsumerSpec {
     pub exclusive: bool,
     pub priority: i64,
     /// The channel's global prefetch, shared with its other consumers.
-    pub channel_limiter: Arc<Limiter>,
+    pub channel_limiter: Arc<Credit>,
 }
 
 #[derive(Debug)]
@@ -54,17 +55,17 @@ pub enum QueueCmd {
         reply: oneshot::Sender<AmqpResult<()>>,
     },
     Cancel {
-        conn_id: u64,
+        conn_id: ConnId,
         channel_key: u64,
         tag: ShortStr,
         reply: oneshot::Sender<()>,
     },
     ChannelClosed {
-        conn_id: u64,
+        conn_id: ConnId,
         channel_key: u64,
     },
     Get {
-        conn_id: u64,
+        conn_id: ConnId,
         channel_key: u64,
         no_ack: bool,
         reply: oneshot::Sender<Option<GetReply>>,

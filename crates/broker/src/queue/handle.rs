@@ -4,34 +4,20 @@
 //! what comes next: a queue on another node or a Raft-replicated quorum queue will be another
 //! backend behind these same methods, so channels and routing will not change.
 
-use super::args::{Overflow, QueueArgs};
 use super::command::{ConsumerSpec, GetReply, QueueCmd, Settle};
 use super::flow::Flow;
 use super::storage::Ticket;
-use crate::error::{AmqpError, AmqpResult};
 use crate::message::Message;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
-use warren_amqp::{FieldTable, ShortStr};
-
-/// What a queue is, fixed when it is declared.
-#[derive(Debug, Clone)]
-pub struct QueueInfo {
-    pub id: u64,
-    pub name: ShortStr,
-    pub vhost: String,
-    pub durable: bool,
-    /// The connection that declared an exclusive queue.
-    pub exclusive_owner: Option<u64>,
-    pub auto_delete: bool,
-    pub arguments: FieldTable,
-    /// The arguments that change how the queue behaves, validated.
-    pub args: QueueArgs,
-}
+use warren_amqp::{AmqpError, AmqpResult, ShortStr};
+use warren_meta::{ConnId, Overflow, Queue, QueueId};
 
 #[derive(Debug)]
 struct Inner {
-    info: QueueInfo,
+    vhost: String,
+    /// What the queue is, as the topology recorded it when it was declared.
+    queue: Queue,
     tx: mpsc::Sender<QueueCmd>,
     /// Acknowledgements jump the queue of commands: they give consumers credit back, and
     /// behind a mailbox full of publishes they would hold deliveries up.
@@ -46,13 +32,15 @@ pub struct QueueHandle {
 
 impl QueueHandle {
     pub(crate) fn new(
-        info: QueueInfo,
+        vhost: String,
+        queue: Queue,
         tx: mpsc::Sender<QueueCmd>,
         settles: mpsc::UnboundedSender<(Vec<u64>, Settle)>,
     ) -> Self {
         QueueHandle {
             inner: Arc::new(Inner {
-                info,
+                vhost,
+                queue,
                 tx,
                 settles,
                 flow: Flow::default(),
@@ -65,22 +53,26 @@ impl QueueHandle {
         &self.inner.flow
     }
 
-    pub fn id(&self) -> u64 {
-        self.inner.info.id
+    pub fn id(&self) -> QueueId {
+        self.inner.queue.id
     }
 
     pub fn name(&self) -> &ShortStr {
-        &self.inner.info.name
+        &self.inner.queue.name
     }
 
-    pub fn info(&self) -> &QueueInfo {
-        &self.inner.info
+    pub fn queue(&self) -> &Queue {
+        &self.inner.queue
+    }
+
+    pub fn vhost(&self) -> &str {
+        &self.inner.vhost
     }
 
     fn gone(&self) -> AmqpError {
         AmqpError::not_found(format!(
             "no queue '{}' in vhost '{}'",
-            self.inner.info.name, self.inner.info.vhost
+            self.inner.queue.name, self.inner.vhost
         ))
     }
 
@@ -112,7 +104,7 @@ impl QueueHandle {
     /// Whether a publisher confirm for this message must wait for the queue's answer: it is
     /// kept across restarts (confirmed once on disk), or the queue may refuse it for length.
     pub fn needs_ticket(&self, message: &Message) -> bool {
-        let info = &self.inner.info;
+        let info = &self.inner.queue;
         let refuses = info.args.overflow != Overflow::DropHead
             && (info.args.max_length.is_some() || info.args.max_length_bytes.is_some());
         (info.durable && message.properties.is_persistent()) || refuses
@@ -143,7 +135,7 @@ impl QueueHandle {
     }
 
     /// Removes a consumer; returns once no further delivery for it will be sent.
-    pub async fn cancel(&self, conn_id: u64, channel_key: u64, tag: ShortStr) {
+    pub async fn cancel(&self, conn_id: ConnId, channel_key: u64, tag: ShortStr) {
         let _ = self
             .ask(|reply| QueueCmd::Cancel {
                 conn_id,
@@ -155,7 +147,7 @@ impl QueueHandle {
     }
 
     /// A channel closed: its consumers go and what it had not acknowledged is requeued.
-    pub async fn channel_closed(&self, conn_id: u64, channel_key: u64) {
+    pub async fn channel_closed(&self, conn_id: ConnId, channel_key: u64) {
         self.send(QueueCmd::ChannelClosed {
             conn_id,
             channel_key,
@@ -165,7 +157,7 @@ impl QueueHandle {
 
     pub async fn get(
         &self,
-        conn_id: u64,
+        conn_id: ConnId,
         channel_key: u64,
         no_ack: bool,
     ) -> AmqpResult<Option<GetReply>> {

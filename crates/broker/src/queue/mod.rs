@@ -1,9 +1,9 @@
 //! Queues: an actor per queue ([`actor`]) that owns its ready messages ([`ready`]) and its
-//! disk ([`storage`]), reached only through a [`QueueHandle`]. [`args`] validates the queue
-//! arguments; [`deadletter`] builds the messages a queue dead-letters.
+//! disk ([`storage`]), reached only through a [`QueueHandle`]. [`deadletter`] builds the
+//! messages a queue dead-letters. What a queue is (its arguments, validated) comes from the
+//! topology: `warren_meta::Queue`.
 
 mod actor;
-pub mod args;
 mod command;
 pub mod deadletter;
 pub mod flow;
@@ -12,10 +12,9 @@ mod ready;
 mod storage;
 
 pub use actor::{OnRemove, Start};
-pub use args::QueueArgs;
 pub use command::{ConsumerSpec, GetReply, Settle};
 pub use deadletter::DeadLetterSink;
-pub use handle::{QueueHandle, QueueInfo};
+pub use handle::QueueHandle;
 pub use ready::Ready;
 pub use storage::{Storage, StoreConfig, Ticket, settle};
 
@@ -25,10 +24,10 @@ use tokio::sync::mpsc;
 const MAILBOX: usize = 4096;
 
 /// Starts a local queue actor and returns its handle.
-pub fn spawn(info: QueueInfo, start: Start) -> QueueHandle {
+pub fn spawn(vhost: &str, queue: warren_meta::Queue, start: Start) -> QueueHandle {
     let (tx, rx) = mpsc::channel(MAILBOX);
     let (settles_tx, settles) = mpsc::unbounded_channel();
-    let handle = QueueHandle::new(info, tx, settles_tx);
+    let handle = QueueHandle::new(vhost.to_owned(), queue, tx, settles_tx);
     tokio::spawn(actor::QueueActor::new(handle.clone(), rx, settles, start).run());
     handle
 }

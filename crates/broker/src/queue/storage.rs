@@ -3,7 +3,7 @@
 //! waits for the next one, so a busy queue pays one fsync for many messages.
 
 use super::command::QueueCmd;
-use crate::mailbox::{ConnHandle, ConnMsg};
+use crate::connection::mail::{ConnHandle, ConnMsg};
 use std::path::PathBuf;
 use tokio::sync::{mpsc, oneshot};
 use warren_store::QueueLog;

@@ -4,67 +4,20 @@
 //! swapped whole when the topology changes. Publishers read the current snapshot without
 //! taking any lock, and routing is a pure function of the snapshot and the message.
 
-pub mod headers;
 pub mod topic;
 
 use crate::message::Message;
 use crate::queue::QueueHandle;
-use foldhash::HashMap;
-use headers::HeadersBinding;
+use foldhash::{HashMap, HashSet};
 use std::sync::Arc;
 use topic::{TopicPattern, split_words};
 use warren_amqp::{FieldTable, ShortStr};
+use warren_meta::headers::HeadersBinding;
+use warren_meta::{Destination, ExchangeKind, QueueId};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExchangeKind {
-    Direct,
-    Fanout,
-    Topic,
-    Headers,
-}
-
-impl ExchangeKind {
-    pub fn parse(s: &[u8]) -> Option<ExchangeKind> {
-        match s {
-            b"direct" => Some(ExchangeKind::Direct),
-            b"fanout" => Some(ExchangeKind::Fanout),
-            b"topic" => Some(ExchangeKind::Topic),
-            b"headers" => Some(ExchangeKind::Headers),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            ExchangeKind::Direct => "direct",
-            ExchangeKind::Fanout => "fanout",
-            ExchangeKind::Topic => "topic",
-            ExchangeKind::Headers => "headers",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Destination {
-    Queue(ShortStr),
-    Exchange(ShortStr),
-}
-
-impl Destination {
-    pub fn name(&self) -> &ShortStr {
-        match self {
-            Destination::Queue(n) | Destination::Exchange(n) => n,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Binding {
-    pub source: ShortStr,
-    pub destination: Destination,
-    pub routing_key: ShortStr,
-    pub arguments: FieldTable,
-}
+/// Up to this many destination queues, duplicates are found by scanning the list; beyond it,
+/// by a set, so that a message reaching thousands of queues costs time linear in them.
+const SCAN_DEDUP: usize = 16;
 
 #[derive(Debug, Clone)]
 enum Target {
@@ -92,15 +45,6 @@ pub struct ExchangeRoute {
     matcher: Matcher,
 }
 
-/// The parts of an exchange's definition that routing needs.
-pub struct ExchangeSpec<'a> {
-    pub name: &'a ShortStr,
-    pub kind: ExchangeKind,
-    pub internal: bool,
-    pub alternate: Option<ShortStr>,
-    pub is_default: bool,
-}
-
 /// Everything needed to route in one vhost, frozen at one moment.
 #[derive(Debug, Default)]
 pub struct Snapshot {
@@ -109,17 +53,9 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Compiles exchanges and their bindings. Bindings whose destination queue does not
-    /// exist are skipped (they cannot exist, but routing must not depend on it).
-    pub fn build<'a>(
-        exchanges: impl Iterator<Item = ExchangeSpec<'a>>,
-        bindings: &[Binding],
-        queues: &HashMap<ShortStr, QueueHandle>,
-    ) -> Snapshot {
-        let mut by_source: HashMap<&ShortStr, Vec<&Binding>> = HashMap::default();
-        for b in bindings {
-            by_source.entry(&b.source).or_default().push(b);
-        }
+    /// Compiles a vhost's exchanges and bindings, with the handles of its running queues.
+    /// Bindings whose destination queue has no handle are skipped.
+    pub fn build(vhost: &warren_meta::Vhost, queues: &HashMap<ShortStr, QueueHandle>) -> Snapshot {
         let target = |d: &Destination| -> Option<Target> {
             match d {
                 Destination::Queue(q) => queues.get(q).cloned().map(Target::Queue),
@@ -127,9 +63,9 @@ impl Snapshot {
             }
         };
         let mut compiled = HashMap::default();
-        for x in exchanges {
-            let bs = by_source.get(x.name).map(Vec::as_slice).unwrap_or(&[]);
-            let matcher = if x.is_default {
+        for x in vhost.exchanges() {
+            let bs = vhost.bindings().from_source(&x.name);
+            let matcher = if x.name.is_empty() {
                 Matcher::Default
             } else {
                 match x.kind {
@@ -144,11 +80,10 @@ impl Snapshot {
                     }
                     ExchangeKind::Fanout => {
                         // A destination bound twice with different keys still gets one copy.
-                        let mut seen = Vec::new();
+                        let mut seen: HashSet<&Destination> = HashSet::default();
                         let mut ts = Vec::new();
                         for b in bs {
-                            if !seen.contains(&&b.destination) {
-                                seen.push(&b.destination);
+                            if seen.insert(&b.destination) {
                                 ts.extend(target(&b.destination));
                             }
                         }
@@ -180,7 +115,7 @@ impl Snapshot {
                     name: x.name.clone(),
                     kind: x.kind,
                     internal: x.internal,
-                    alternate: x.alternate,
+                    alternate: x.alternate(),
                     matcher,
                 }),
             );
@@ -189,6 +124,11 @@ impl Snapshot {
             exchanges: compiled,
             queues: queues.clone(),
         }
+    }
+
+    /// A queue of this vhost by name, if it is running.
+    pub fn queue(&self, name: &ShortStr) -> Option<&QueueHandle> {
+        self.queues.get(name)
     }
 
     pub fn exchange(&self, name: &ShortStr) -> Option<&Arc<ExchangeRoute>> {
@@ -209,6 +149,7 @@ impl Snapshot {
         let mut headers: Option<Option<FieldTable>> = None;
         let mut matched: Vec<&'a Target> = Vec::new();
         let mut default_target: Option<Target> = None;
+        let mut seen_queues: HashSet<QueueId> = HashSet::default();
         while let Some(x) = work.pop() {
             matched.clear();
             match &x.matcher {
@@ -246,7 +187,15 @@ impl Snapshot {
             {
                 match t {
                     Target::Queue(q) => {
-                        if !out.iter().any(|o| o.id() == q.id()) {
+                        let new = if out.len() < SCAN_DEDUP {
+                            !out.iter().any(|o| o.id() == q.id())
+                        } else {
+                            if seen_queues.is_empty() {
+                                seen_queues.extend(out.iter().map(QueueHandle::id));
+                            }
+                            seen_queues.insert(q.id())
+                        };
+                        if new {
                             out.push(q.clone());
                         }
                     }

@@ -2,7 +2,7 @@
 //! `x-max-priority`, `x-single-active-consumer`, `x-queue-mode`, `x-queue-type`), validated as
 //! RabbitMQ validates them, in the same order and with the same texts.
 
-use crate::error::AmqpError;
+use warren_amqp::AmqpError;
 use warren_amqp::{FieldTable, FieldValue, ShortStr};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -3,7 +3,7 @@
 //! with "x-"; a void binding value only asks for the header to be present; numbers compare by
 //! value across integer and float types (Erlang's `==`).
 
-use crate::error::AmqpError;
+use warren_amqp::AmqpError;
 use warren_amqp::{FieldTable, FieldValue, ShortStr};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

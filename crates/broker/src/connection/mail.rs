@@ -2,12 +2,13 @@
 //! gone. A connection's mailbox is unbounded so that a queue never waits on a connection
 //! (which could wait on the queue in turn); the `backlog` limiter is what bounds it.
 
-use crate::limiter::Limiter;
+use crate::connection::credit::Credit;
 use crate::message::Message;
 use crate::queue::QueueHandle;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use warren_amqp::ShortStr;
+use warren_meta::ConnId;
 
 /// One message handed to one consumer.
 #[derive(Debug)]
@@ -52,10 +53,10 @@ pub enum ConnMsg {
 /// How a queue reaches a connection.
 #[derive(Debug, Clone)]
 pub struct ConnHandle {
-    pub id: u64,
+    pub id: ConnId,
     pub tx: mpsc::UnboundedSender<ConnMsg>,
     /// Deliveries sent to this connection and not yet taken into its write buffer.
-    pub backlog: Arc<Limiter>,
+    pub backlog: Arc<Credit>,
 }
 
 impl ConnHandle {

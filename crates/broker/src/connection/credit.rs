@@ -8,16 +8,16 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 #[derive(Debug, Default)]
-pub struct Limiter {
+pub struct Credit {
     /// 0 means no limit.
     limit: AtomicU32,
     used: AtomicU32,
     waiters: Mutex<Vec<QueueHandle>>,
 }
 
-impl Limiter {
+impl Credit {
     pub fn new(limit: u32) -> Self {
-        Limiter {
+        Credit {
             limit: AtomicU32::new(limit),
             ..Default::default()
         }

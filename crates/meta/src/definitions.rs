@@ -1,8 +1,10 @@
-//! Definitions: the node's durable topology (users, vhosts, durable exchanges, queues and
+//! Definitions: the topology (users, vhosts, permissions, policies, exchanges, queues and
 //! bindings) in RabbitMQ's definitions JSON format, the same format `rabbitmqctl
-//! export_definitions` writes. The node keeps its own copy in `definitions.json` in the data
-//! directory, and the management API will import and export it.
+//! export_definitions` writes. A node keeps its durable part in `definitions.json`; the whole
+//! of it, transient queues included, is what a snapshot of the replicated metadata holds.
+//! Fields RabbitMQ does not know are optional, so files move both ways.
 
+use crate::ids::{ConnId, NodeId, QueueId};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use warren_amqp::{FieldTable, FieldValue};
@@ -17,6 +19,10 @@ pub struct Definitions {
     pub users: Vec<UserDef>,
     #[serde(default)]
     pub vhosts: Vec<VhostDef>,
+    #[serde(default)]
+    pub permissions: Vec<PermissionDef>,
+    #[serde(default)]
+    pub policies: Vec<PolicyDef>,
     #[serde(default)]
     pub exchanges: Vec<ExchangeDef>,
     #[serde(default)]
@@ -61,6 +67,41 @@ pub struct VhostDef {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PermissionDef {
+    pub user: String,
+    pub vhost: String,
+    pub configure: String,
+    pub write: String,
+    pub read: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PolicyDef {
+    pub vhost: String,
+    pub name: String,
+    pub pattern: String,
+    #[serde(rename = "apply-to", default = "apply_to_all")]
+    pub apply_to: String,
+    #[serde(default)]
+    pub definition: Map<String, Value>,
+    #[serde(default)]
+    pub priority: i64,
+}
+
+fn apply_to_all() -> String {
+    "all".to_owned()
+}
+
+/// Where a queue lives and who it is, beyond what RabbitMQ's format records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueuePlacement {
+    pub id: QueueId,
+    pub home: NodeId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclusive_owner: Option<ConnId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExchangeDef {
     pub name: String,
     pub vhost: String,
@@ -81,6 +122,8 @@ pub struct QueueDef {
     pub auto_delete: bool,
     #[serde(default)]
     pub arguments: Map<String, Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warren: Option<QueuePlacement>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

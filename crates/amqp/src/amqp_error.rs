@@ -2,7 +2,7 @@
 //! name ("NOT_FOUND - no queue 'q' in vhost '/'"), and the class and method that caused it.
 //! Soft codes close the channel, hard codes the connection (see `reply::is_hard`).
 
-use warren_amqp::reply;
+use crate::constants::reply;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AmqpError {

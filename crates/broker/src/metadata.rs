@@ -1,0 +1,238 @@
+//! The node's topology at run time: the pure [`Topology`] behind one lock, and the work each
+//! change brings with it. Every change goes the same way: a [`Command`] is applied (checked,
+//! deterministic, all or nothing), then its [`Effect`]s are carried out in order (queues
+//! started or stopped, routing snapshots swapped), then, if something durable changed, the
+//! caller waits until the definitions file holds it. Applying and carrying out happen under
+//! the same lock so that effects land in the order of their commands; neither does I/O or
+//! waits.
+//!
+//! This is where a replicated log will sit: commands will go through it before being applied
+//! here, and the effects stay the same.
+
+use crate::auth::{self, LoginError};
+use crate::persist::MetaStore;
+use crate::queue::{self, QueueHandle};
+use crate::vhost::{StoreSettings, VHost};
+use foldhash::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use warren_amqp::{AmqpError, AmqpResult};
+use warren_meta::{
+    Applied, Command, Definitions, Effect, NodeId, Queue, Scope, Topology, UidSource, User,
+};
+
+/// Why a queue is being started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// Declared now: it starts empty, whatever an earlier queue of its name left on disk.
+    Declared,
+    /// Recreated at start-up: a durable queue takes its messages back from its log.
+    Recovered,
+}
+
+pub struct Metadata {
+    topology: Mutex<Topology>,
+    vhosts: RwLock<HashMap<String, Arc<VHost>>>,
+    pub store: MetaStore,
+    pub ids: UidSource,
+    settings: StoreSettings,
+    loopback_users: Vec<String>,
+}
+
+impl Metadata {
+    pub fn new(
+        node: NodeId,
+        store: MetaStore,
+        settings: StoreSettings,
+        loopback_users: Vec<String>,
+    ) -> Arc<Metadata> {
+        Arc::new(Metadata {
+            topology: Mutex::new(Topology::new()),
+            vhosts: RwLock::new(HashMap::default()),
+            store,
+            ids: UidSource::new(node),
+            settings,
+            loopback_users,
+        })
+    }
+
+    pub fn node(&self) -> NodeId {
+        self.ids.node()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Topology> {
+        // A poisoned lock means a panic elsewhere; the topology itself is consistent because
+        // `apply` changes nothing when it fails.
+        self.topology.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reads the topology.
+    pub fn read<T>(&self, f: impl FnOnce(&Topology) -> T) -> T {
+        f(&self.lock())
+    }
+
+    pub fn vhost(&self, name: &str) -> Option<Arc<VHost>> {
+        self.vhosts.read().ok()?.get(name).cloned()
+    }
+
+    /// Applies a change and carries out its effects; returns what changed and, if it must be
+    /// on disk before the client hears of it, the definitions generation to wait for.
+    pub fn apply(self: &Arc<Self>, cmd: &Command) -> AmqpResult<(Applied, Option<u64>)> {
+        self.apply_from(cmd, Origin::Declared)
+    }
+
+    fn apply_from(
+        self: &Arc<Self>,
+        cmd: &Command,
+        origin: Origin,
+    ) -> AmqpResult<(Applied, Option<u64>)> {
+        let mut topology = self.lock();
+        let applied = topology.apply(cmd)?;
+        let mut rebuild: Vec<String> = Vec::new();
+        for e in &applied.effects {
+            self.carry_out(e, origin, &mut rebuild);
+        }
+        for name in rebuild {
+            if let (Some(v), Some(rt)) = (topology.vhost(&name), self.vhost(&name)) {
+                rt.rebuild_routes(v);
+            }
+        }
+        drop(topology);
+        let generation = applied.durable.then(|| self.store.bump());
+        Ok((applied, generation))
+    }
+
+    /// Waits until a change is in the definitions file.
+    pub async fn persisted(&self, generation: Option<u64>) -> AmqpResult<()> {
+        let Some(g) = generation else { return Ok(()) };
+        self.store
+            .wait(g)
+            .await
+            .map_err(|e| AmqpError::internal_error(format!("cannot write definitions: {e}")))
+    }
+
+    /// Applies a change and waits until it is durable where it must be.
+    pub async fn change(self: &Arc<Self>, cmd: &Command) -> AmqpResult<Applied> {
+        let (applied, generation) = self.apply(cmd)?;
+        self.persisted(generation).await?;
+        Ok(applied)
+    }
+
+    fn carry_out(self: &Arc<Self>, e: &Effect, origin: Origin, rebuild: &mut Vec<String>) {
+        let mut touch = |v: &str| {
+            if !rebuild.iter().any(|r| r == v) {
+                rebuild.push(v.to_owned());
+            }
+        };
+        match e {
+            Effect::VhostAdded(name) => {
+                let v = VHost::new(name, Arc::downgrade(self));
+                if let Ok(mut m) = self.vhosts.write() {
+                    m.insert(name.clone(), v);
+                }
+                touch(name);
+            }
+            Effect::VhostDeleted(name) => {
+                if let Ok(mut m) = self.vhosts.write() {
+                    m.remove(name);
+                }
+            }
+            Effect::QueueAdded { vhost, queue } => {
+                if let Some(v) = self.vhost(vhost) {
+                    if let Some(h) = self.start_queue(&v, queue, origin) {
+                        v.queue_started(h);
+                    }
+                }
+                touch(vhost);
+            }
+            Effect::QueueDeleted { vhost, queue } => {
+                if let Some(v) = self.vhost(vhost) {
+                    if let Some(h) = v.queue_stopped(&queue.name, queue.id) {
+                        // Whoever removed it from the topology has usually deleted it already;
+                        // if not (its vhost went), it is deleted now.
+                        tokio::spawn(async move {
+                            let _ = h.delete(false, false).await;
+                        });
+                    }
+                }
+                touch(vhost);
+            }
+            Effect::ExchangeAdded { vhost, .. }
+            | Effect::ExchangeDeleted { vhost, .. }
+            | Effect::BindingAdded { vhost, .. }
+            | Effect::BindingRemoved { vhost, .. } => touch(vhost),
+            Effect::AccessChanged | Effect::PoliciesChanged { .. } => {}
+        }
+    }
+
+    /// Starts the actor of a queue that lives on this node.
+    fn start_queue(&self, v: &Arc<VHost>, q: &Queue, origin: Origin) -> Option<QueueHandle> {
+        let s = &self.settings;
+        let start = if q.durable {
+            let dir = s.durable_dir(&v.name, &q.name);
+            if origin == Origin::Recovered {
+                let levels = q.args.max_priority.map_or(1, |p| p as u16 + 1);
+                match queue::recover(s.config(dir, q), levels, v.on_remove(), v.dead_letters()) {
+                    Ok((start, repairs)) => {
+                        for r in repairs {
+                            tracing::warn!(queue = %q.name, vhost = %v.name, "{r}");
+                        }
+                        start
+                    }
+                    Err(e) => {
+                        tracing::error!(queue = %q.name, vhost = %v.name, error = %e, "cannot open the queue's log");
+                        return None;
+                    }
+                }
+            } else {
+                // A new queue starts empty, whatever an earlier queue of that name left.
+                let _ = std::fs::remove_dir_all(&dir);
+                queue::empty(s.config(dir, q), v.on_remove(), v.dead_letters())
+            }
+        } else {
+            queue::empty(
+                s.config(s.transient_dir(q.id), q),
+                v.on_remove(),
+                v.dead_letters(),
+            )
+        };
+        Some(queue::spawn(&v.name, q.clone(), start))
+    }
+
+    /// Recreates what a definitions file describes, at start-up: durable queues take their
+    /// messages back from their logs.
+    pub fn recover(self: &Arc<Self>, defs: &Definitions) -> Result<(), String> {
+        let node = self.node();
+        let cmds = self.read(|t| t.import_commands(defs, node, &mut || self.ids.next()))?;
+        for cmd in cmds {
+            match self.apply_from(&cmd, Origin::Recovered) {
+                Ok(_) => {}
+                Err(e) => match cmd {
+                    // Definitions written by another broker may hold arguments this one
+                    // refuses: keep the queue and its messages without them, and say so.
+                    Command::DeclareQueue { vhost, mut queue } => {
+                        tracing::warn!(queue = %queue.name, %vhost, error = %e, "ignoring invalid queue arguments");
+                        queue.arguments = Default::default();
+                        self.apply_from(&Command::DeclareQueue { vhost, queue }, Origin::Recovered)
+                            .map_err(|e| e.to_string())?;
+                    }
+                    other => return Err(format!("cannot recreate {other:?}: {e}")),
+                },
+            }
+        }
+        Ok(())
+    }
+
+    /// The durable part of the topology, as the definitions file holds it.
+    pub fn export(&self, scope: Scope) -> Definitions {
+        self.read(|t| t.export(scope))
+    }
+
+    pub fn login(
+        &self,
+        name: &str,
+        password: &str,
+        from_loopback: bool,
+    ) -> Result<User, LoginError> {
+        self.read(|t| auth::login(t, &self.loopback_users, name, password, from_loopback))
+    }
+}

@@ -1,0 +1,153 @@
+//! The changes the topology takes, as one serde enum: what a Raft log will carry between
+//! nodes, and what a single node applies directly. Each command holds everything its apply
+//! needs (ids, hashes, the home node), so applying it is deterministic on every node.
+
+use crate::ids::{ConnId, NodeId, QueueId};
+use crate::model::{Binding, Exchange, Permissions, Policy, Queue};
+use crate::password::PasswordHash;
+use serde::{Deserialize, Serialize};
+use warren_amqp::{FieldTable, ShortStr};
+
+/// What `queue.declare` asks for, once the node has named the queue and picked its id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueueDeclaration {
+    pub name: ShortStr,
+    pub id: QueueId,
+    pub durable: bool,
+    pub auto_delete: bool,
+    pub exclusive_owner: Option<ConnId>,
+    pub arguments: FieldTable,
+    pub home: NodeId,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    AddVhost {
+        name: String,
+    },
+    DeleteVhost {
+        name: String,
+    },
+    AddUser {
+        name: String,
+        password: PasswordHash,
+        tags: Vec<String>,
+    },
+    ChangePassword {
+        name: String,
+        password: PasswordHash,
+    },
+    SetUserTags {
+        name: String,
+        tags: Vec<String>,
+    },
+    DeleteUser {
+        name: String,
+    },
+    SetPermissions {
+        user: String,
+        vhost: String,
+        permissions: Permissions,
+    },
+    ClearPermissions {
+        user: String,
+        vhost: String,
+    },
+    SetPolicy {
+        vhost: String,
+        policy: Policy,
+    },
+    ClearPolicy {
+        vhost: String,
+        name: String,
+    },
+    /// `exchange.declare` without `passive`.
+    DeclareExchange {
+        vhost: String,
+        exchange: Exchange,
+    },
+    DeleteExchange {
+        vhost: String,
+        name: ShortStr,
+        if_unused: bool,
+    },
+    /// `queue.declare` without `passive`.
+    DeclareQueue {
+        vhost: String,
+        queue: QueueDeclaration,
+    },
+    /// Takes a queue out of the topology, if it is still the queue `id` (a queue that removed
+    /// itself may have been replaced by a new one of the same name meanwhile).
+    DeleteQueue {
+        vhost: String,
+        name: ShortStr,
+        id: QueueId,
+    },
+    /// `by`: the connection asking, checked against exclusive destination queues.
+    Bind {
+        vhost: String,
+        binding: Binding,
+        by: Option<ConnId>,
+    },
+    Unbind {
+        vhost: String,
+        binding: Binding,
+        by: Option<ConnId>,
+    },
+}
+
+/// What applying a command changed, for the runtime to carry out: start or stop queues,
+/// update routing, refresh what it caches of users.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    VhostAdded(String),
+    VhostDeleted(String),
+    ExchangeAdded {
+        vhost: String,
+        exchange: Exchange,
+    },
+    ExchangeDeleted {
+        vhost: String,
+        exchange: Exchange,
+    },
+    QueueAdded {
+        vhost: String,
+        queue: Queue,
+    },
+    QueueDeleted {
+        vhost: String,
+        queue: Queue,
+    },
+    BindingAdded {
+        vhost: String,
+        binding: Binding,
+    },
+    BindingRemoved {
+        vhost: String,
+        binding: Binding,
+    },
+    /// Users, their passwords, tags or permissions.
+    AccessChanged,
+    PoliciesChanged {
+        vhost: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Applied {
+    pub effects: Vec<Effect>,
+    /// Whether something that outlives a restart changed (so it must be written down before
+    /// the client is told it is done).
+    pub durable: bool,
+}
+
+impl Applied {
+    /// Nothing changed: a redeclaration of what exists, a delete of what does not.
+    pub fn unchanged() -> Applied {
+        Applied::default()
+    }
+
+    pub fn is_unchanged(&self) -> bool {
+        self.effects.is_empty()
+    }
+}

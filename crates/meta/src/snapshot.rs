@@ -1,0 +1,228 @@
+//! The topology to and from definitions JSON. Export writes what RabbitMQ's
+//! `export_definitions` writes (durable things only) or, for a snapshot of the replicated
+//! metadata, everything. Import turns definitions into the commands that recreate them, so a
+//! file is loaded through the same checks as any declaration.
+
+use crate::command::{Command, QueueDeclaration};
+use crate::definitions::{
+    BindingDef, Definitions, ExchangeDef, PermissionDef, PolicyDef, QueueDef, QueuePlacement,
+    UserDef, VhostDef, json_to_table, table_to_json,
+};
+use crate::ids::{NodeId, QueueId};
+use crate::model::{Binding, Destination, Exchange, ExchangeKind, Permissions, Policy};
+use crate::password::PasswordHash;
+use crate::topology::Topology;
+use warren_amqp::ShortStr;
+
+/// How much of the topology an export holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// What survives a restart, as RabbitMQ exports it.
+    Durable,
+    /// Everything, transient and exclusive queues included: a metadata snapshot.
+    All,
+}
+
+impl Topology {
+    pub fn export(&self, scope: Scope) -> Definitions {
+        let all = scope == Scope::All;
+        let mut d = Definitions {
+            product_name: Some("warren".to_owned()),
+            product_version: Some(env!("CARGO_PKG_VERSION").to_owned()),
+            ..Default::default()
+        };
+        for u in self.users() {
+            d.users.push(UserDef {
+                name: u.name.clone(),
+                password_hash: u.password.to_rabbit_string(),
+                hashing_algorithm: "rabbit_password_hashing_sha256".to_owned(),
+                tags: u.tags.clone(),
+            });
+        }
+        for (user, vhost, p) in self.all_permissions() {
+            d.permissions.push(PermissionDef {
+                user: user.to_owned(),
+                vhost: vhost.to_owned(),
+                configure: p.configure.clone(),
+                write: p.write.clone(),
+                read: p.read.clone(),
+            });
+        }
+        for v in self.vhosts() {
+            let vhost = v.name.clone();
+            d.vhosts.push(VhostDef {
+                name: vhost.clone(),
+            });
+            for p in v.policies() {
+                d.policies.push(PolicyDef {
+                    vhost: vhost.clone(),
+                    name: p.name.clone(),
+                    pattern: p.pattern.clone(),
+                    apply_to: p.apply_to.clone(),
+                    definition: serde_json::from_str(&p.definition).unwrap_or_default(),
+                    priority: p.priority,
+                });
+            }
+            for x in v
+                .exchanges()
+                .filter(|x| (all || x.durable) && !x.is_builtin())
+            {
+                d.exchanges.push(ExchangeDef {
+                    name: x.name.to_string(),
+                    vhost: vhost.clone(),
+                    kind: x.kind.as_str().to_owned(),
+                    durable: x.durable,
+                    auto_delete: x.auto_delete,
+                    internal: x.internal,
+                    arguments: table_to_json(&x.arguments),
+                });
+            }
+            for q in v.queues().filter(|q| all || q.durable) {
+                d.queues.push(QueueDef {
+                    name: q.name.to_string(),
+                    vhost: vhost.clone(),
+                    durable: q.durable,
+                    auto_delete: q.auto_delete,
+                    arguments: table_to_json(&q.arguments),
+                    warren: Some(QueuePlacement {
+                        id: q.id,
+                        home: q.home,
+                        exclusive_owner: q.exclusive_owner,
+                    }),
+                });
+            }
+            for b in v.bindings().iter().filter(|b| all || v.is_durable(b)) {
+                if b.source.is_empty() {
+                    continue;
+                }
+                d.bindings.push(BindingDef {
+                    source: b.source.to_string(),
+                    vhost: vhost.clone(),
+                    destination: b.destination.name().to_string(),
+                    destination_type: b.destination.kind().to_owned(),
+                    routing_key: b.routing_key.to_string(),
+                    arguments: table_to_json(&b.arguments),
+                });
+            }
+        }
+        d
+    }
+
+    /// The commands that bring what `defs` describes into this topology: vhosts, users (an
+    /// existing user takes the file's password and tags), permissions, policies, exchanges,
+    /// queues and bindings, in an order where each finds what it refers to. Queues without a
+    /// recorded placement live on `home` with ids from `new_id`.
+    pub fn import_commands(
+        &self,
+        defs: &Definitions,
+        home: NodeId,
+        new_id: &mut dyn FnMut() -> QueueId,
+    ) -> Result<Vec<Command>, String> {
+        let mut cmds = Vec::new();
+        for v in &defs.vhosts {
+            cmds.push(Command::AddVhost {
+                name: v.name.clone(),
+            });
+        }
+        for u in &defs.users {
+            let password = PasswordHash::from_rabbit_string(&u.password_hash)
+                .ok_or_else(|| format!("user '{}': unreadable password hash", u.name))?;
+            if self.user(&u.name).is_some() {
+                cmds.push(Command::ChangePassword {
+                    name: u.name.clone(),
+                    password,
+                });
+                cmds.push(Command::SetUserTags {
+                    name: u.name.clone(),
+                    tags: u.tags.clone(),
+                });
+            } else {
+                cmds.push(Command::AddUser {
+                    name: u.name.clone(),
+                    password,
+                    tags: u.tags.clone(),
+                });
+            }
+        }
+        for p in &defs.permissions {
+            cmds.push(Command::SetPermissions {
+                user: p.user.clone(),
+                vhost: p.vhost.clone(),
+                permissions: Permissions {
+                    configure: p.configure.clone(),
+                    write: p.write.clone(),
+                    read: p.read.clone(),
+                },
+            });
+        }
+        for p in &defs.policies {
+            cmds.push(Command::SetPolicy {
+                vhost: p.vhost.clone(),
+                policy: Policy {
+                    name: p.name.clone(),
+                    pattern: p.pattern.clone(),
+                    apply_to: p.apply_to.clone(),
+                    definition: serde_json::Value::Object(p.definition.clone()).to_string(),
+                    priority: p.priority,
+                },
+            });
+        }
+        for x in &defs.exchanges {
+            let kind = ExchangeKind::parse(x.kind.as_bytes())
+                .ok_or_else(|| format!("exchange '{}': unknown type '{}'", x.name, x.kind))?;
+            cmds.push(Command::DeclareExchange {
+                vhost: x.vhost.clone(),
+                exchange: Exchange {
+                    name: ShortStr::from(x.name.as_str()),
+                    kind,
+                    durable: x.durable,
+                    auto_delete: x.auto_delete,
+                    internal: x.internal,
+                    arguments: json_to_table(&x.arguments),
+                },
+            });
+        }
+        for q in &defs.queues {
+            let (id, home, exclusive_owner) = match &q.warren {
+                Some(p) => (p.id, p.home, p.exclusive_owner),
+                None => (new_id(), home, None),
+            };
+            cmds.push(Command::DeclareQueue {
+                vhost: q.vhost.clone(),
+                queue: QueueDeclaration {
+                    name: ShortStr::from(q.name.as_str()),
+                    id,
+                    durable: q.durable,
+                    auto_delete: q.auto_delete,
+                    exclusive_owner,
+                    arguments: json_to_table(&q.arguments),
+                    home,
+                },
+            });
+        }
+        for b in &defs.bindings {
+            let dest = ShortStr::from(b.destination.as_str());
+            cmds.push(Command::Bind {
+                vhost: b.vhost.clone(),
+                binding: Binding {
+                    source: b.source.as_str().into(),
+                    destination: if b.destination_type == "exchange" {
+                        Destination::Exchange(dest)
+                    } else {
+                        Destination::Queue(dest)
+                    },
+                    routing_key: b.routing_key.as_str().into(),
+                    arguments: json_to_table(&b.arguments),
+                },
+                // Exclusive queues are checked against their owner, which a snapshot records.
+                by: defs
+                    .queues
+                    .iter()
+                    .find(|q| q.vhost == b.vhost && q.name == b.destination)
+                    .and_then(|q| q.warren.as_ref())
+                    .and_then(|p| p.exclusive_owner),
+            });
+        }
+        Ok(cmds)
+    }
+}
