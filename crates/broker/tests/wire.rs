@@ -169,6 +169,23 @@ async fn frames_on_an_unopened_channel_are_a_channel_error() {
     node.shutdown().await;
 }
 
+/// RabbitMQ's reader takes only connection methods on channel 0; anything else is 504.
+#[tokio::test]
+async fn a_publish_on_channel_zero_is_a_channel_error() {
+    let node = TestNode::start().await;
+    let mut c = RawClient::open(node.addr).await;
+    c.send(0, BasicPublish::default().into()).await;
+    let close = c.method().await;
+    assert_connection_close(
+        &close,
+        504,
+        "CHANNEL_ERROR - unexpected method in connection state running",
+        60,
+        40,
+    );
+    node.shutdown().await;
+}
+
 #[tokio::test]
 async fn undecodable_method_arguments_are_a_frame_error() {
     let node = TestNode::start().await;

@@ -12,6 +12,7 @@ use tokio::net::UnixListener;
 
 const HELP: &str = "The following commands are valid at this level:
   help                                    : this message
+  show info                               : report information about the running process
   show stat                               : report counters for each proxy and server (CSV)
   show servers state [<backend>]          : dump volatile server information
   disable server <bk>/<srv>               : put a server in maintenance mode
@@ -50,6 +51,7 @@ pub fn execute(rt: &Runtime, cmd: &str) -> String {
     let answer = match w.as_slice() {
         [] => return String::new(),
         ["help"] => HELP.to_string(),
+        ["show", "info"] => info(rt),
         ["show", "stat", ..] => csv::render(&rows(rt)),
         ["show", "servers", "state"] => servers_state(rt, None),
         ["show", "servers", "state", b] => match rt.backend(b) {
@@ -93,6 +95,59 @@ pub fn execute(rt: &Runtime, cmd: &str) -> String {
         _ => format!("Unknown command: '{cmd}'\n{HELP}"),
     };
     format!("{answer}\n")
+}
+
+/// `show info`: HAProxy's `Key: value` lines, in HAProxy 2.6's order, limited to the fields
+/// warren-lb has a true value for (no SSL, pipes, rates, pools or compression here).
+fn info(rt: &Runtime) -> String {
+    let p = &rt.process;
+    let up = rt.started.elapsed().unwrap_or_default().as_secs();
+    let start = rt
+        .started
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let mut lines: Vec<(&str, String)> = vec![
+        ("Name", "warren-lb".into()),
+        ("Version", env!("CARGO_PKG_VERSION").into()),
+    ];
+    // The threads that serve sessions: the async runtime's workers (`nbthread`).
+    if let Ok(h) = tokio::runtime::Handle::try_current() {
+        lines.push(("Nbthread", h.metrics().num_workers().to_string()));
+    }
+    lines.extend([
+        ("Nbproc", "1".into()),
+        ("Process_num", "1".into()),
+        ("Pid", std::process::id().to_string()),
+        (
+            "Uptime",
+            format!(
+                "{}d {}h{:02}m{:02}s",
+                up / 86400,
+                (up % 86400) / 3600,
+                (up % 3600) / 60,
+                up % 60
+            ),
+        ),
+        ("Uptime_sec", up.to_string()),
+        ("Start_time_sec", start.to_string()),
+        // No memory limit (HAProxy's -m): 0, as HAProxy prints without one.
+        ("Memmax_MB", "0".into()),
+    ]);
+    if let Ok((soft, _)) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+    {
+        lines.push(("Ulimit-n", soft.to_string()));
+    }
+    lines.extend([
+        ("Maxconn", p.maxconn.to_string()),
+        ("CurrConns", p.actconn.load(Ordering::Relaxed).to_string()),
+        ("CumConns", p.totalconn.load(Ordering::Relaxed).to_string()),
+    ]);
+    lines
+        .into_iter()
+        .map(|(k, v)| format!("{k}: {v}\n"))
+        .collect()
 }
 
 fn with_server(
@@ -192,6 +247,30 @@ mod tests {
         );
         assert!(execute(&rt, "set server mq/node1 state sleepy").contains("expects"));
         assert!(execute(&rt, "frobnicate").starts_with("Unknown command"));
+    }
+
+    #[test]
+    fn show_info_reports_the_process_in_haproxys_shape() {
+        let rt = runtime();
+        rt.process.actconn.store(3, Ordering::Relaxed);
+        rt.process.totalconn.store(7, Ordering::Relaxed);
+        let out = execute(&rt, "show info");
+        assert!(out.ends_with("\n\n"), "{out:?}");
+        let fields: Vec<(&str, &str)> = out
+            .lines()
+            .take_while(|l| !l.is_empty())
+            .map(|l| l.split_once(": ").expect(l))
+            .collect();
+        let get = |k: &str| fields.iter().find(|f| f.0 == k).map(|f| f.1);
+        assert_eq!(fields[0], ("Name", "warren-lb"));
+        assert_eq!(fields[1].0, "Version");
+        assert_eq!(get("Pid"), Some(std::process::id().to_string().as_str()));
+        assert!(get("Uptime").unwrap().starts_with("0d 0h00m"), "{out}");
+        assert_eq!(get("Maxconn"), Some("4096"));
+        assert_eq!(get("CurrConns"), Some("3"));
+        assert_eq!(get("CumConns"), Some("7"));
+        assert_eq!(get("Nbthread"), None, "no async runtime in this test");
+        assert!(execute(&rt, "help").contains("show info"));
     }
 
     #[test]

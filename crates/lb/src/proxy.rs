@@ -18,7 +18,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub struct Process {
     pub slots: Arc<Semaphore>,
     pub maxconn: u32,
+    /// Sessions open now, on every frontend.
     pub actconn: AtomicU32,
+    /// Sessions accepted since the process started (reloads included): HAProxy's `CumConns`.
+    pub totalconn: AtomicU64,
 }
 
 impl Process {
@@ -27,6 +30,7 @@ impl Process {
             slots: Arc::new(Semaphore::new(maxconn as usize)),
             maxconn,
             actconn: AtomicU32::new(0),
+            totalconn: AtomicU64::new(0),
         }
     }
 }
@@ -100,6 +104,7 @@ async fn session(
     let accepted = SystemTime::now();
     let started = Instant::now();
     process.actconn.fetch_add(1, Ordering::Relaxed);
+    process.totalconn.fetch_add(1, Ordering::Relaxed);
     let cur = fe.cur.fetch_add(1, Ordering::Relaxed) + 1;
     fe.max.fetch_max(cur, Ordering::Relaxed);
     fe.total.fetch_add(1, Ordering::Relaxed);

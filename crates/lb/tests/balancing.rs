@@ -343,6 +343,45 @@ async fn the_runtime_socket_takes_servers_out_of_service_and_back() {
     drop(held);
 }
 
+/// One field of `show info`.
+fn info_field(info: &str, key: &str) -> Option<String> {
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}: ")).map(str::to_string))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runtime_socket_shows_info_on_the_process() {
+    let s = stack("", "");
+    let sock = s.lb.socket();
+    let info = control(&sock, "show info");
+    assert!(info.starts_with("Name: warren-lb\n"), "{info}");
+    assert!(info.ends_with("\n\n"), "{info:?}");
+    assert_eq!(
+        info_field(&info, "Pid"),
+        Some(s.lb.child.id().to_string()),
+        "{info}"
+    );
+    assert_eq!(info_field(&info, "Maxconn").as_deref(), Some("4000"));
+    let count = |key: &str| -> u64 {
+        let info = control(&sock, "show info");
+        info_field(&info, key)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {key} in {info}"))
+    };
+    // The probe that found the frontend listening was a session too; it ends on its own.
+    eventually("no session is open", || count("CurrConns") == 0);
+    let before = count("CumConns");
+    assert!(before >= 1, "the probe counts");
+    let conn = mark_via(&s, "info").await;
+    assert_eq!(count("CurrConns"), 1);
+    assert_eq!(count("CumConns"), before + 1);
+    conn.close(200, "bye".into()).await.expect("close");
+    eventually("the closed session leaves CurrConns", || {
+        count("CurrConns") == 0
+    });
+    assert_eq!(count("CumConns"), before + 1);
+}
+
 fn reload_config(
     front: SocketAddr,
     extra_front: Option<SocketAddr>,

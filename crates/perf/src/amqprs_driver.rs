@@ -205,6 +205,10 @@ pub async fn consume(shared: Arc<Shared>, ready: oneshot::Sender<()>) -> Result<
                 continue;
             }
         };
+        // Not taken (the run's -C messages were): neither counted nor acknowledged.
+        if !shared.take_delivery() {
+            continue;
+        }
         shared
             .stats
             .counters
@@ -224,6 +228,12 @@ pub async fn consume(shared: Arc<Shared>, ready: oneshot::Sender<()>) -> Result<
                 .map_err(|e| e.to_string())?;
             pending = 0;
         }
+    }
+    // At the end, acknowledge everything taken, or the broker would deliver it again.
+    if pending > 0 && !opts.autoack {
+        ch.basic_ack(BasicAckArguments::new(last_tag, true))
+            .await
+            .map_err(|e| e.to_string())?;
     }
     let _ = ch.close().await;
     let _ = conn.close().await;

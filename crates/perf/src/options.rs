@@ -83,8 +83,9 @@ pub struct Options {
     /// Run for this many seconds.
     #[arg(short = 'z', long)]
     pub duration: Option<u64>,
-    /// Each producer sends this many messages, then stops (with no producers: the consumers
-    /// stop once this many were received).
+    /// Each producer sends this many messages, then stops. With no producers (`-x 0`): the
+    /// consumers, together, take this many and the run ends, before `-z` if it comes first;
+    /// deliveries past it are not acknowledged and stay in the queue (0: no limit).
     #[arg(short = 'C', long)]
     pub count: Option<u64>,
     /// Open this many extra idle connections and hold them (memory tests).
@@ -135,6 +136,15 @@ impl Options {
         }
         if self.duration.is_none() && self.count.is_none() && self.connections == 0 {
             return Err("give a duration (-z) or a message count (-C)".to_owned());
+        }
+        if self.producers == 0
+            && self.consumers > 0
+            && self.duration.is_none()
+            && self.count == Some(0)
+        {
+            return Err(
+                "with no producers, -C 0 takes no limit: give a duration (-z) too".to_owned(),
+            );
         }
         self.parsed_queue_args()?;
         Ok(())
@@ -264,5 +274,21 @@ mod tests {
         );
         let o = Options::parse_from(["p", "-z", "1", "--queue-args", "novalue"]);
         assert!(o.validate().is_err());
+    }
+
+    #[test]
+    fn consumers_alone_need_a_count_or_a_duration() {
+        let check = |args: &[&str]| {
+            let mut all = vec!["p"];
+            all.extend_from_slice(args);
+            Options::parse_from(all).validate()
+        };
+        assert!(check(&["-x", "0", "-C", "100"]).is_ok());
+        assert!(check(&["-x", "0", "-C", "0", "-z", "1"]).is_ok());
+        assert!(check(&["-x", "0", "-C", "0"]).is_err(), "would never end");
+        assert!(
+            check(&["-x", "1", "-C", "0"]).is_ok(),
+            "producers send none"
+        );
     }
 }

@@ -19,6 +19,10 @@ pub struct Shared {
     pub stats: Stats,
     stop_producers: AtomicBool,
     stop_consumers: AtomicBool,
+    /// A consumers-only run with `-C N`: the consumers, together, take N messages and leave
+    /// the rest in the queue. `taken` counts the deliveries they claimed.
+    consumer_limit: Option<u64>,
+    taken: AtomicU64,
     /// With --verify: per producer, a bit per sequence number received.
     seen: Option<Mutex<Vec<Vec<u64>>>>,
     duplicates: AtomicU64,
@@ -31,6 +35,16 @@ impl Shared {
 
     pub fn consumers_done(&self) -> bool {
         self.stop_consumers.load(Ordering::Relaxed)
+    }
+
+    /// Whether a consumer may take the delivery that just arrived: always, unless the run's
+    /// consumers already took their `-C` messages. A consumer neither counts nor acknowledges
+    /// a delivery it may not take, so the broker keeps it (with `-a` it is gone all the same).
+    pub fn take_delivery(&self) -> bool {
+        match self.consumer_limit {
+            None => true,
+            Some(n) => self.taken.fetch_add(1, Ordering::Relaxed) < n,
+        }
     }
 
     /// Notes that a message arrived; counts it as a duplicate if it arrived before.
@@ -87,6 +101,10 @@ pub async fn run(mut opts: Options) -> Result<Summary, String> {
         stats: Stats::default(),
         stop_producers: AtomicBool::new(false),
         stop_consumers: AtomicBool::new(false),
+        consumer_limit: opts
+            .count
+            .filter(|&n| opts.producers == 0 && opts.consumers > 0 && n > 0),
+        taken: AtomicU64::new(0),
         seen: opts.verify.then(|| Mutex::new(Vec::new())),
         duplicates: AtomicU64::new(0),
         opts,
@@ -138,18 +156,22 @@ pub async fn run(mut opts: Options) -> Result<Summary, String> {
 
     let reporter = tokio::spawn(report(shared.clone(), start));
     let deadline = opts.duration.map(|d| start + Duration::from_secs(d));
+    let limit = shared.consumer_limit;
+    let received_all =
+        || limit.is_some_and(|n| shared.stats.counters.received.load(Ordering::Relaxed) >= n);
     let mut producer_error = None;
+    let mut consumer_error = None;
     loop {
-        if producers.is_empty() && deadline.is_none() {
+        if received_all() || (producers.is_empty() && deadline.is_none() && limit.is_none()) {
             break;
         }
-        let wait = match deadline {
-            // Consumers alone: look again every so often for -C received.
-            Some(d) if opts.producers == 0 && opts.count.is_some() => d
-                .saturating_duration_since(Instant::now())
-                .min(Duration::from_millis(50)),
-            Some(d) => d.saturating_duration_since(Instant::now()),
-            None => Duration::from_secs(3600),
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let wait = match (left, limit) {
+            // Consumers alone with -C: look again every so often for that many received.
+            (Some(l), Some(_)) => l.min(Duration::from_millis(50)),
+            (None, Some(_)) => Duration::from_millis(50),
+            (Some(l), None) => l,
+            (None, None) => Duration::from_secs(3600),
         };
         tokio::select! {
             r = producers.join_next(), if !producers.is_empty() => {
@@ -157,16 +179,26 @@ pub async fn run(mut opts: Options) -> Result<Summary, String> {
                     producer_error = Some(e);
                 }
             }
+            // A consumer ends before the stop only when it fails; waiting for -C received
+            // would then never end.
+            r = consumers.join_next(), if limit.is_some() && !consumers.is_empty() => {
+                if let Some(Ok(Err(e))) = r {
+                    consumer_error = Some(e);
+                }
+                break;
+            }
             _ = tokio::time::sleep(wait) => {
                 if deadline.is_some_and(|d| Instant::now() >= d) {
                     shared.stop_producers.store(true, Ordering::Relaxed);
                 }
             }
         }
-        // Without producers the run is consumers (or idle connections) for the duration.
-        let waiting_out_duration =
-            opts.producers == 0 && deadline.is_some_and(|d| Instant::now() < d);
-        if producers.is_empty() && !waiting_out_duration {
+        // Without producers the run is consumers (or idle connections) for the duration, or
+        // until the consumers took -C messages, whichever comes first.
+        let before_deadline = deadline.is_none_or(|d| Instant::now() < d);
+        let waiting_out_duration = opts.producers == 0 && deadline.is_some() && before_deadline;
+        let waiting_for_count = limit.is_some() && before_deadline;
+        if producers.is_empty() && !waiting_out_duration && !waiting_for_count {
             break;
         }
     }
@@ -198,7 +230,6 @@ pub async fn run(mut opts: Options) -> Result<Summary, String> {
         }
     }
     shared.stop_consumers.store(true, Ordering::Relaxed);
-    let mut consumer_error = None;
     while let Some(r) = consumers.join_next().await {
         if let Ok(Err(e)) = r {
             consumer_error = Some(e);

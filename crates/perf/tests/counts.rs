@@ -168,6 +168,53 @@ async fn a_named_queue_is_declared_even_without_consumers() {
     server.shutdown().await;
 }
 
+/// `-x 0 -C N`: the consumers take N messages and the run ends, long before `-z`; what they
+/// did not take stays in the queue for the next run.
+#[tokio::test]
+async fn consumers_alone_stop_after_the_count() {
+    let (server, uri) = node().await;
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "warren-perf",
+            "--uri",
+            &uri,
+            "--quiet",
+            "-e",
+            "",
+            "-u",
+            "counted",
+        ];
+        args.extend_from_slice(extra);
+        warren_perf::run::run(Options::parse_from(args))
+    };
+    let s = run(&["-x", "1", "-y", "0", "-c", "100", "-C", "500"])
+        .await
+        .unwrap();
+    assert_eq!(s.counts.confirmed, 500);
+
+    let started = std::time::Instant::now();
+    let s = run(&["-x", "0", "-y", "2", "-C", "200", "-z", "60", "-A", "7"])
+        .await
+        .unwrap();
+    assert_eq!(s.counts.received, 200);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "stopped at the count, not at -z: {:?}",
+        started.elapsed()
+    );
+    // The other driver, and no -z at all.
+    let s = run(&["--driver", "amqprs", "-x", "0", "-y", "1", "-C", "250"])
+        .await
+        .unwrap();
+    assert_eq!(s.counts.received, 250);
+    // 50 left: every message taken was acknowledged, every other one kept.
+    let s = run(&["-x", "0", "-y", "1", "-C", "0", "-z", "1"])
+        .await
+        .unwrap();
+    assert_eq!(s.counts.received, 50);
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn the_sink_measures_the_tool_alone() {
     let o = Options::parse_from([

@@ -3,6 +3,10 @@
 //! `track_interface`, `unicast_peer`, `notify_*`) and `include`. The file is read into a tree
 //! of blocks first; then each block is checked, and anything unknown or malformed is an error
 //! naming the file and line.
+//!
+//! `parse_file`, what warren-vip runs for `-t` and at start, also looks every interface name up
+//! on this host (in the network namespace it runs in), as keepalived does; `parse_str` reads a
+//! text alone and looks no name up.
 
 use crate::packet::Version;
 use std::fmt;
@@ -156,15 +160,25 @@ impl Node {
     }
 }
 
+/// Reads `path` (and what it includes) and refuses interface names this host does not have.
 pub fn parse_file(path: &Path) -> Result<Config, ConfigError> {
     let nodes = read_nodes(path, 0)?;
-    interpret(&nodes)
+    interpret(&nodes, &interface_exists)
 }
 
+/// Reads `text` alone: interface names are taken as written, not looked up on this host.
 pub fn parse_str(file: &str, text: &str) -> Result<Config, ConfigError> {
     let nodes = tree(file, text, Path::new("."), 0)?;
-    interpret(&nodes)
+    interpret(&nodes, &|_| true)
 }
+
+/// Whether this host (this network namespace) has an interface of that name.
+pub fn interface_exists(name: &str) -> bool {
+    nix::net::if_::if_nametoindex(name).is_ok()
+}
+
+/// Whether an interface name exists where the configuration will run.
+type Exists<'a> = &'a dyn Fn(&str) -> bool;
 
 fn read_nodes(path: &Path, depth: usize) -> Result<Vec<Node>, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
@@ -320,7 +334,7 @@ fn include_paths(dir: &Path, pattern: &str) -> Vec<PathBuf> {
     found
 }
 
-fn interpret(nodes: &[Node]) -> Result<Config, ConfigError> {
+fn interpret(nodes: &[Node], exists: Exists) -> Result<Config, ConfigError> {
     let mut cfg = Config {
         garp_master_repeat: 5,
         garp_master_delay: Duration::from_secs(5),
@@ -353,9 +367,10 @@ fn interpret(nodes: &[Node]) -> Result<Config, ConfigError> {
                 }
             }
             "vrrp_script" => cfg.scripts.push(script(n)?),
-            "vrrp_instance" => cfg
-                .instances
-                .push(instance(n, default_version, &mut cfg.warnings)?),
+            "vrrp_instance" => {
+                cfg.instances
+                    .push(instance(n, default_version, exists, &mut cfg.warnings)?)
+            }
             other => {
                 return Err(n.err(format!("'{other}' is not supported by warren-vip")));
             }
@@ -446,6 +461,7 @@ fn weight(n: &Node) -> Result<i32, ConfigError> {
 fn instance(
     n: &Node,
     default_version: Version,
+    exists: Exists,
     warnings: &mut Vec<String>,
 ) -> Result<Instance, ConfigError> {
     let name = n.one()?.to_string();
@@ -472,6 +488,22 @@ fn instance(
         track_lb: None,
     };
     let mut interval_at = None;
+    let mut interface_at: Option<usize> = None;
+    // keepalived 2.2.7 (`keepalived -t`) on a name this host lacks prints
+    //   (FILE: Line 3) WARNING - interface nosuchif0 for vrrp_instance V doesn't exist
+    //   Non-existent interface specified in configuration
+    // and exits non-zero (5); the same for `dev` in virtual_ipaddress ("interface X for ip
+    // address A/P doesn't exist") and in track_interface ("(V) tracked interface X doesn't
+    // exist"). warren-vip refuses them alike, with its usual `FILE:LINE: message` and exit 1.
+    let missing = |c: &Node, name: &str, what: &str| -> Result<(), ConfigError> {
+        if exists(name) {
+            Ok(())
+        } else {
+            Err(c.err(format!(
+                "interface {name} for {what} doesn't exist on this host (`ip -br link` lists its interfaces)"
+            )))
+        }
+    };
     for c in n.block()? {
         match c.key.as_str() {
             "state" => {
@@ -481,7 +513,20 @@ fn instance(
                     v => return Err(c.err(format!("state must be MASTER or BACKUP, not '{v}'"))),
                 }
             }
-            "interface" => i.interface = c.one()?.to_string(),
+            "interface" => {
+                // keepalived 2.2.7 takes a second `interface` line without a word and uses the
+                // last one (`keepalived -t` exits 0); an instance runs on one interface, so
+                // warren-vip refuses the second line rather than silently drop the first.
+                if let Some(first) = interface_at {
+                    return Err(c.err(format!(
+                        "vrrp_instance {name} has a second 'interface' (the first is on line {first}); an instance runs on one interface"
+                    )));
+                }
+                interface_at = Some(c.line);
+                let v = c.one()?;
+                missing(c, v, &format!("vrrp_instance {name}"))?;
+                i.interface = v.to_string();
+            }
             "virtual_router_id" => i.vrid = c.number(1..=255)?,
             "priority" => i.priority = c.number(1..=255)?,
             "advert_int" => {
@@ -514,7 +559,11 @@ fn instance(
             }
             "virtual_ipaddress" => {
                 for a in c.block()? {
-                    i.addresses.push(virtual_address(a)?);
+                    let v = virtual_address(a)?;
+                    if let Some(dev) = &v.dev {
+                        missing(a, dev, &format!("ip address {}/{}", v.addr, v.prefix))?;
+                    }
+                    i.addresses.push(v);
                 }
             }
             "track_script" => {
@@ -524,7 +573,13 @@ fn instance(
             }
             "track_interface" => {
                 for t in c.block()? {
-                    i.track_interfaces.push(tracked(t)?);
+                    let tr = tracked(t)?;
+                    missing(
+                        t,
+                        &tr.name,
+                        &format!("track_interface of vrrp_instance {name}"),
+                    )?;
+                    i.track_interfaces.push(tr);
                 }
             }
             "unicast_src_ip" => i.unicast_src = Some(ip(c, c.one()?)?),
@@ -776,7 +831,7 @@ mod tests {
         .unwrap();
         std::fs::write(
             dir.join("conf.d/20-instance.conf"),
-            "vrrp_instance V {\n interface e\n virtual_router_id 9\n virtual_ipaddress {\n 10.0.0.9\n }\n track_script {\n chk\n }\n}\n",
+            "vrrp_instance V {\n interface lo\n virtual_router_id 9\n virtual_ipaddress {\n 10.0.0.9\n }\n track_script {\n chk\n }\n}\n",
         )
         .unwrap();
         std::fs::write(
@@ -790,6 +845,82 @@ mod tests {
         std::fs::write(dir.join("conf.d/30-bad.conf"), "\nbogus_keyword\n").unwrap();
         let e = parse_file(&dir.join("main.conf")).unwrap_err();
         assert!(e.file.ends_with("30-bad.conf") && e.line == 2, "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_second_interface_line_is_refused_with_its_line() {
+        let e = parse_str(
+            "two.conf",
+            "vrrp_instance V {\n interface eth0\n state MASTER\n interface eth1\n virtual_router_id 1\n virtual_ipaddress {\n 10.0.0.1\n }\n}\n",
+        )
+        .unwrap_err();
+        assert_eq!((e.file.as_str(), e.line), ("two.conf", 4), "{e}");
+        assert!(
+            e.message
+                .contains("vrrp_instance V has a second 'interface' (the first is on line 2)"),
+            "{e}"
+        );
+        // Even when both lines name the same interface.
+        let e = parse_str(
+            "t",
+            "vrrp_instance V {\n interface e\n interface e\n virtual_router_id 1\n virtual_ipaddress {\n 10.0.0.1\n }\n}\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.line, 3, "{e}");
+        // One per instance: two instances may each name theirs.
+        let one = "vrrp_instance A {\n interface e\n virtual_router_id 1\n virtual_ipaddress {\n 10.0.0.1\n }\n}\n";
+        parse_str(
+            "t",
+            &format!("{one}{}", one.replace("A {", "B {").replace(" 1\n", " 2\n")),
+        )
+        .expect("valid");
+    }
+
+    #[test]
+    fn interfaces_this_host_lacks_are_refused_when_reading_a_file() {
+        assert!(interface_exists("lo") && !interface_exists("nosuchif0"));
+        let dir = std::env::temp_dir().join(format!("warren-vip-iface-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("k.conf");
+        let text = |iface: &str, dev: &str, track: &str| {
+            format!(
+                "vrrp_instance V {{\n state MASTER\n interface {iface}\n virtual_router_id 1\n virtual_ipaddress {{\n  10.0.0.1/24 dev {dev}\n }}\n track_interface {{\n  {track}\n }}\n}}\n"
+            )
+        };
+        std::fs::write(&file, text("lo", "lo", "lo")).unwrap();
+        let cfg = parse_file(&file).expect("lo exists everywhere");
+        assert_eq!(cfg.instances[0].interface, "lo");
+        let cases = [
+            (
+                text("nosuchif0", "lo", "lo"),
+                3,
+                "interface nosuchif0 for vrrp_instance V doesn't exist",
+            ),
+            (
+                text("lo", "nosuchif0", "lo"),
+                6,
+                "interface nosuchif0 for ip address 10.0.0.1/24 doesn't exist",
+            ),
+            (
+                text("lo", "lo", "nosuchif0"),
+                9,
+                "interface nosuchif0 for track_interface of vrrp_instance V doesn't exist",
+            ),
+        ];
+        for (t, line, message) in cases {
+            std::fs::write(&file, &t).unwrap();
+            let e = parse_file(&file).expect_err(&t);
+            assert_eq!(
+                (e.file.as_str(), e.line),
+                (file.to_str().unwrap(), line),
+                "{e}"
+            );
+            assert!(e.message.contains(message), "{e}");
+        }
+        // The text alone names no host: parse_str takes any name.
+        assert!(parse_str("k.conf", &text("nosuchif0", "nosuchif0", "nosuchif0")).is_ok());
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -625,12 +625,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 Ok(())
             }
             Method::ConnectionBlocked(_) | Method::ConnectionUnblocked(_) => Ok(()),
+            // RabbitMQ's reader: anything but connection.* on channel 0 is a channel error
+            // (504), naming the method.
             other => Err(Stop::Error(
-                AmqpError::command_invalid(format!(
-                    "unexpected method '{}' on channel 0",
-                    other.name()
-                ))
-                .in_method(other.class_id(), other.method_id()),
+                AmqpError::channel_error("unexpected method in connection state running")
+                    .in_method(other.class_id(), other.method_id()),
             )),
         }
     }

@@ -108,10 +108,12 @@ pub async fn run(shared: Arc<Shared>, ready: oneshot::Sender<()>) -> Result<(), 
     let mut acks = BytesMut::new();
     let mut pending = 0u64;
     let mut last_tag = 0u64;
-    // The delivery being assembled: its tag, body bytes still to come, and whether its stamp
-    // was read yet.
+    // The delivery being assembled: body bytes still to come, whether its stamp was read yet,
+    // and whether this consumer takes it (see `Shared::take_delivery`). `last_tag` is the
+    // last delivery taken: acknowledging up to it leaves those not taken to the broker.
     let mut remaining: u64 = 0;
     let mut stamped = true;
+    let mut taking = true;
     loop {
         loop {
             let frame = match parse_frame(&mut reader.buf, 0) {
@@ -124,24 +126,31 @@ pub async fn run(shared: Arc<Shared>, ready: oneshot::Sender<()>) -> Result<(), 
                     method: Method::BasicDeliver(d),
                     ..
                 } => {
-                    last_tag = d.delivery_tag;
+                    taking = shared.take_delivery();
+                    if taking {
+                        last_tag = d.delivery_tag;
+                    }
                     stamped = false;
                 }
                 Frame::Header { header, .. } => {
                     remaining = header.body_size;
                     if remaining == 0 {
-                        delivered(&shared, &mut latency, None);
+                        if taking {
+                            delivered(&shared, &mut latency, None);
+                            pending += 1;
+                        }
                         stamped = true;
-                        pending += 1;
                     }
                 }
                 Frame::Body { payload, .. } => {
                     if !stamped {
-                        delivered(&shared, &mut latency, Some(&payload));
+                        if taking {
+                            delivered(&shared, &mut latency, Some(&payload));
+                        }
                         stamped = true;
                     }
                     remaining = remaining.saturating_sub(payload.len() as u64);
-                    if remaining == 0 {
+                    if remaining == 0 && taking {
                         pending += 1;
                     }
                 }
@@ -156,23 +165,21 @@ pub async fn run(shared: Arc<Shared>, ready: oneshot::Sender<()>) -> Result<(), 
                 _ => {}
             }
             if !opts.autoack && pending >= ack_every {
-                write_method(
-                    &mut acks,
-                    1,
-                    &BasicAck {
-                        delivery_tag: last_tag,
-                        multiple: true,
-                    }
-                    .into(),
-                );
+                ack_up_to(&mut acks, last_tag);
                 pending = 0;
             }
+        }
+        let done = shared.consumers_done();
+        // At the end, acknowledge everything taken, or the broker would deliver it again.
+        if done && pending > 0 && !opts.autoack {
+            ack_up_to(&mut acks, last_tag);
+            pending = 0;
         }
         if !acks.is_empty() {
             writer.write_all(&acks).await.map_err(|e| e.to_string())?;
             acks.clear();
         }
-        if shared.consumers_done() {
+        if done {
             break;
         }
         if reader.buf.capacity() - reader.buf.len() < 64 * 1024 {
@@ -219,4 +226,17 @@ fn delivered(shared: &Shared, latency: &mut LocalLatency<'_>, first_chunk: Optio
         latency.record_nanos(body::now_nanos().saturating_sub(sent));
         shared.verify(producer, seq);
     }
+}
+
+/// Acknowledges every delivery up to `tag` on channel 1, in one `multiple` ack.
+fn ack_up_to(acks: &mut BytesMut, tag: u64) {
+    write_method(
+        acks,
+        1,
+        &BasicAck {
+            delivery_tag: tag,
+            multiple: true,
+        }
+        .into(),
+    );
 }
