@@ -240,3 +240,29 @@ def test_ttl_zero_is_delivered_to_a_waiting_consumer_and_dropped_otherwise(conn,
     ch.basic_publish("", q, b"now", pika.BasicProperties(expiration="0"))
     assert wait_for(conn, lambda: got == [b"now"])
     assert ch.basic_get(dead, auto_ack=True)[0] is None, "delivered, not dead-lettered"
+
+
+def test_ttl_zero_messages_behind_others_reach_a_consumer_that_can_take_them(conn, ch):
+    """Order does not cost a TTL 0 message its delivery while the consumer has room."""
+    q = ch.queue_declare("", exclusive=True).method.queue
+    got = []
+    consumer = conn.channel()
+    consumer.basic_consume(q, lambda c, m, p, b: got.append(b), auto_ack=True)
+    for i in range(20):
+        ch.basic_publish("", q, b"%d" % i, pika.BasicProperties(expiration="0" if i % 2 else None))
+    assert wait_for(conn, lambda: len(got) == 20), got
+    assert got == [b"%d" % i for i in range(20)]
+
+
+def test_a_ttl_zero_message_requeued_has_expired(conn, ch):
+    dlx, dead = dead_letter_setup(ch)
+    q = ch.queue_declare("", exclusive=True, arguments={"x-dead-letter-exchange": dlx}).method.queue
+    tags = []
+    consumer = conn.channel()
+    consumer.basic_consume(q, lambda c, m, p, b: tags.append(m.delivery_tag))
+    ch.basic_publish("", q, b"once", pika.BasicProperties(expiration="0"))
+    assert wait_for(conn, lambda: len(tags) == 1)
+    consumer.basic_nack(tags[0], requeue=True)
+    method, props, body = get_soon(ch, dead)
+    assert body == b"once" and props.headers["x-first-death-reason"] == "expired"
+    assert not wait_for(conn, lambda: len(tags) > 1, timeout=0.3), "not delivered again"

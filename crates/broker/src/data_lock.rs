@@ -37,9 +37,11 @@ impl DataDirLock {
                 } else {
                     format!("another process (pid {pid})")
                 };
+                let full = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
                 return Err(format!(
-                    "data directory {} is in use by {who}; a data directory belongs to one node at a time",
-                    dir.display()
+                    "data directory '{}' ({}) is in use by {who}; a data directory belongs to one node at a time",
+                    dir.display(),
+                    full.display()
                 ));
             }
         };

@@ -86,19 +86,37 @@ impl Metadata {
         origin: Origin,
     ) -> AmqpResult<(Applied, Option<u64>)> {
         let mut topology = self.lock();
+        let mut rebuild = Vec::new();
+        let applied = self.apply_locked(&mut topology, cmd, origin, &mut rebuild)?;
+        self.rebuild_routes(&topology, rebuild);
+        drop(topology);
+        let generation = applied.durable.then(|| self.store.bump());
+        Ok((applied, generation))
+    }
+
+    /// Applies one command and carries out its effects; notes the vhosts whose routing must
+    /// be compiled again.
+    fn apply_locked(
+        self: &Arc<Self>,
+        topology: &mut Topology,
+        cmd: &Command,
+        origin: Origin,
+        rebuild: &mut Vec<String>,
+    ) -> AmqpResult<Applied> {
         let applied = topology.apply(cmd)?;
-        let mut rebuild: Vec<String> = Vec::new();
         for e in &applied.effects {
-            self.carry_out(e, origin, &mut rebuild);
+            self.carry_out(e, origin, rebuild);
         }
-        for name in rebuild {
+        Ok(applied)
+    }
+
+    /// Compiles the routing of each vhost named once, however many changes touched it.
+    fn rebuild_routes(&self, topology: &Topology, vhosts: Vec<String>) {
+        for name in vhosts {
             if let (Some(v), Some(rt)) = (topology.vhost(&name), self.vhost(&name)) {
                 rt.rebuild_routes(v);
             }
         }
-        drop(topology);
-        let generation = applied.durable.then(|| self.store.bump());
-        Ok((applied, generation))
     }
 
     /// Waits until a change is in the definitions file.
@@ -146,12 +164,15 @@ impl Metadata {
             }
             Effect::QueueDeleted { vhost, queue } => {
                 if let Some(v) = self.vhost(vhost) {
+                    // Whoever took it out of the topology has usually deleted it already (a
+                    // client's queue.delete, auto-delete, x-expires); if it still runs (its
+                    // vhost went), it is deleted now.
                     if let Some(h) = v.queue_stopped(&queue.name, queue.id) {
-                        // Whoever removed it from the topology has usually deleted it already;
-                        // if not (its vhost went), it is deleted now.
-                        tokio::spawn(async move {
-                            let _ = h.delete(false, false).await;
-                        });
+                        if h.is_running() {
+                            tokio::spawn(async move {
+                                let _ = h.delete(false, false).await;
+                            });
+                        }
                     }
                 }
                 touch(vhost);
@@ -199,25 +220,36 @@ impl Metadata {
     }
 
     /// Recreates what a definitions file describes, at start-up: durable queues take their
-    /// messages back from their logs.
+    /// messages back from their logs. All of it is applied under one lock and each vhost's
+    /// routing is compiled once at the end, so start-up time grows with the topology's size,
+    /// not with its square.
     pub fn recover(self: &Arc<Self>, defs: &Definitions) -> Result<(), String> {
         let node = self.node();
-        let cmds = self.read(|t| t.import_commands(defs, node, &mut || self.ids.next()))?;
+        let mut topology = self.lock();
+        let cmds = topology.import_commands(defs, node, &mut || self.ids.next())?;
+        let mut rebuild = Vec::new();
         for cmd in cmds {
-            match self.apply_from(&cmd, Origin::Recovered) {
-                Ok(_) => {}
-                Err(e) => match cmd {
-                    // Definitions written by another broker may hold arguments this one
-                    // refuses: keep the queue and its messages without them, and say so.
-                    Command::DeclareQueue { vhost, mut queue } => {
-                        tracing::warn!(queue = %queue.name, %vhost, error = %e, "ignoring invalid queue arguments");
-                        queue.arguments = Default::default();
-                        self.apply_from(&Command::DeclareQueue { vhost, queue }, Origin::Recovered)
-                            .map_err(|e| e.to_string())?;
-                    }
-                    other => return Err(format!("cannot recreate {other:?}: {e}")),
-                },
+            let Err(e) = self.apply_locked(&mut topology, &cmd, Origin::Recovered, &mut rebuild)
+            else {
+                continue;
+            };
+            match cmd {
+                // Definitions written by another broker may hold arguments this one refuses:
+                // keep the queue and its messages without them, and say so.
+                Command::DeclareQueue { vhost, mut queue } => {
+                    tracing::warn!(queue = %queue.name, %vhost, error = %e, "ignoring invalid queue arguments");
+                    queue.arguments = Default::default();
+                    let retry = Command::DeclareQueue { vhost, queue };
+                    self.apply_locked(&mut topology, &retry, Origin::Recovered, &mut rebuild)
+                        .map_err(|e| e.to_string())?;
+                }
+                other => return Err(format!("cannot recreate {other:?}: {e}")),
             }
+        }
+        self.rebuild_routes(&topology, rebuild);
+        for v in topology.vhosts() {
+            let (exchanges, queues) = (v.exchanges().count(), v.queues().count());
+            tracing::info!(vhost = %v.name, exchanges, queues, bindings = v.bindings().len(), "recovered the durable topology");
         }
         Ok(())
     }

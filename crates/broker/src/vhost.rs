@@ -11,7 +11,7 @@ use arc_swap::ArcSwap;
 use foldhash::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use warren_amqp::{AmqpError, AmqpResult, FieldTable, ShortStr};
-use warren_meta::rules::{default_exchange_refused, describe, locked};
+use warren_meta::rules::{default_exchange_refused, describe};
 use warren_meta::{Binding, Command, ConnId, Exchange, ExchangeKind, QueueDeclaration, QueueId};
 
 /// What `exchange.declare` asks for.
@@ -179,55 +179,48 @@ impl VHost {
         if equivalent {
             return Ok(());
         }
-        meta.change(&Command::DeclareExchange {
+        self.change(Command::DeclareExchange {
             vhost: self.name.clone(),
             exchange,
         })
         .await
-        .map(drop)
+    }
+
+    /// Makes a change and waits until it is durable where it must be.
+    async fn change(&self, cmd: Command) -> AmqpResult<()> {
+        self.meta()?.change(&cmd).await.map(drop)
     }
 
     pub async fn delete_exchange(&self, name: ShortStr, if_unused: bool) -> AmqpResult<()> {
-        self.meta()?
-            .change(&Command::DeleteExchange {
-                vhost: self.name.clone(),
-                name,
-                if_unused,
-            })
-            .await
-            .map(drop)
-    }
-
-    pub fn exchange(&self, name: &ShortStr) -> Option<Exchange> {
-        let meta = self.meta.upgrade()?;
-        meta.read(|t| t.vhost(&self.name)?.exchange(name).cloned())
+        self.change(Command::DeleteExchange {
+            vhost: self.name.clone(),
+            name,
+            if_unused,
+        })
+        .await
     }
 
     // ---- bindings ----
 
     /// Adds a binding; `conn` is checked against exclusive destination queues.
     pub async fn bind(&self, binding: Binding, conn: ConnId) -> AmqpResult<()> {
-        self.meta()?
-            .change(&Command::Bind {
-                vhost: self.name.clone(),
-                binding,
-                by: Some(conn),
-            })
-            .await
-            .map(drop)
+        self.change(Command::Bind {
+            vhost: self.name.clone(),
+            binding,
+            by: Some(conn),
+        })
+        .await
     }
 
     /// Removes a binding. Like RabbitMQ, removing one that does not exist (or whose exchange
     /// or queue does not) is not an error.
     pub async fn unbind(&self, binding: Binding, conn: ConnId) -> AmqpResult<()> {
-        self.meta()?
-            .change(&Command::Unbind {
-                vhost: self.name.clone(),
-                binding,
-                by: Some(conn),
-            })
-            .await
-            .map(drop)
+        self.change(Command::Unbind {
+            vhost: self.name.clone(),
+            binding,
+            by: Some(conn),
+        })
+        .await
     }
 
     // ---- queues ----
@@ -276,10 +269,8 @@ impl VHost {
     /// Looks a queue up for use by connection `conn` (405 if another owns it).
     pub fn queue_for(&self, name: &ShortStr, conn: ConnId) -> AmqpResult<QueueHandle> {
         let q = self.queue(name).ok_or_else(|| self.no_queue(name))?;
-        match q.queue().exclusive_owner {
-            Some(owner) if owner != conn => Err(locked(&self.rs("queue", name))),
-            _ => Ok(q),
-        }
+        q.queue().check_exclusive(&self.name, Some(conn))?;
+        Ok(q)
     }
 
     pub fn queue(&self, name: &ShortStr) -> Option<QueueHandle> {
@@ -306,14 +297,12 @@ impl VHost {
 
     /// Takes a queue (that has stopped or is stopping) out of the topology, with its bindings.
     async fn forget(&self, q: &QueueHandle) -> AmqpResult<()> {
-        self.meta()?
-            .change(&Command::DeleteQueue {
-                vhost: self.name.clone(),
-                name: q.name().clone(),
-                id: q.id(),
-            })
-            .await
-            .map(drop)
+        self.change(Command::DeleteQueue {
+            vhost: self.name.clone(),
+            name: q.name().clone(),
+            id: q.id(),
+        })
+        .await
     }
 
     /// A connection closed: its exclusive queues go with it.

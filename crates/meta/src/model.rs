@@ -4,8 +4,9 @@
 use crate::ids::{ConnId, NodeId, QueueId};
 use crate::password::PasswordHash;
 use crate::queue_args::QueueArgs;
+use crate::rules::{describe, locked};
 use serde::{Deserialize, Serialize};
-use warren_amqp::{FieldTable, FieldValue, ShortStr};
+use warren_amqp::{AmqpResult, FieldTable, FieldValue, ShortStr};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ExchangeKind {
@@ -91,6 +92,16 @@ pub struct Queue {
     pub kind: QueueType,
     /// The node the queue lives on (a classic queue's only node).
     pub home: NodeId,
+}
+
+impl Queue {
+    /// Whether connection `by` may use the queue: 405 if another connection owns it.
+    pub fn check_exclusive(&self, vhost: &str, by: Option<ConnId>) -> AmqpResult<()> {
+        match self.exclusive_owner {
+            Some(owner) if Some(owner) != by => Err(locked(&describe("queue", &self.name, vhost))),
+            _ => Ok(()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

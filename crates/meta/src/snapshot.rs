@@ -8,10 +8,11 @@ use crate::definitions::{
     BindingDef, Definitions, ExchangeDef, PermissionDef, PolicyDef, QueueDef, QueuePlacement,
     UserDef, VhostDef, json_to_table, table_to_json,
 };
-use crate::ids::{NodeId, QueueId};
+use crate::ids::{ConnId, NodeId, QueueId};
 use crate::model::{Binding, Destination, Exchange, ExchangeKind, Permissions, Policy};
 use crate::password::PasswordHash;
 use crate::topology::Topology;
+use std::collections::BTreeMap;
 use warren_amqp::ShortStr;
 
 /// How much of the topology an export holds.
@@ -200,6 +201,15 @@ impl Topology {
                 },
             });
         }
+        // Exclusive queues are checked against their owner, which a snapshot records.
+        let owners: BTreeMap<(&str, &str), ConnId> = defs
+            .queues
+            .iter()
+            .filter_map(|q| {
+                let owner = q.warren.as_ref()?.exclusive_owner?;
+                Some(((q.vhost.as_str(), q.name.as_str()), owner))
+            })
+            .collect();
         for b in &defs.bindings {
             let dest = ShortStr::from(b.destination.as_str());
             cmds.push(Command::Bind {
@@ -214,13 +224,10 @@ impl Topology {
                     routing_key: b.routing_key.as_str().into(),
                     arguments: json_to_table(&b.arguments),
                 },
-                // Exclusive queues are checked against their owner, which a snapshot records.
-                by: defs
-                    .queues
-                    .iter()
-                    .find(|q| q.vhost == b.vhost && q.name == b.destination)
-                    .and_then(|q| q.warren.as_ref())
-                    .and_then(|p| p.exclusive_owner),
+                by: (b.destination_type == "queue")
+                    .then(|| owners.get(&(b.vhost.as_str(), b.destination.as_str())))
+                    .flatten()
+                    .copied(),
             });
         }
         Ok(cmds)

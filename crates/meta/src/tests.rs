@@ -249,17 +249,17 @@ fn exclusive_queues_belong_to_their_connection_and_are_never_durable() {
         "RESOURCE_LOCKED - cannot obtain exclusive access to locked queue 'ex' in vhost '/'"
     ));
     let v = t.vhost("/").unwrap();
-    assert!(v.queue_for(&"ex".into(), Some(me)).is_ok());
-    assert_eq!(
-        v.queue_for(&"ex".into(), Some(other)).unwrap_err().code,
-        405
-    );
-    assert_eq!(
-        v.queue_for(&"none".into(), Some(me))
+    let q = v.queue(&"ex".into()).unwrap();
+    assert!(q.check_exclusive("/", Some(me)).is_ok());
+    assert!(
+        q.check_exclusive("/", Some(other))
             .unwrap_err()
-            .reply_text(),
-        "NOT_FOUND - no queue 'none' in vhost '/'"
+            .reply_text()
+            .starts_with(
+                "RESOURCE_LOCKED - cannot obtain exclusive access to locked queue 'ex' in vhost '/'"
+            )
     );
+    assert_eq!(q.check_exclusive("/", None).unwrap_err().code, 405);
     let by_other = Command::Bind {
         vhost: "/".into(),
         binding: binding("amq.direct", "ex", "k"),

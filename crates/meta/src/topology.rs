@@ -110,22 +110,6 @@ impl Vhost {
         source && dest && !b.source.is_empty()
     }
 
-    /// Whether connection `by` may use queue `q` (405 if another connection owns it).
-    pub fn check_exclusive(&self, q: &Queue, by: Option<ConnId>) -> AmqpResult<()> {
-        match q.exclusive_owner {
-            Some(owner) if Some(owner) != by => Err(locked(&self.rs("queue", &q.name))),
-            _ => Ok(()),
-        }
-    }
-
-    /// Looks a queue up for use by connection `by`: 404 if it does not exist, 405 if another
-    /// connection owns it.
-    pub fn queue_for(&self, name: &ShortStr, by: Option<ConnId>) -> AmqpResult<&Queue> {
-        let q = self.queues.get(name).ok_or_else(|| self.no_queue(name))?;
-        self.check_exclusive(q, by)?;
-        Ok(q)
-    }
-
     /// Checks a declaration against what exists, without changing anything: `Ok(Some(q))` if
     /// an equivalent queue exists (the declaration is answered without a change), `Ok(None)`
     /// if it must be created.
@@ -185,7 +169,7 @@ impl Vhost {
             }
             Destination::Queue(q) => {
                 let q = self.queues.get(q).ok_or_else(|| self.no_queue(q))?;
-                self.check_exclusive(q, by)?;
+                q.check_exclusive(&self.name, by)?;
             }
         }
         if source.kind == ExchangeKind::Headers {
@@ -561,7 +545,7 @@ impl Topology {
                 }
                 if let Destination::Queue(q) = &binding.destination {
                     if let Some(q) = v.queues.get(q) {
-                        v.check_exclusive(q, *by)?;
+                        q.check_exclusive(vhost, *by)?;
                     }
                 }
                 let durable = v.is_durable(binding);

@@ -409,14 +409,25 @@ impl QueueActor {
             pos: None,
             expires_at: 0,
         };
+        // Messages ahead of it (earlier in the same batch) go to consumers first, as they
+        // would have had they arrived one by one.
+        if self.ready_len() > 0 && !self.consumers.is_empty() {
+            self.dispatch();
+        }
         if self.ready_len() > 0 || self.consumers.is_empty() {
             return self.drop_message(entry, Reason::Expired);
         }
         let level = self.level_of(&entry.message);
         self.levels[level].push_mem(entry);
         self.dispatch();
-        if let Some(left) = self.pop_ready() {
-            self.drop_message(left, Reason::Expired);
+        match self.unacked.get_mut(&seq) {
+            // Delivered: if it comes back (rejected, or its channel closes), it has expired.
+            Some(u) => u.entry.expires_at = now_ms(),
+            None => {
+                if let Some(left) = self.pop_ready() {
+                    self.drop_message(left, Reason::Expired);
+                }
+            }
         }
     }
 

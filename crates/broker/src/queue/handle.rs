@@ -69,6 +69,11 @@ impl QueueHandle {
         &self.inner.vhost
     }
 
+    /// Whether the queue's actor still takes commands.
+    pub fn is_running(&self) -> bool {
+        !self.inner.tx.is_closed()
+    }
+
     fn gone(&self) -> AmqpError {
         AmqpError::not_found(format!(
             "no queue '{}' in vhost '{}'",
