@@ -254,6 +254,19 @@ impl Metadata {
         Ok(())
     }
 
+    /// Stops every queue of this node, keeping their logs: the node is shutting down.
+    pub async fn shut_down(&self) {
+        let vhosts: Vec<Arc<VHost>> = match self.vhosts.read() {
+            Ok(m) => m.values().cloned().collect(),
+            Err(_) => return,
+        };
+        for v in vhosts {
+            for q in v.running_queues() {
+                q.shut_down().await;
+            }
+        }
+    }
+
     /// The durable part of the topology, as the definitions file holds it.
     pub fn export(&self, scope: Scope) -> Definitions {
         self.read(|t| t.export(scope))

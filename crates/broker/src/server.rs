@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 /// A running node: its listener's address and the switch that stops it.
 pub struct Server {
     pub local_addr: SocketAddr,
+    broker: Arc<Broker>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
     meta_writer: tokio::task::JoinHandle<()>,
@@ -40,10 +41,11 @@ impl Server {
             })
         };
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(accept_loop(listener, broker, stopped));
+        let task = tokio::spawn(accept_loop(listener, broker.clone(), stopped));
         tracing::info!(%local_addr, "AMQP listener started");
         Ok(Server {
             local_addr,
+            broker,
             stop,
             task,
             meta_writer,
@@ -56,6 +58,9 @@ impl Server {
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = self.task.await;
+        // Connections are closed: queues stop now, writing out what they hold (durable
+        // queues keep their logs for the next start).
+        self.broker.meta.shut_down().await;
         self.meta_writer.abort();
         self.alarm_monitor.abort();
     }

@@ -273,6 +273,11 @@ impl VHost {
         Ok(q)
     }
 
+    /// The handles of every queue of this vhost that runs on this node.
+    pub(crate) fn running_queues(&self) -> Vec<QueueHandle> {
+        self.queues().values().cloned().collect()
+    }
+
     pub fn queue(&self, name: &ShortStr) -> Option<QueueHandle> {
         self.queues().get(name).cloned()
     }

@@ -401,3 +401,53 @@ async fn a_priority_queue_keeps_its_order_across_a_restart() {
     );
     node.shutdown().await;
 }
+
+/// Stopping a node and deleting a queue are different ends: the node's shutdown stops every
+/// queue and keeps each durable queue's log on disk, while a deleted queue's log goes.
+#[tokio::test]
+async fn a_shutdown_keeps_every_durable_queues_log_and_a_delete_removes_it() {
+    let dir = temp_data_dir();
+    let logs = |dir: &std::path::Path| -> usize {
+        std::fs::read_dir(dir.join("queues"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    {
+        let node = TestNode::start_in(&dir).await;
+        let (_c, ch) = lapin_channel(&node).await;
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .unwrap();
+        for q in ["kept-1", "kept-2", "deleted"] {
+            ch.queue_declare(q.into(), durable(), FieldTable::default())
+                .await
+                .unwrap();
+            for i in 0..10 {
+                ch.basic_publish(
+                    "".into(),
+                    q.into(),
+                    BasicPublishOptions::default(),
+                    b"body",
+                    persistent(i),
+                )
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+            }
+        }
+        assert_eq!(logs(&dir), 3, "one log per durable queue");
+        ch.queue_delete("deleted".into(), QueueDeleteOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(logs(&dir), 2, "the deleted queue's log is gone");
+        node.shutdown_and_wait().await;
+    }
+    assert_eq!(logs(&dir), 2, "the shutdown kept both logs");
+    let node = TestNode::start_in(&dir).await;
+    let (_c, ch) = lapin_channel(&node).await;
+    for q in ["kept-1", "kept-2"] {
+        assert_eq!(get_all(&ch, q).await.len(), 10, "{q} came back whole");
+    }
+    node.shutdown().await;
+}

@@ -220,6 +220,71 @@ async fn malformed_message_properties_are_an_internal_error() {
     node.shutdown().await;
 }
 
+/// Tables nested more than 64 levels inside the headers table (warren's limit; RabbitMQ has
+/// none) are refused as malformed properties, 541; at the limit they are accepted and
+/// delivered unchanged.
+#[tokio::test]
+async fn header_tables_nest_up_to_the_documented_limit() {
+    fn nested(depth: usize) -> FieldTable {
+        let mut t = FieldTable::new().with("leaf", "v");
+        for _ in 1..depth {
+            t = FieldTable::new().with("n", FieldValue::Table(t));
+        }
+        t
+    }
+    let node = TestNode::start().await;
+    let mut c = RawClient::open(node.addr).await;
+    c.open_channel(1).await;
+    c.send(
+        1,
+        QueueDeclare {
+            queue: "deep".into(),
+            ..Default::default()
+        }
+        .into(),
+    )
+    .await;
+    assert!(matches!(c.method().await, Method::QueueDeclareOk(_)));
+    let props = |depth| BasicProperties {
+        headers: Some(nested(depth)),
+        ..Default::default()
+    };
+    c.publish(1, "", "deep", props(65), b"ok").await;
+    c.send(
+        1,
+        BasicGet {
+            queue: "deep".into(),
+            no_ack: true,
+            ..Default::default()
+        }
+        .into(),
+    )
+    .await;
+    assert!(
+        matches!(c.method().await, Method::BasicGetOk(_)),
+        "64 levels below the headers are accepted"
+    );
+    let Some(Frame::Header { header, .. }) = c.frame().await else {
+        panic!("content header expected")
+    };
+    assert_eq!(header.properties.headers(), Some(Ok(nested(65))));
+    c.publish(1, "", "deep", props(66), b"too deep").await;
+    loop {
+        match c.frame().await {
+            Some(Frame::Method {
+                method: m @ Method::ConnectionClose(_),
+                ..
+            }) => {
+                assert_connection_close(&m, 541, "INTERNAL_ERROR", 0, 0);
+                break;
+            }
+            Some(_) => continue,
+            None => panic!("closed without connection.close"),
+        }
+    }
+    node.shutdown().await;
+}
+
 #[tokio::test]
 async fn channel_count_is_limited_by_channel_max() {
     let node = TestNode::start().await;

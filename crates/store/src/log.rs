@@ -80,6 +80,9 @@ pub struct QueueLog {
     /// segment was created).
     unsynced: Vec<File>,
     dir_unsynced: bool,
+    /// Whether a persistent record was appended since the last `dirty_files`: only then must
+    /// a segment closed meanwhile be fsynced.
+    needs_sync: bool,
     /// Acknowledgement and delivery records waiting to be written, by segment.
     marks: BTreeMap<u64, BytesMut>,
     /// Read-ahead: a chunk of one segment.
@@ -93,6 +96,9 @@ fn seg_path(dir: &Path, n: u64) -> PathBuf {
 fn ack_path(dir: &Path, n: u64) -> PathBuf {
     dir.join(format!("{n:016x}.ack"))
 }
+
+/// Appended records held before they are handed to the OS.
+const PENDING_MAX: usize = 1 << 20;
 
 /// Read-ahead size: sequential reads of a long queue come in chunks this large.
 const READ_AHEAD: usize = 1 << 20;
@@ -132,6 +138,7 @@ impl QueueLog {
             written: 0,
             pending: BytesMut::new(),
             unsynced: Vec::new(),
+            needs_sync: false,
             dir_unsynced: false,
             marks: BTreeMap::new(),
             cache: None,
@@ -139,7 +146,9 @@ impl QueueLog {
         Ok((log, rec))
     }
 
-    /// Appends a message; returns where it will be. Nothing reaches the OS before `flush`.
+    /// Appends a message; returns where it will be. Records reach the OS at `flush`, or as soon
+    /// as a megabyte of them is waiting, so that a queue paging out a long backlog never holds
+    /// more than that in memory.
     pub fn append(&mut self, m: &StoredMessage) -> io::Result<Position> {
         if self.file.is_none() || self.written + self.pending.len() as u64 >= self.segment_bytes {
             self.roll()?;
@@ -150,6 +159,10 @@ impl QueueLog {
             .entry(self.current)
             .or_insert(Segment { live: 0 })
             .live += 1;
+        self.needs_sync |= m.persistent;
+        if self.pending.len() >= PENDING_MAX {
+            self.flush()?;
+        }
         Ok(Position {
             segment: self.current,
             offset,
@@ -161,8 +174,11 @@ impl QueueLog {
     fn roll(&mut self) -> io::Result<()> {
         self.flush()?;
         if let Some(old) = self.file.take() {
-            // Its data still needs an fsync before the messages in it are confirmed.
-            self.unsynced.push(old);
+            // Persistent data in it still needs an fsync before its messages are confirmed;
+            // a segment of pages only (transient messages) is never fsynced, so it is not kept.
+            if self.needs_sync {
+                self.unsynced.push(old);
+            }
             let done = self.current;
             self.current += 1;
             self.maybe_delete(done);
@@ -196,6 +212,10 @@ impl QueueLog {
         }
         self.written += self.pending.len() as u64;
         self.pending.clear();
+        if self.pending.capacity() > 2 * PENDING_MAX {
+            // A burst made it large: give the memory back.
+            self.pending = BytesMut::new();
+        }
         Ok(())
     }
 
@@ -203,6 +223,7 @@ impl QueueLog {
     /// run `sync_all` on them (off the async runtime), then confirm.
     pub fn dirty_files(&mut self) -> io::Result<Vec<File>> {
         self.flush()?;
+        self.needs_sync = false;
         let mut files = std::mem::take(&mut self.unsynced);
         if let Some(f) = &self.file {
             files.push(f.try_clone()?);

@@ -238,3 +238,64 @@ fn a_damaged_record_found_at_read_time_is_skipped() {
     let (third, _) = log.read(pos[2].segment, next).unwrap();
     assert_eq!(third.map(|m| m.seq), Some(3));
 }
+
+fn big(seq: u64, persistent: bool) -> StoredMessage {
+    StoredMessage {
+        body: Bytes::from(vec![b'x'; 1000]),
+        ..msg(seq, persistent)
+    }
+}
+
+fn on_disk(d: &std::path::Path) -> u64 {
+    std::fs::read_dir(d)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".seg"))
+        .map(|e| e.metadata().unwrap().len())
+        .sum()
+}
+
+/// A long transient backlog reaches the OS as it is appended, a megabyte at a time, instead of
+/// waiting in memory for an fsync that transient data never gets.
+#[test]
+fn appended_records_reach_the_os_a_megabyte_at_a_time() {
+    let d = dir("pending");
+    let (mut log, _) = QueueLog::open(&d, 64 << 20, 1).unwrap();
+    for seq in 1..=3000 {
+        log.append(&big(seq, false)).unwrap();
+    }
+    let written = on_disk(&d);
+    assert!(
+        written >= 2 << 20,
+        "about 3 MB appended, {written} bytes handed to the OS without a flush"
+    );
+    assert!(
+        written < 3_000 * 1000 + 3_000 * 100,
+        "not more than was appended"
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// Segments of transient pages are closed when the log moves on, not kept open for an fsync:
+/// only segments holding persistent records are handed out to be synced.
+#[test]
+fn only_segments_with_persistent_records_wait_for_an_fsync() {
+    let d = dir("unsynced");
+    let (mut log, _) = QueueLog::open(&d, 64 * 1024, 1).unwrap();
+    for seq in 1..=1000 {
+        log.append(&big(seq, false)).unwrap();
+    }
+    let files = log.dirty_files().unwrap();
+    // The open segment and the directory (new segments were created), nothing closed.
+    assert_eq!(files.len(), 2, "transient pages: {} files", files.len());
+    for seq in 1001..=1200 {
+        log.append(&big(seq, seq == 1001)).unwrap();
+    }
+    let files = log.dirty_files().unwrap();
+    assert!(
+        files.len() > 2,
+        "a closed segment with a persistent record is synced: {} files",
+        files.len()
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -23,7 +23,7 @@ use crate::message::Message;
 use foldhash::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use warren_amqp::AmqpError;
 use warren_meta::{ConnId, Overflow};
@@ -83,6 +83,14 @@ impl Consumer {
             self.spec.channel_limiter.release(1);
         }
     }
+}
+
+/// Why a queue's actor ends.
+enum End {
+    /// Deleted (by a client, auto-delete, x-expires, or its vhost going): its log goes.
+    Deleted,
+    /// Stopped with its node: its log stays. Whoever asked is told once it is written.
+    ShutDown(Option<oneshot::Sender<()>>),
 }
 
 /// What the queue starts with: an empty queue, or what its log held at start-up.
@@ -165,7 +173,8 @@ impl QueueActor {
                 }
                 cmd = self.rx.recv() => match cmd {
                     Some(cmd) => Some(cmd),
-                    None => return self.stop(),
+                    // Nobody can reach the queue any more: it stops, and keeps its log.
+                    None => return self.end(End::ShutDown(None)),
                 },
                 _ = sleep_until(deadline) => None,
             };
@@ -173,8 +182,8 @@ impl QueueActor {
                 self.settle(seqs, how);
             }
             if let Some(cmd) = first {
-                if !self.handle_cmd(cmd) {
-                    return self.stop();
+                if let Some(end) = self.handle_cmd(cmd) {
+                    return self.end(end);
                 }
                 for _ in 0..BATCH {
                     // A command sent after an acknowledgement must see it done.
@@ -183,8 +192,8 @@ impl QueueActor {
                     }
                     match self.rx.try_recv() {
                         Ok(cmd) => {
-                            if !self.handle_cmd(cmd) {
-                                return self.stop();
+                            if let Some(end) = self.handle_cmd(cmd) {
+                                return self.end(end);
                             }
                         }
                         Err(_) => break,
@@ -199,7 +208,7 @@ impl QueueActor {
             self.handle.flow().update(self.ready_len(), consuming);
             if self.should_remove() {
                 (self.on_remove)(&self.handle);
-                return self.stop();
+                return self.end(End::Deleted);
             }
         }
     }
@@ -243,12 +252,33 @@ impl QueueActor {
         at
     }
 
-    /// The queue was deleted: its log goes, and publishes still waiting for disk are nacked.
-    fn stop(&mut self) {
-        if let Some(mut s) = self.storage.take() {
-            s.abandon();
-            if let Err(e) = s.log.destroy() {
-                tracing::warn!(queue = %self.handle.name(), error = %e, "cannot remove the queue's files");
+    /// The actor's last act. Deleting a queue and stopping it are different ends: a deleted
+    /// queue's log goes; a queue stopped with its node keeps every record, so that a durable
+    /// queue comes back with its messages. Either way, publishes still waiting for an fsync are
+    /// nacked (they were never confirmed).
+    fn end(&mut self, why: End) {
+        let Some(mut s) = self.storage.take() else {
+            if let End::ShutDown(Some(done)) = why {
+                let _ = done.send(());
+            }
+            return;
+        };
+        s.abandon();
+        match why {
+            End::Deleted => {
+                if let Err(e) = s.log.destroy() {
+                    tracing::warn!(queue = %self.handle.name(), error = %e, "cannot remove the queue's files");
+                }
+            }
+            End::ShutDown(done) => {
+                // Hand what is written to the OS; the files are closed when the log drops.
+                if let Err(e) = s.log.write_marks().and_then(|()| s.log.flush()) {
+                    tracing::warn!(queue = %self.handle.name(), error = %e, "cannot write the queue's log at shutdown");
+                }
+                drop(s);
+                if let Some(done) = done {
+                    let _ = done.send(());
+                }
             }
         }
     }
@@ -365,7 +395,8 @@ impl QueueActor {
                     if durable {
                         storage.appended(ticket);
                     } else {
-                        storage.appended(None);
+                        // A page of a transient message: on disk only to spare memory, never
+                        // fsynced (it does not outlive the node anyway).
                         settle(ticket.into_iter().collect(), true);
                     }
                     if to_disk {
@@ -493,8 +524,8 @@ impl QueueActor {
         entry.expires_at != 0 && entry.expires_at <= now_ms()
     }
 
-    /// Handles one command; false when the queue has been deleted and must stop.
-    fn handle_cmd(&mut self, cmd: QueueCmd) -> bool {
+    /// Handles one command; says so when the queue must end.
+    fn handle_cmd(&mut self, cmd: QueueCmd) -> Option<End> {
         match cmd {
             QueueCmd::Publish(batch) => {
                 for (message, ticket) in batch {
@@ -564,7 +595,7 @@ impl QueueActor {
                         info.name,
                         self.handle.vhost()
                     ))));
-                    return true;
+                    return None;
                 }
                 if if_empty && self.ready_len() > 0 {
                     let _ = reply.send(Err(AmqpError::precondition_failed(format!(
@@ -572,7 +603,7 @@ impl QueueActor {
                         info.name,
                         self.handle.vhost()
                     ))));
-                    return true;
+                    return None;
                 }
                 for c in self.consumers.drain(..) {
                     c.spec.conn.send(ConnMsg::ConsumerGone {
@@ -582,10 +613,11 @@ impl QueueActor {
                     });
                 }
                 let _ = reply.send(Ok(self.ready_len() as u32));
-                return false;
+                return Some(End::Deleted);
             }
+            QueueCmd::Shutdown { done } => return Some(End::ShutDown(Some(done))),
         }
-        true
+        None
     }
 
     fn get(&mut self, conn_id: ConnId, channel_key: u64, no_ack: bool) -> Option<GetReply> {

@@ -81,4 +81,8 @@ pub enum QueueCmd {
         if_empty: bool,
         reply: oneshot::Sender<AmqpResult<u32>>,
     },
+    /// The node is stopping: the queue stops and keeps its log.
+    Shutdown {
+        done: oneshot::Sender<()>,
+    },
 }

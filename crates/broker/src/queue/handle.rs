@@ -193,4 +193,9 @@ impl QueueHandle {
         })
         .await?
     }
+
+    /// Stops the queue with its node, keeping its log; returns once its records are written.
+    pub async fn shut_down(&self) {
+        let _ = self.ask(|done| QueueCmd::Shutdown { done }).await;
+    }
 }

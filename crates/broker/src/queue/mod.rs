@@ -20,8 +20,11 @@ pub use storage::{Storage, StoreConfig, Ticket, settle};
 
 use tokio::sync::mpsc;
 
-/// Commands a queue's mailbox holds before publishers have to wait.
-const MAILBOX: usize = 4096;
+/// Commands a queue's mailbox holds before publishers have to wait. A publish command is a
+/// whole read's worth of messages for this queue (see `connection::outgoing`), and its bodies
+/// keep that read's buffer (64 kB) alive until the queue takes them, so this bounds what
+/// publishers can pile up in front of a busy queue to a few megabytes.
+const MAILBOX: usize = 256;
 
 /// Starts a local queue actor and returns its handle.
 pub fn spawn(vhost: &str, queue: warren_meta::Queue, start: Start) -> QueueHandle {

@@ -53,7 +53,7 @@ impl Storage {
         }
     }
 
-    /// Something was appended; `ticket` is told once it is durable.
+    /// Something was appended that must be durable; `ticket` is told once it is.
     pub fn appended(&mut self, ticket: Option<Ticket>) {
         self.dirty = true;
         self.waiting.extend(ticket);

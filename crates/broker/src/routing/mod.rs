@@ -149,7 +149,8 @@ impl Snapshot {
         let mut headers: Option<Option<FieldTable>> = None;
         let mut matched: Vec<&'a Target> = Vec::new();
         let mut default_target: Option<Target> = None;
-        let mut seen_queues: HashSet<QueueId> = HashSet::default();
+        // Built only for a message that reaches many queues.
+        let mut seen_queues: Option<HashSet<QueueId>> = None;
         while let Some(x) = work.pop() {
             matched.clear();
             match &x.matcher {
@@ -190,10 +191,9 @@ impl Snapshot {
                         let new = if out.len() < SCAN_DEDUP {
                             !out.iter().any(|o| o.id() == q.id())
                         } else {
-                            if seen_queues.is_empty() {
-                                seen_queues.extend(out.iter().map(QueueHandle::id));
-                            }
-                            seen_queues.insert(q.id())
+                            seen_queues
+                                .get_or_insert_with(|| out.iter().map(QueueHandle::id).collect())
+                                .insert(q.id())
                         };
                         if new {
                             out.push(q.clone());
