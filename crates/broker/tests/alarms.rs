@@ -163,7 +163,7 @@ struct SmallDisk(std::path::PathBuf);
 
 impl SmallDisk {
     fn mount(size: &str) -> SmallDisk {
-        let dir = temp_data_dir();
+        let dir = temp_data_dir().to_path_buf();
         std::fs::create_dir_all(&dir).unwrap();
         let ok = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])

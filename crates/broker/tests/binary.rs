@@ -78,11 +78,12 @@ async fn config_file_sets_the_tune_and_flags_override_it() {
 
 #[tokio::test]
 async fn sigterm_closes_clients_with_320_and_exits_cleanly() {
+    let data = common::temp_data_dir();
     let (mut child, addr) = start(&[
         "--amqp-listen",
         "127.0.0.1:0",
         "--data-dir",
-        "/tmp/warren-sigterm-test",
+        data.to_str().unwrap(),
     ]);
     let mut c = RawClient::open(addr).await;
     let status = Command::new("kill")
@@ -144,7 +145,7 @@ fn broken_config_is_a_clear_error() {
 /// second is refused, naming the first; once the first is gone, a node starts there again.
 #[test]
 fn a_data_directory_belongs_to_one_node_at_a_time() {
-    let dir = std::env::temp_dir().join(format!("warren-lockdir-{}", std::process::id()));
+    let dir = common::temp_data_dir();
     let data = dir.to_str().unwrap().to_owned();
     let (mut first, _) = start(&["--amqp-listen", "127.0.0.1:0", "--data-dir", &data]);
     let out = warren()
@@ -163,14 +164,13 @@ fn a_data_directory_belongs_to_one_node_at_a_time() {
     let (mut again, _) = start(&["--amqp-listen", "127.0.0.1:0", "--data-dir", &data]);
     again.kill().unwrap();
     again.wait().unwrap();
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn a_listen_failure_names_the_address() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    let dir = std::env::temp_dir().join(format!("warren-listen-{}", std::process::id()));
+    let dir = common::temp_data_dir();
     let out = warren()
         .args(["--amqp-listen", &addr, "--data-dir", dir.to_str().unwrap()])
         .output()

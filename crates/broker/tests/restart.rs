@@ -180,7 +180,7 @@ async fn a_corrupt_definitions_file_stops_the_node_with_a_clear_error() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("definitions.json"), b"{ not json").unwrap();
     let mut config = warren_broker::Config::default();
-    config.node.data_dir = dir.clone();
+    config.node.data_dir = dir.to_path_buf();
     let err = warren_broker::Broker::open(config).err().expect("refused");
     assert!(err.contains("definitions.json"), "{err}");
 }

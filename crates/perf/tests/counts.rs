@@ -5,22 +5,43 @@ use clap::Parser;
 use warren_broker::{Broker, Config, Server};
 use warren_perf::options::Options;
 
-async fn node() -> (Server, String) {
-    let (server, uri, _) = node_and_broker().await;
-    (server, uri)
+/// A node for one test, whose data directory goes when the test ends.
+struct Node {
+    server: Option<Server>,
+    dir: std::path::PathBuf,
 }
 
-async fn node_and_broker() -> (Server, String, std::sync::Arc<Broker>) {
+impl Node {
+    async fn shutdown(mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown().await;
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn node() -> (Node, String) {
     let mut config = Config::default();
     config.amqp.listen = "127.0.0.1:0".parse().unwrap();
     static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    config.node.data_dir =
-        std::env::temp_dir().join(format!("warren-perf-test-{}-{n}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("warren-perf-test-{}-{n}", std::process::id()));
+    config.node.data_dir = dir.clone();
     let broker = Broker::open(config).unwrap();
-    let server = Server::start(broker.clone()).await.unwrap();
+    let server = Server::start(broker).await.unwrap();
     let uri = format!("amqp://guest:guest@{}/%2f", server.local_addr);
-    (server, uri, broker)
+    (
+        Node {
+            server: Some(server),
+            dir,
+        },
+        uri,
+    )
 }
 
 fn opts(uri: &str, extra: &[&str]) -> Options {

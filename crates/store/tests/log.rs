@@ -6,10 +6,32 @@ use bytes::Bytes;
 use std::path::PathBuf;
 use warren_store::{QueueLog, Recovered, StoredMessage};
 
-fn dir(name: &str) -> PathBuf {
+/// A test's log directory, removed when the test ends (even if it fails).
+struct TempDir(PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::path::Path> for TempDir {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn dir(name: &str) -> TempDir {
     let d = std::env::temp_dir().join(format!("warren-store-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
-    d
+    TempDir(d)
 }
 
 fn msg(seq: u64, persistent: bool) -> StoredMessage {

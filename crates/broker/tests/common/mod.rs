@@ -19,15 +19,40 @@ pub struct TestNode {
     pub broker: Arc<Broker>,
     pub data_dir: std::path::PathBuf,
     server: Option<Server>,
+    /// The data directory, when the node made its own (removed with the node).
+    _own_dir: Option<TempDir>,
 }
 
-/// A fresh directory for one node's data, under the system's temporary folder.
-pub fn temp_data_dir() -> std::path::PathBuf {
+/// A directory under the system's temporary folder that is removed when dropped, so that a
+/// test run leaves nothing behind, even when a test fails.
+pub struct TempDir(std::path::PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::path::Path> for TempDir {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A fresh directory for one node's data (removed when the returned guard is dropped).
+pub fn temp_data_dir() -> TempDir {
     static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!("warren-test-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    dir
+    TempDir(dir)
 }
 
 impl TestNode {
@@ -38,7 +63,8 @@ impl TestNode {
     pub async fn start_with(f: impl FnOnce(&mut Config)) -> TestNode {
         let mut config = Config::default();
         config.amqp.listen = "127.0.0.1:0".parse().unwrap();
-        config.node.data_dir = temp_data_dir();
+        let own = temp_data_dir();
+        config.node.data_dir = own.to_path_buf();
         f(&mut config);
         let data_dir = config.node.data_dir.clone();
         let broker = Broker::open(config).expect("open the node");
@@ -46,6 +72,7 @@ impl TestNode {
         TestNode {
             addr: server.local_addr,
             broker,
+            _own_dir: (data_dir == own.to_path_buf()).then_some(own),
             data_dir,
             server: Some(server),
         }
