@@ -137,9 +137,18 @@ fn notify_scripts_run_on_each_transition() {
     eventually("h2's notify_master ran", SETTLE, || {
         marks.join("h2-master").exists()
     });
-    let log = std::fs::read_to_string(marks.join("notify.log")).unwrap_or_default();
-    assert!(log.contains("INSTANCE VI_AMQP MASTER 100"), "{log}");
-    assert!(log.contains("INSTANCE VI_AMQP BACKUP 90"), "{log}");
+    // The generic `notify` script runs beside the specific ones, not before them: wait for
+    // its lines too.
+    let log = || std::fs::read_to_string(marks.join("notify.log")).unwrap_or_default();
+    eventually(
+        "the notify script recorded both transitions",
+        SETTLE,
+        || {
+            log().contains("INSTANCE VI_AMQP MASTER 100")
+                && log().contains("INSTANCE VI_AMQP BACKUP 90")
+        },
+    );
+    assert!(log().contains("INSTANCE VI_AMQP MASTER 90"), "{}", log());
 }
 
 #[test]
