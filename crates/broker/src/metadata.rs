@@ -12,6 +12,7 @@
 use crate::auth::{self, LoginError};
 use crate::persist::MetaStore;
 use crate::queue::{self, QueueHandle};
+use crate::routing::Changes;
 use crate::vhost::{StoreSettings, VHost};
 use foldhash::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -19,6 +20,23 @@ use warren_amqp::{AmqpError, AmqpResult};
 use warren_meta::{
     Applied, Command, Definitions, Effect, NodeId, Queue, Scope, Topology, UidSource, User,
 };
+
+/// What a batch of changes touched in each vhost's routing.
+#[derive(Default)]
+struct Rebuild(Vec<(String, Changes)>);
+
+impl Rebuild {
+    fn of(&mut self, vhost: &str) -> &mut Changes {
+        let at = match self.0.iter().position(|(v, _)| v == vhost) {
+            Some(at) => at,
+            None => {
+                self.0.push((vhost.to_owned(), Changes::default()));
+                self.0.len() - 1
+            }
+        };
+        &mut self.0[at].1
+    }
+}
 
 /// Why a queue is being started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,7 +104,7 @@ impl Metadata {
         origin: Origin,
     ) -> AmqpResult<(Applied, Option<u64>)> {
         let mut topology = self.lock();
-        let mut rebuild = Vec::new();
+        let mut rebuild = Rebuild::default();
         let applied = self.apply_locked(&mut topology, cmd, origin, &mut rebuild)?;
         self.rebuild_routes(&topology, rebuild);
         drop(topology);
@@ -101,7 +119,7 @@ impl Metadata {
         topology: &mut Topology,
         cmd: &Command,
         origin: Origin,
-        rebuild: &mut Vec<String>,
+        rebuild: &mut Rebuild,
     ) -> AmqpResult<Applied> {
         let applied = topology.apply(cmd)?;
         for e in &applied.effects {
@@ -110,11 +128,11 @@ impl Metadata {
         Ok(applied)
     }
 
-    /// Compiles the routing of each vhost named once, however many changes touched it.
-    fn rebuild_routes(&self, topology: &Topology, vhosts: Vec<String>) {
-        for name in vhosts {
+    /// Brings the routing of each vhost a batch of changes touched up to date, once.
+    fn rebuild_routes(&self, topology: &Topology, rebuild: Rebuild) {
+        for (name, changes) in rebuild.0 {
             if let (Some(v), Some(rt)) = (topology.vhost(&name), self.vhost(&name)) {
-                rt.rebuild_routes(v);
+                rt.update_routes(v, &changes);
             }
         }
     }
@@ -135,19 +153,14 @@ impl Metadata {
         Ok(applied)
     }
 
-    fn carry_out(self: &Arc<Self>, e: &Effect, origin: Origin, rebuild: &mut Vec<String>) {
-        let mut touch = |v: &str| {
-            if !rebuild.iter().any(|r| r == v) {
-                rebuild.push(v.to_owned());
-            }
-        };
+    fn carry_out(self: &Arc<Self>, e: &Effect, origin: Origin, rebuild: &mut Rebuild) {
         match e {
             Effect::VhostAdded(name) => {
                 let v = VHost::new(name, Arc::downgrade(self));
                 if let Ok(mut m) = self.vhosts.write() {
                     m.insert(name.clone(), v);
                 }
-                touch(name);
+                rebuild.of(name).all = true;
             }
             Effect::VhostDeleted(name) => {
                 if let Ok(mut m) = self.vhosts.write() {
@@ -160,7 +173,7 @@ impl Metadata {
                         v.queue_started(h);
                     }
                 }
-                touch(vhost);
+                rebuild.of(vhost).queues.push(queue.name.clone());
             }
             Effect::QueueDeleted { vhost, queue } => {
                 if let Some(v) = self.vhost(vhost) {
@@ -175,12 +188,14 @@ impl Metadata {
                         }
                     }
                 }
-                touch(vhost);
+                rebuild.of(vhost).queues.push(queue.name.clone());
             }
-            Effect::ExchangeAdded { vhost, .. }
-            | Effect::ExchangeDeleted { vhost, .. }
-            | Effect::BindingAdded { vhost, .. }
-            | Effect::BindingRemoved { vhost, .. } => touch(vhost),
+            Effect::ExchangeAdded { vhost, exchange }
+            | Effect::ExchangeDeleted { vhost, exchange } => {
+                rebuild.of(vhost).exchanges.push(exchange.name.clone());
+            }
+            Effect::BindingAdded { vhost, binding } => rebuild.of(vhost).binding(binding, true),
+            Effect::BindingRemoved { vhost, binding } => rebuild.of(vhost).binding(binding, false),
             Effect::AccessChanged | Effect::PoliciesChanged { .. } => {}
         }
     }
@@ -227,7 +242,7 @@ impl Metadata {
         let node = self.node();
         let mut topology = self.lock();
         let cmds = topology.import_commands(defs, node, &mut || self.ids.next())?;
-        let mut rebuild = Vec::new();
+        let mut rebuild = Rebuild::default();
         for cmd in cmds {
             let Err(e) = self.apply_locked(&mut topology, &cmd, Origin::Recovered, &mut rebuild)
             else {

@@ -6,7 +6,7 @@
 use crate::message::Message;
 use crate::metadata::Metadata;
 use crate::queue::{DeadLetterSink, OnRemove, QueueHandle, StoreConfig};
-use crate::routing::Snapshot;
+use crate::routing::{Changes, Snapshot};
 use arc_swap::ArcSwap;
 use foldhash::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -125,9 +125,9 @@ impl VHost {
         qs.remove(name)
     }
 
-    /// Compiles routing anew from the topology (called while a change is applied).
-    pub(crate) fn rebuild_routes(&self, v: &warren_meta::Vhost) {
-        let snapshot = Snapshot::build(v, &self.queues());
+    /// Brings routing up to date with a batch of changes (called while they are applied).
+    pub(crate) fn update_routes(&self, v: &warren_meta::Vhost, changes: &Changes) {
+        let snapshot = self.routes().update(v, &self.queues(), changes);
         self.snapshot.store(Arc::new(snapshot));
     }
 

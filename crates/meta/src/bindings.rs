@@ -3,33 +3,49 @@
 //! scan of every binding in the vhost.
 
 use crate::model::{Binding, Destination};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use warren_amqp::ShortStr;
+
+/// A binding as a hashable value: its arguments by their encoding.
+type Key = (ShortStr, Destination, ShortStr, bytes::Bytes);
+
+fn key(b: &Binding) -> Key {
+    let mut args = bytes::BytesMut::new();
+    b.arguments.encode(&mut args);
+    (
+        b.source.clone(),
+        b.destination.clone(),
+        b.routing_key.clone(),
+        args.freeze(),
+    )
+}
 
 #[derive(Debug, Default, Clone)]
 pub struct Bindings {
+    /// Every binding, so that finding one does not scan its exchange's (a direct exchange may
+    /// have a binding per queue).
+    keys: HashSet<Key>,
     by_source: BTreeMap<ShortStr, Vec<Binding>>,
     /// For each destination, how many bindings each source has to it.
     by_destination: BTreeMap<Destination, BTreeMap<ShortStr, u32>>,
-    len: usize,
 }
 
 impl Bindings {
     pub fn len(&self) -> usize {
-        self.len
+        self.keys.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.keys.is_empty()
     }
 
     pub fn contains(&self, b: &Binding) -> bool {
-        self.from_source(&b.source).contains(b)
+        self.keys.contains(&key(b))
     }
 
     /// Adds a binding; false if it was there already.
     pub fn insert(&mut self, b: Binding) -> bool {
-        if self.contains(&b) {
+        if !self.keys.insert(key(&b)) {
             return false;
         }
         *self
@@ -39,12 +55,14 @@ impl Bindings {
             .entry(b.source.clone())
             .or_default() += 1;
         self.by_source.entry(b.source.clone()).or_default().push(b);
-        self.len += 1;
         true
     }
 
     /// Removes a binding; false if there was no such binding.
     pub fn remove(&mut self, b: &Binding) -> bool {
+        if !self.keys.remove(&key(b)) {
+            return false;
+        }
         let Some(list) = self.by_source.get_mut(&b.source) else {
             return false;
         };
@@ -56,7 +74,6 @@ impl Bindings {
             self.by_source.remove(&b.source);
         }
         self.forget_destination(&b.destination, &b.source, 1);
-        self.len -= 1;
         true
     }
 
@@ -100,7 +117,9 @@ impl Bindings {
                 removed.extend(gone);
             }
         }
-        self.len -= removed.len();
+        for b in &removed {
+            self.keys.remove(&key(b));
+        }
         removed
     }
 
@@ -109,8 +128,8 @@ impl Bindings {
         let removed = self.by_source.remove(source).unwrap_or_default();
         for b in &removed {
             self.forget_destination(&b.destination, source, 1);
+            self.keys.remove(&key(b));
         }
-        self.len -= removed.len();
         removed
     }
 

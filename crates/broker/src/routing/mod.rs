@@ -1,19 +1,25 @@
 //! Routing: where a published message goes.
 //!
 //! A vhost's exchanges and bindings are compiled into an immutable [`Snapshot`] that is
-//! swapped whole when the topology changes. Publishers read the current snapshot without
-//! taking any lock, and routing is a pure function of the snapshot and the message.
+//! swapped whole when the topology changes ([`compile`] makes the new one from the last,
+//! redoing only what changed). Publishers read the current snapshot without taking any lock,
+//! and routing is a pure function of the snapshot and the message.
 
+mod compile;
+mod sharded;
 pub mod topic;
+
+pub use compile::Changes;
 
 use crate::message::Message;
 use crate::queue::QueueHandle;
-use foldhash::{HashMap, HashSet};
+use foldhash::HashSet;
+use sharded::Sharded;
 use std::sync::Arc;
 use topic::{TopicPattern, split_words};
 use warren_amqp::{FieldTable, ShortStr};
 use warren_meta::headers::HeadersBinding;
-use warren_meta::{Destination, ExchangeKind, QueueId};
+use warren_meta::{ExchangeKind, QueueId};
 
 /// Up to this many destination queues, duplicates are found by scanning the list; beyond it,
 /// by a set, so that a message reaching thousands of queues costs time linear in them.
@@ -25,11 +31,23 @@ enum Target {
     Exchange(ShortStr),
 }
 
+impl Target {
+    /// Whether this is where a binding to `d` leads.
+    fn is(&self, d: &warren_meta::Destination) -> bool {
+        match (self, d) {
+            (Target::Queue(h), warren_meta::Destination::Queue(n)) => h.name() == n,
+            (Target::Exchange(a), warren_meta::Destination::Exchange(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
 #[derive(Debug)]
 enum Matcher {
     /// The nameless exchange: the routing key is the queue's name.
     Default,
-    Direct(HashMap<ShortStr, Vec<Target>>),
+    /// By routing key; sharded so that one binding's change copies little.
+    Direct(Sharded<Vec<Target>>),
     Fanout(Vec<Target>),
     Topic(Vec<(TopicPattern, Target)>),
     Headers(Vec<(HeadersBinding, Target)>),
@@ -45,87 +63,15 @@ pub struct ExchangeRoute {
     matcher: Matcher,
 }
 
-/// Everything needed to route in one vhost, frozen at one moment.
-#[derive(Debug, Default)]
+/// Everything needed to route in one vhost, frozen at one moment. A change makes a new one
+/// from the last, recompiling only what it touched (see `compile`).
+#[derive(Debug, Default, Clone)]
 pub struct Snapshot {
-    exchanges: HashMap<ShortStr, Arc<ExchangeRoute>>,
-    queues: HashMap<ShortStr, QueueHandle>,
+    exchanges: Sharded<Arc<ExchangeRoute>>,
+    queues: Sharded<QueueHandle>,
 }
 
 impl Snapshot {
-    /// Compiles a vhost's exchanges and bindings, with the handles of its running queues.
-    /// Bindings whose destination queue has no handle are skipped.
-    pub fn build(vhost: &warren_meta::Vhost, queues: &HashMap<ShortStr, QueueHandle>) -> Snapshot {
-        let target = |d: &Destination| -> Option<Target> {
-            match d {
-                Destination::Queue(q) => queues.get(q).cloned().map(Target::Queue),
-                Destination::Exchange(x) => Some(Target::Exchange(x.clone())),
-            }
-        };
-        let mut compiled = HashMap::default();
-        for x in vhost.exchanges() {
-            let bs = vhost.bindings().from_source(&x.name);
-            let matcher = if x.name.is_empty() {
-                Matcher::Default
-            } else {
-                match x.kind {
-                    ExchangeKind::Direct => {
-                        let mut m: HashMap<ShortStr, Vec<Target>> = HashMap::default();
-                        for b in bs {
-                            if let Some(t) = target(&b.destination) {
-                                m.entry(b.routing_key.clone()).or_default().push(t);
-                            }
-                        }
-                        Matcher::Direct(m)
-                    }
-                    ExchangeKind::Fanout => {
-                        // A destination bound twice with different keys still gets one copy.
-                        let mut seen: HashSet<&Destination> = HashSet::default();
-                        let mut ts = Vec::new();
-                        for b in bs {
-                            if seen.insert(&b.destination) {
-                                ts.extend(target(&b.destination));
-                            }
-                        }
-                        Matcher::Fanout(ts)
-                    }
-                    ExchangeKind::Topic => Matcher::Topic(
-                        bs.iter()
-                            .filter_map(|b| {
-                                let t = target(&b.destination)?;
-                                Some((TopicPattern::parse(b.routing_key.bytes()), t))
-                            })
-                            .collect(),
-                    ),
-                    ExchangeKind::Headers => Matcher::Headers(
-                        bs.iter()
-                            .filter_map(|b| {
-                                let t = target(&b.destination)?;
-                                // Arguments were validated when the binding was made.
-                                let hb = HeadersBinding::parse(&b.arguments).ok()?;
-                                Some((hb, t))
-                            })
-                            .collect(),
-                    ),
-                }
-            };
-            compiled.insert(
-                x.name.clone(),
-                Arc::new(ExchangeRoute {
-                    name: x.name.clone(),
-                    kind: x.kind,
-                    internal: x.internal,
-                    alternate: x.alternate(),
-                    matcher,
-                }),
-            );
-        }
-        Snapshot {
-            exchanges: compiled,
-            queues: queues.clone(),
-        }
-    }
-
     /// A queue of this vhost by name, if it is running.
     pub fn queue(&self, name: &ShortStr) -> Option<&QueueHandle> {
         self.queues.get(name)
