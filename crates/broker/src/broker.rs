@@ -29,6 +29,8 @@ pub struct Broker {
     pub alarms: Alarms,
     reply_consumers: Mutex<HashMap<String, ReplyConsumer>>,
     open_connections: AtomicU64,
+    /// Connections closed since the node started (see `trim`).
+    closed_connections: AtomicU64,
 }
 
 impl Broker {
@@ -64,6 +66,7 @@ impl Broker {
             alarms,
             reply_consumers: Mutex::new(HashMap::new()),
             open_connections: AtomicU64::new(0),
+            closed_connections: AtomicU64::new(0),
         }))
     }
 
@@ -87,6 +90,12 @@ impl Broker {
 
     pub(crate) fn connection_closed(&self) {
         self.open_connections.fetch_sub(1, Ordering::Relaxed);
+        self.closed_connections.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Connections closed since the node started.
+    pub fn connections_closed(&self) -> u64 {
+        self.closed_connections.load(Ordering::Relaxed)
     }
 
     pub fn register_reply_consumer(&self, token: String, consumer: ReplyConsumer) {

@@ -29,6 +29,7 @@ pub mod persist;
 pub mod queue;
 pub mod routing;
 pub mod server;
+pub mod trim;
 pub mod vhost;
 
 pub use broker::Broker;

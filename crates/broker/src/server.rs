@@ -18,6 +18,7 @@ pub struct Server {
     task: tokio::task::JoinHandle<()>,
     meta_writer: tokio::task::JoinHandle<()>,
     alarm_monitor: tokio::task::JoinHandle<()>,
+    trimmer: tokio::task::JoinHandle<()>,
 }
 
 impl Server {
@@ -25,6 +26,7 @@ impl Server {
     pub async fn start(broker: Arc<Broker>) -> std::io::Result<Server> {
         let listener = TcpListener::bind(broker.config.amqp.listen).await?;
         let local_addr = listener.local_addr()?;
+        let trimmer = tokio::spawn(crate::trim::run(broker.clone()));
         let alarm_monitor = {
             let broker = broker.clone();
             tokio::spawn(async move { broker.alarms.run().await })
@@ -50,6 +52,7 @@ impl Server {
             task,
             meta_writer,
             alarm_monitor,
+            trimmer,
         })
     }
 
@@ -63,6 +66,7 @@ impl Server {
         self.broker.meta.shut_down().await;
         self.meta_writer.abort();
         self.alarm_monitor.abort();
+        self.trimmer.abort();
     }
 }
 
