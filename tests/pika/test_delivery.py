@@ -265,6 +265,21 @@ def test_global_prefetch_spans_consumers(conn):
     assert wait_for(conn, lambda: len(got) == 8)
 
 
+def test_global_prefetch_reaches_existing_consumers(conn):
+    ch = conn.channel()
+    q = ch.queue_declare("", exclusive=True).method.queue
+    got = []
+    ch.basic_consume(q, lambda c, m, p, b: got.append(m.delivery_tag))
+    ch.basic_qos(prefetch_count=2, global_qos=True)
+    for _ in range(5):
+        ch.basic_publish("", q, b"x")
+    wait_for(conn, lambda: len(got) >= 2)
+    conn.process_data_events(time_limit=0.3)
+    assert len(got) == 2
+    ch.basic_ack(0, multiple=True)
+    assert wait_for(conn, lambda: len(got) == 4)
+
+
 def test_qos_prefetch_size_not_implemented(conn):
     ch = conn.channel()
     with pytest.raises(pika.exceptions.ConnectionClosedByBroker) as e:

@@ -4,7 +4,7 @@
 
 use crate::alarms::Alarms;
 use crate::config::Config;
-use crate::connection::mail::ConnHandle;
+use crate::mail::{ConnHandle, Mailboxes};
 use crate::metadata::Metadata;
 use crate::persist::{self, MetaStore};
 use crate::vhost::{StoreSettings, VHost};
@@ -27,6 +27,8 @@ pub struct Broker {
     pub config: Config,
     pub meta: Arc<Metadata>,
     pub alarms: Alarms,
+    /// The mailboxes of this node's connections, for its queues to deliver to.
+    pub post: Arc<Mailboxes>,
     reply_consumers: Mutex<HashMap<String, ReplyConsumer>>,
     open_connections: AtomicU64,
     /// Connections closed since the node started (see `trim`).
@@ -49,11 +51,13 @@ impl Broker {
             segment_bytes: config.store.segment_bytes,
             queue_memory_bytes: config.store.queue_memory_bytes,
         };
+        let post = Arc::new(Mailboxes::default());
         let meta = Metadata::new(
             NodeId::from_name(&config.node.name),
             MetaStore::new(dir),
             store,
             config.auth.loopback_users.clone(),
+            post.clone(),
         );
         match &saved {
             Some(defs) => meta.recover(defs)?,
@@ -64,6 +68,7 @@ impl Broker {
             config,
             meta,
             alarms,
+            post,
             reply_consumers: Mutex::new(HashMap::new()),
             open_connections: AtomicU64::new(0),
             closed_connections: AtomicU64::new(0),

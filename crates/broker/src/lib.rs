@@ -9,8 +9,8 @@
 //! ([`message`]), routed against the vhost's immutable routing [`routing::Snapshot`] (swapped
 //! whole by [`vhost`] when declarations change it), and handed to each destination
 //! [`queue`] through a [`queue::QueueHandle`]. A queue is an actor: it owns its messages and
-//! consumers and sends deliveries back to connection tasks through their mail
-//! (`connection::mail`), bounded by credit (`connection::credit`). Connections write replies
+//! consumers and sends deliveries back to connection tasks as [`mail`], addressed by
+//! connection id and bounded by the credit each consumer grants its queue. Connections write replies
 //! and deliveries in batches. [`broker`] holds what the whole node shares: configuration,
 //! alarms, and the topology ([`metadata`], around the pure core in `warren-meta`), which
 //! every declaration changes by a command.
@@ -22,6 +22,7 @@ pub mod channel;
 pub mod config;
 pub mod connection;
 pub mod data_lock;
+pub mod mail;
 pub mod message;
 pub mod metadata;
 pub mod names;

@@ -10,6 +10,7 @@
 //! here, and the effects stay the same.
 
 use crate::auth::{self, LoginError};
+use crate::mail::Mailboxes;
 use crate::persist::MetaStore;
 use crate::queue::{self, QueueHandle};
 use crate::routing::Changes;
@@ -54,6 +55,8 @@ pub struct Metadata {
     pub ids: UidSource,
     settings: StoreSettings,
     loopback_users: Vec<String>,
+    /// The node's connection mailboxes, which its queues deliver to.
+    post: Arc<Mailboxes>,
 }
 
 impl Metadata {
@@ -62,6 +65,7 @@ impl Metadata {
         store: MetaStore,
         settings: StoreSettings,
         loopback_users: Vec<String>,
+        post: Arc<Mailboxes>,
     ) -> Arc<Metadata> {
         Arc::new(Metadata {
             topology: Mutex::new(Topology::new()),
@@ -70,6 +74,7 @@ impl Metadata {
             ids: UidSource::new(node),
             settings,
             loopback_users,
+            post,
         })
     }
 
@@ -207,7 +212,7 @@ impl Metadata {
             let dir = s.durable_dir(&v.name, &q.name);
             if origin == Origin::Recovered {
                 let levels = q.args.max_priority.map_or(1, |p| p as u16 + 1);
-                match queue::recover(s.config(dir, q), levels, v.on_remove(), v.dead_letters()) {
+                match queue::recover(s.config(dir, q), levels) {
                     Ok((start, repairs)) => {
                         for r in repairs {
                             tracing::warn!(queue = %q.name, vhost = %v.name, "{r}");
@@ -222,16 +227,17 @@ impl Metadata {
             } else {
                 // A new queue starts empty, whatever an earlier queue of that name left.
                 let _ = std::fs::remove_dir_all(&dir);
-                queue::empty(s.config(dir, q), v.on_remove(), v.dead_letters())
+                queue::empty(s.config(dir, q))
             }
         } else {
-            queue::empty(
-                s.config(s.transient_dir(q.id), q),
-                v.on_remove(),
-                v.dead_letters(),
-            )
+            queue::empty(s.config(s.transient_dir(q.id), q))
         };
-        Some(queue::spawn(&v.name, q.clone(), start))
+        let around = queue::Surroundings {
+            on_remove: v.on_remove(),
+            dead_letters: v.dead_letters(),
+            post: self.post.clone(),
+        };
+        Some(queue::spawn(&v.name, q.clone(), start, around))
     }
 
     /// Recreates what a definitions file describes, at start-up: durable queues take their

@@ -328,13 +328,13 @@ impl VHost {
     /// What a queue calls when it removes itself (auto-delete, x-expires).
     pub(crate) fn on_remove(&self) -> OnRemove {
         let vhost = self.this.clone();
-        Arc::new(move |q: &QueueHandle| {
+        Arc::new(move |name: &ShortStr, id: QueueId| {
             let Some(v) = vhost.upgrade() else { return };
             if let Ok(meta) = v.meta() {
                 let _ = meta.apply(&Command::DeleteQueue {
                     vhost: v.name.clone(),
-                    name: q.name().clone(),
-                    id: q.id(),
+                    name: name.clone(),
+                    id,
                 });
             }
         })

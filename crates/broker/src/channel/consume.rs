@@ -1,10 +1,11 @@
 //! Consuming: basic.qos, consume, cancel, get, deliveries, and the acknowledgements that settle
 //! them (ack, nack, reject, recover), with RabbitMQ's rules for delivery tags.
 
+use super::prefetch::{CREDIT, effective};
 use super::publish::REPLY_TO;
 use super::{Channel, Ctx};
 use crate::broker::ReplyConsumer;
-use crate::connection::mail::{ConnMsg, Delivery};
+use crate::mail::{ConnMsg, Delivery};
 use crate::message::Message;
 use crate::names;
 use crate::queue::{ConsumerSpec, QueueHandle, Settle};
@@ -28,6 +29,12 @@ pub struct Unacked {
 pub struct ChannelConsumer {
     /// None for the direct reply-to consumer, which has no queue.
     pub queue: Option<QueueHandle>,
+    /// The consumer's id in its queue, by which it is granted credit.
+    pub id: u64,
+    /// Its own prefetch (basic.qos without global when it was created; 0: none).
+    pub prefetch: u32,
+    /// Credit taken in and not yet granted back to the queue.
+    pub owed: i64,
 }
 
 impl Channel {
@@ -50,7 +57,7 @@ impl Channel {
             )));
         }
         if m.global {
-            self.limiter.set_limit(m.prefetch_count as u32);
+            self.set_shared_prefetch(ctx, u32::from(m.prefetch_count));
         } else {
             self.consumer_prefetch = m.prefetch_count;
         }
@@ -88,21 +95,29 @@ impl Channel {
                 ))
             })?,
         };
-        queue
+        let own = u32::from(self.consumer_prefetch);
+        let id = queue
             .consume(ConsumerSpec {
                 tag: tag.clone(),
+                conn: ctx.conn.id,
                 channel: self.id,
                 channel_key: self.key,
-                conn: ctx.conn.clone(),
                 no_ack: m.no_ack,
-                prefetch: self.consumer_prefetch as u32,
+                prefetch: effective(own, self.shared.limit),
                 exclusive: m.exclusive,
                 priority,
-                channel_limiter: self.limiter.clone(),
+                credit: CREDIT,
             })
             .await?;
-        self.consumers
-            .insert(tag.clone(), ChannelConsumer { queue: Some(queue) });
+        self.consumers.insert(
+            tag.clone(),
+            ChannelConsumer {
+                queue: Some(queue),
+                id,
+                prefetch: own,
+                owed: 0,
+            },
+        );
         if !m.nowait {
             ctx.out
                 .method(self.id, &BasicConsumeOk { consumer_tag: tag }.into());
@@ -124,7 +139,8 @@ impl Channel {
         if self.reply_to.is_some() {
             return Err(AmqpError::precondition_failed("reply consumer already set"));
         }
-        let token = names::random_token();
+        // The token names this node, so that a reply published on another node can find it.
+        let token = format!("{}.{}", ctx.broker.meta.node(), names::random_token());
         ctx.broker.register_reply_consumer(
             token.clone(),
             ReplyConsumer {
@@ -135,8 +151,15 @@ impl Channel {
             },
         );
         self.reply_to = Some((tag.clone(), token));
-        self.consumers
-            .insert(tag.clone(), ChannelConsumer { queue: None });
+        self.consumers.insert(
+            tag.clone(),
+            ChannelConsumer {
+                queue: None,
+                id: 0,
+                prefetch: 0,
+                owed: 0,
+            },
+        );
         if !m.nowait {
             ctx.out
                 .method(self.id, &BasicConsumeOk { consumer_tag: tag }.into());
@@ -151,8 +174,10 @@ impl Channel {
                     q.cancel(ctx.conn.id, self.key, m.consumer_tag.clone())
                         .await;
                     // Deliveries the queue made before it let go of the consumer must reach
-                    // the client before cancel-ok does.
+                    // the client before cancel-ok does; those held back under the shared
+                    // prefetch go back to the queue.
                     self.drain_own_deliveries(ctx).await;
+                    self.requeue_held(ctx, &m.consumer_tag);
                 }
                 None => {
                     if let Some((_, token)) = self.reply_to.take() {
@@ -174,11 +199,14 @@ impl Channel {
         Ok(())
     }
 
-    /// Takes everything already in the connection's mailbox, delivers what is for this
-    /// channel now and leaves the rest for the connection.
+    /// Takes everything already in the connection's mailbox (and what other channels set
+    /// aside from it), delivers what is for this channel now and leaves the rest for the
+    /// connection.
     async fn drain_own_deliveries(&mut self, ctx: &mut Ctx<'_>) {
         let mut mine = Vec::new();
-        while let Ok(msg) = ctx.mailbox.try_recv() {
+        let stashed: Vec<ConnMsg> = ctx.stash.drain(..).collect();
+        let fresh = std::iter::from_fn(|| ctx.mailbox.try_recv().ok()).collect::<Vec<_>>();
+        for msg in stashed.into_iter().chain(fresh) {
             match msg {
                 ConnMsg::Deliver(batch) => {
                     let (own, other): (Vec<_>, Vec<_>) = batch
@@ -192,7 +220,6 @@ impl Channel {
                 other => ctx.stash.push_back(other),
             }
         }
-        ctx.conn.backlog.release(mine.len() as u32);
         for d in mine {
             self.deliver(ctx, d);
         }
@@ -232,41 +259,10 @@ impl Channel {
         Ok(())
     }
 
-    fn next_tag(&mut self) -> u64 {
+    pub(super) fn next_tag(&mut self) -> u64 {
         let t = self.next_delivery_tag;
         self.next_delivery_tag += 1;
         t
-    }
-
-    /// Writes a delivery from a queue to the client, or gives it back if its consumer is
-    /// gone (it was cancelled while the delivery was on its way).
-    pub fn deliver(&mut self, ctx: &mut Ctx<'_>, d: Delivery) {
-        if !self.consumers.contains_key(&d.consumer_tag) {
-            if !d.no_ack {
-                self.limiter.release(1);
-                if let Some(q) = &d.queue {
-                    ctx.outgoing.settle(q, Settle::Requeue, d.seq);
-                }
-            }
-            return;
-        }
-        let tag = self.next_tag();
-        if !d.no_ack {
-            self.unacked.push_back(Unacked {
-                tag,
-                queue: d.queue.clone(),
-                seq: d.seq,
-                charged: true,
-            });
-        }
-        let method = Method::BasicDeliver(BasicDeliver {
-            consumer_tag: d.consumer_tag,
-            delivery_tag: tag,
-            redelivered: d.redelivered,
-            exchange: d.message.exchange.clone(),
-            routing_key: d.message.routing_key.clone(),
-        });
-        write_content(ctx, self.id, &method, &d.message);
     }
 
     /// The queue of a consumer was deleted.
@@ -339,7 +335,8 @@ impl Channel {
                 ctx.outgoing.settle(q, how, u.seq);
             }
         }
-        self.limiter.release(charged);
+        self.shared.used = self.shared.used.saturating_sub(charged);
+        self.write_held(ctx);
     }
 
     pub(super) fn recover(&mut self, ctx: &mut Ctx<'_>, requeue: bool) -> AmqpResult<()> {
@@ -350,6 +347,18 @@ impl Channel {
         self.settle(ctx, all, Settle::Requeue);
         Ok(())
     }
+}
+
+/// Writes basic.deliver and the message under delivery tag `tag`.
+pub(super) fn write_deliver(ctx: &mut Ctx<'_>, channel: u16, tag: u64, d: Delivery) {
+    let method = Method::BasicDeliver(BasicDeliver {
+        consumer_tag: d.consumer_tag,
+        delivery_tag: tag,
+        redelivered: d.redelivered,
+        exchange: d.message.exchange.clone(),
+        routing_key: d.message.routing_key.clone(),
+    });
+    write_content(ctx, channel, &method, &d.message);
 }
 
 fn write_content(ctx: &mut Ctx<'_>, channel: u16, method: &Method, message: &Arc<Message>) {

@@ -8,19 +8,20 @@
 mod confirms;
 mod consume;
 mod declare;
+mod prefetch;
 mod publish;
 mod tx;
 
 use crate::broker::Broker;
-use crate::connection::credit::Credit;
-use crate::connection::mail::{ConnHandle, ConnMsg};
 use crate::connection::outbuf::OutBuf;
 use crate::connection::outgoing::Outgoing;
+use crate::mail::{ConnHandle, ConnMsg};
 use crate::queue::QueueHandle;
 use crate::vhost::VHost;
 use confirms::Confirms;
 use consume::{ChannelConsumer, Unacked};
 use foldhash::HashMap;
+use prefetch::SharedPrefetch;
 use publish::Content;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -68,7 +69,7 @@ pub struct Channel {
     /// Prefetch for consumers created from now on (basic.qos without global).
     consumer_prefetch: u16,
     /// The channel-wide prefetch (basic.qos with global), shared by its consumers.
-    limiter: Arc<Credit>,
+    shared: SharedPrefetch,
     /// The queue named by an empty queue name, as RabbitMQ remembers it per channel.
     last_queue: Option<ShortStr>,
     /// This channel's direct reply-to consumer: its tag and the token in its address.
@@ -87,7 +88,7 @@ impl Channel {
             unacked: VecDeque::new(),
             consumers: HashMap::default(),
             consumer_prefetch: 0,
-            limiter: Arc::new(Credit::new(0)),
+            shared: SharedPrefetch::default(),
             last_queue: None,
             reply_to: None,
         }

@@ -2,13 +2,12 @@
 //! checking it as RabbitMQ's `rabbit_channel` does, routing it, and handing it to queues.
 
 use super::{Channel, Ctx};
-use crate::connection::mail::{ConnMsg, Delivery};
+use crate::mail::{ConnMsg, Delivery};
 use crate::message::{Body, Message};
 use crate::queue::Ticket;
 use crate::routing::{ExchangeRoute, Snapshot};
 use bytes::Bytes;
 use std::sync::Arc;
-use tokio::sync::oneshot;
 use warren_amqp::constants::class;
 use warren_amqp::methods::{BasicPublish, BasicReturn};
 use warren_amqp::properties::flag;
@@ -20,12 +19,13 @@ pub const REPLY_TO: &str = "amq.rabbitmq.reply-to";
 const REPLY_TO_PREFIX: &[u8] = b"amq.rabbitmq.reply-to.";
 
 /// What a publisher waits for from the queues that keep a message on disk.
-pub enum Want<'a> {
+#[derive(Clone, Copy)]
+pub enum Want {
     Nothing,
     /// A publisher confirm, by its sequence number.
     Confirm(u64),
-    /// A transaction commit, which collects one receiver per such queue.
-    Commit(&'a mut Vec<oneshot::Receiver<bool>>),
+    /// A transaction's commit, by its number.
+    Commit(u64),
 }
 
 /// Where a channel is in receiving a message's frames.
@@ -231,7 +231,7 @@ impl Channel {
         exchange: &ExchangeRoute,
         message: Arc<Message>,
         mandatory: bool,
-        mut want: Want<'_>,
+        want: Want,
     ) -> u32 {
         let mut queues = Vec::new();
         routes.route(exchange, &message, &mut queues);
@@ -256,23 +256,16 @@ impl Channel {
         }
         let mut asked = 0;
         for q in queues {
-            let ticket = if q.needs_ticket(&message) {
-                match &mut want {
-                    Want::Nothing => None,
-                    Want::Confirm(seq) => Some(Ticket::Confirm {
-                        conn: ctx.conn.clone(),
-                        channel: self.id,
-                        channel_key: self.key,
-                        seq: *seq,
-                    }),
-                    Want::Commit(waits) => {
-                        let (tx, rx) = oneshot::channel();
-                        waits.push(rx);
-                        Some(Ticket::Commit(tx))
-                    }
-                }
-            } else {
-                None
+            let ticket = match want {
+                _ if !q.needs_ticket(&message) => None,
+                Want::Nothing => None,
+                Want::Confirm(seq) | Want::Commit(seq) => Some(Ticket {
+                    conn: ctx.conn.id,
+                    channel: self.id,
+                    channel_key: self.key,
+                    seq,
+                    commit: matches!(want, Want::Commit(_)),
+                }),
             };
             if ticket.is_some() {
                 asked += 1;
@@ -289,7 +282,6 @@ impl Channel {
         let Some(target) = ctx.broker.reply_consumer(&token) else {
             return false;
         };
-        target.conn.backlog.force_acquire();
         target.conn.send(ConnMsg::Deliver(vec![Delivery {
             channel: target.channel,
             channel_key: target.channel_key,
@@ -302,18 +294,19 @@ impl Channel {
         }]))
     }
 
-    /// Looks up a publish's exchange again (used at tx.commit) and routes the message; the
-    /// commit waits on `waits` for the queues that keep it on disk.
+    /// Looks up a publish's exchange again (used at tx.commit) and routes the message;
+    /// returns how many queues will answer commit `commit` once it is on disk.
     pub(super) fn route_later(
         &mut self,
         ctx: &mut Ctx<'_>,
         message: Arc<Message>,
         mandatory: bool,
-        waits: &mut Vec<oneshot::Receiver<bool>>,
-    ) {
+        commit: u64,
+    ) -> u32 {
         let routes = ctx.vhost.routes();
-        if let Some(x) = routes.exchange(&message.exchange).cloned() {
-            self.route(ctx, &routes, &x, message, mandatory, Want::Commit(waits));
+        match routes.exchange(&message.exchange).cloned() {
+            Some(x) => self.route(ctx, &routes, &x, message, mandatory, Want::Commit(commit)),
+            None => 0,
         }
     }
 }

@@ -49,7 +49,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     }
 
     pub(super) async fn close_channels(&mut self) {
-        self.outgoing.flush().await;
+        self.outgoing.flush(&self.handle).await;
         let channels: Vec<Slot> = self.channels.drain().map(|(_, s)| s).collect();
         for slot in channels {
             if let Slot::Open(mut ch) = slot {

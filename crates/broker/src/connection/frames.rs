@@ -50,7 +50,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             }
         };
         // Queues get this chunk's publishes before any confirm for them is written.
-        self.outgoing.flush().await;
+        self.outgoing.flush(&self.handle).await;
         self.flush_confirms();
         result
     }
@@ -239,7 +239,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 method => {
                     // Publishes and acknowledgements took the quick path; anything else may look
                     // at queues, which must hold what was published before it.
-                    self.outgoing.flush().await;
+                    self.outgoing.flush(&self.handle).await;
                     let r = {
                         let (mut ctx, channels) = self.parts();
                         match channels.get_mut(&channel) {

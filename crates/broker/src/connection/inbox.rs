@@ -2,8 +2,8 @@
 //! channels, consumers whose queue went away, publishes now on disk, and an order to close.
 
 use super::close::close_method;
-use super::mail::ConnMsg;
 use super::{Connection, Slot};
+use crate::mail::ConnMsg;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 use warren_amqp::AmqpError;
@@ -12,7 +12,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     pub(super) async fn handle_mail(&mut self, m: ConnMsg) {
         match m {
             ConnMsg::Deliver(batch) => {
-                self.handle.backlog.release(batch.len() as u32);
                 let (mut ctx, channels) = self.parts();
                 for d in batch {
                     if let Some(Slot::Open(ch)) = channels.get_mut(&d.channel) {
@@ -51,6 +50,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     }
                 }
             }
+            // A transaction's commit reads its answers itself (see `Channel::tx_commit`);
+            // one that arrives here belongs to a commit that already failed.
+            ConnMsg::Committed { .. } => {}
             ConnMsg::Close { code, text } => {
                 if self.closing_since.is_none() {
                     self.out

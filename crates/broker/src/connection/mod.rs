@@ -8,19 +8,16 @@
 //! leave in one write.
 
 mod close;
-pub mod credit;
 mod frames;
 pub mod handshake;
 mod inbox;
-pub mod mail;
 pub mod outbuf;
 pub mod outgoing;
 
 use crate::alarms::AlarmState;
 use crate::broker::Broker;
 use crate::channel::{Channel, Ctx};
-use crate::connection::credit::Credit;
-use crate::connection::mail::{ConnHandle, ConnMsg};
+use crate::mail::{ConnHandle, ConnMsg};
 use bytes::BytesMut;
 use close::{close_method, refuse};
 use foldhash::HashMap;
@@ -39,8 +36,6 @@ use warren_amqp::AmqpError;
 use warren_amqp::methods::*;
 use warren_amqp::{ShortStr, reply};
 
-/// Deliveries a connection may have in its mailbox before queues hold back.
-const BACKLOG: u32 = 2048;
 /// Stop taking deliveries while this much output waits for the socket.
 const OUT_PAUSE_MAIL: usize = 1 << 20;
 /// Stop reading the socket while this much output waits (a client that does not read).
@@ -105,11 +100,7 @@ pub async fn serve<S>(
         broker,
         vhost: opened.vhost.clone(),
         caps: opened.caps.clone(),
-        handle: ConnHandle {
-            id,
-            tx,
-            backlog: Arc::new(Credit::new(BACKLOG)),
-        },
+        handle: ConnHandle { id, tx },
         mailbox,
         stash: VecDeque::new(),
         reader,
@@ -138,8 +129,10 @@ pub async fn serve<S>(
         opened,
         peer,
     };
+    conn.broker.post.register(&conn.handle);
     conn.run(shutdown).await;
     conn.cleanup().await;
+    conn.broker.post.unregister(id);
 }
 
 struct Connection<S> {
@@ -239,7 +232,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 self.handle_mail(m).await;
             }
             if !self.outgoing.is_empty() {
-                self.outgoing.flush().await;
+                self.outgoing.flush(&self.handle).await;
             }
             let closing = self.closing_since.is_some();
             let want_read = self.out.len() < OUT_PAUSE_READ && !self.blocked;
@@ -296,7 +289,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 }
                 Event::Mail(Some(m)) => {
                     self.handle_mail(m).await;
-                    self.outgoing.flush().await;
+                    self.outgoing.flush(&self.handle).await;
                     self.flush_confirms();
                     Ok(())
                 }

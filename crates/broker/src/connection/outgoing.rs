@@ -1,14 +1,15 @@
 //! Work for queues gathered while a connection handles one chunk of input: the messages it
-//! routed, one list per queue, and the acknowledgements it received, one list per queue and
-//! outcome. Each queue gets each list as one mailbox message: a mailbox send (and a wake-up)
+//! routed, one list per queue, the acknowledgements it received, one list per queue and
+//! outcome, and the credit its consumers grant back. Each queue gets each list as one mailbox message: a mailbox send (and a wake-up)
 //! per queue per read, not per message.
 //!
 //! The connection flushes before anything that must see the queues up to date: the end of the
 //! chunk (before confirms are written), and any method other than a publish or an
 //! acknowledgement.
 
+use crate::mail::ConnHandle;
 use crate::message::Message;
-use crate::queue::{QueueHandle, Settle, Ticket, settle};
+use crate::queue::{QueueHandle, Settle, Ticket, ticket_mail};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +24,8 @@ type Batch = Vec<(Arc<Message>, Option<Ticket>)>;
 pub struct Outgoing {
     publishes: Vec<(QueueHandle, Batch)>,
     settles: Vec<(QueueHandle, Settle, Vec<u64>)>,
+    /// Credit granted back: queue, consumer id, amount.
+    credits: Vec<(QueueHandle, u64, u32)>,
     /// Whether this connection consumes: such a connection never waits on a queue's flow,
     /// since the queue may be waiting for its acknowledgements.
     pub consumes: bool,
@@ -54,16 +57,26 @@ impl Outgoing {
         }
     }
 
+    /// Grants a consumer credit back, at the next flush.
+    pub fn credit(&mut self, queue: &QueueHandle, consumer: u64, n: u32) {
+        self.credits.push((queue.clone(), consumer, n));
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.publishes.is_empty() && self.settles.is_empty()
+        self.publishes.is_empty() && self.settles.is_empty() && self.credits.is_empty()
     }
 
     /// Hands every list to its queue, waiting where a mailbox is full or (for a connection
-    /// that only publishes) briefly where the queue is congested.
-    pub async fn flush(&mut self) {
-        // Settles first: they free consumers' credit, which is what a congested queue needs.
+    /// that only publishes) briefly where the queue is congested. `me` is told about
+    /// publishes whose queue went away meanwhile.
+    pub async fn flush(&mut self, me: &ConnHandle) {
+        // Settles and credit first: they let consumers take more, which is what a congested
+        // queue needs.
         for (queue, how, seqs) in self.settles.drain(..) {
             queue.settle(seqs, how);
+        }
+        for (queue, consumer, n) in self.credits.drain(..) {
+            queue.credit(consumer, n);
         }
         for (queue, batch) in self.publishes.drain(..) {
             if !self.consumes && queue.flow().is_congested() {
@@ -72,7 +85,10 @@ impl Outgoing {
             if let Err(lost) = queue.publish_batch(batch).await {
                 // The queue was deleted meanwhile: like RabbitMQ, the message counts as routed
                 // and whoever waits for it is answered.
-                settle(lost.into_iter().filter_map(|(_, t)| t).collect(), true);
+                let tickets = lost.into_iter().filter_map(|(_, t)| t).collect();
+                for (_, mail) in ticket_mail(tickets, true) {
+                    me.send(mail);
+                }
             }
         }
     }

@@ -1,12 +1,10 @@
-//! The messages a queue actor understands.
+//! The data that crosses the queue seam: consumers, publish tickets and settlements are
+//! addresses and numbers, never objects shared with the caller, so that the same values can
+//! travel to a queue on another node.
 
-use super::storage::Ticket;
-use crate::connection::credit::Credit;
-use crate::connection::mail::ConnHandle;
+use crate::mail::ConnMsg;
 use crate::message::Message;
 use std::sync::Arc;
-use tokio::sync::oneshot;
-use warren_amqp::AmqpResult;
 use warren_amqp::ShortStr;
 use warren_meta::ConnId;
 
@@ -18,20 +16,28 @@ pub enum Settle {
     Discard,
 }
 
-#[derive(Debug)]
+/// A consumer, as its queue knows it.
+#[derive(Debug, Clone)]
 pub struct ConsumerSpec {
     pub tag: ShortStr,
+    pub conn: ConnId,
     pub channel: u16,
     /// Distinguishes this opening of the channel from an earlier one with the same number.
     pub channel_key: u64,
-    pub conn: ConnHandle,
     pub no_ack: bool,
-    /// Per-consumer prefetch (0: unlimited).
+    /// Unacknowledged deliveries the queue may have out to this consumer (0: unlimited).
     pub prefetch: u32,
     pub exclusive: bool,
     pub priority: i64,
-    /// The channel's global prefetch, shared with its other consumers.
-    pub channel_limiter: Arc<Credit>,
+    /// Credit the consumer starts with (see [`credit_cost`]); the connection grants more as
+    /// it takes deliveries in.
+    pub credit: u32,
+}
+
+/// What one delivery costs a consumer's credit: one, and one more per 64 kB of body, so that
+/// the credit a connection grants bounds the bytes waiting for it as well as the messages.
+pub fn credit_cost(body_len: u64) -> i64 {
+    1 + (body_len >> 16) as i64
 }
 
 #[derive(Debug)]
@@ -43,46 +49,56 @@ pub struct GetReply {
     pub remaining: u32,
 }
 
-#[derive(Debug)]
-pub enum QueueCmd {
-    /// Messages to enqueue, in order; each ticket is settled once its message is on disk.
-    Publish(Vec<(Arc<Message>, Option<Ticket>)>),
-    /// The fsync in flight finished (true: successfully).
-    Synced(bool),
-    Wake,
-    Consume {
-        consumer: ConsumerSpec,
-        reply: oneshot::Sender<AmqpResult<()>>,
-    },
-    Cancel {
-        conn_id: ConnId,
-        channel_key: u64,
-        tag: ShortStr,
-        reply: oneshot::Sender<()>,
-    },
-    ChannelClosed {
-        conn_id: ConnId,
-        channel_key: u64,
-    },
-    Get {
-        conn_id: ConnId,
-        channel_key: u64,
-        no_ack: bool,
-        reply: oneshot::Sender<Option<GetReply>>,
-    },
-    Purge {
-        reply: oneshot::Sender<u32>,
-    },
-    Counts {
-        reply: oneshot::Sender<(u32, u32)>,
-    },
-    Delete {
-        if_unused: bool,
-        if_empty: bool,
-        reply: oneshot::Sender<AmqpResult<u32>>,
-    },
-    /// The node is stopping: the queue stops and keeps its log.
-    Shutdown {
-        done: oneshot::Sender<()>,
-    },
+/// Who waits for a message to be safe in a queue (on disk, or accepted under a length
+/// limit): a publisher confirm or a transaction's commit, owed on a channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ticket {
+    pub conn: ConnId,
+    pub channel: u16,
+    pub channel_key: u64,
+    /// The publish's confirm sequence number, or the commit's number.
+    pub seq: u64,
+    pub commit: bool,
+}
+
+/// Answers for waiting publishers and transactions: one mail per channel and kind.
+pub fn ticket_mail(tickets: Vec<Ticket>, ok: bool) -> Vec<(ConnId, ConnMsg)> {
+    let mut groups: Vec<(Ticket, Vec<u64>)> = Vec::new();
+    for t in tickets {
+        let same = |(g, _): &&mut (Ticket, Vec<u64>)| {
+            g.conn == t.conn
+                && g.channel == t.channel
+                && g.channel_key == t.channel_key
+                && g.commit == t.commit
+        };
+        match groups.iter_mut().find(same) {
+            Some((_, seqs)) => seqs.push(t.seq),
+            None => {
+                let seq = t.seq;
+                groups.push((t, vec![seq]));
+            }
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(t, seqs)| {
+            let (channel, channel_key) = (t.channel, t.channel_key);
+            let msg = if t.commit {
+                ConnMsg::Committed {
+                    channel,
+                    channel_key,
+                    seqs,
+                    ok,
+                }
+            } else {
+                ConnMsg::Confirmed {
+                    channel,
+                    channel_key,
+                    seqs,
+                    ok,
+                }
+            };
+            (t.conn, msg)
+        })
+        .collect()
 }

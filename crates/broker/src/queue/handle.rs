@@ -1,28 +1,46 @@
-//! `QueueHandle`: the one way the rest of the broker reaches a queue.
+//! `QueueHandle`: the one way the rest of the broker reaches a queue, whatever kind it is.
 //!
-//! Today every queue is a local actor behind a bounded mailbox. The handle is the seam for
-//! what comes next: a queue on another node or a Raft-replicated quorum queue will be another
-//! backend behind these same methods, so channels and routing will not change.
+//! Like RabbitMQ's `rabbit_queue_type`, it is one boundary that every kind of queue sits
+//! behind, and only data crosses it: messages, consumer specs and tickets that name their
+//! connection by id, settlements and credit by sequence number and consumer id. What comes
+//! back (deliveries, confirms, cancellations) arrives as mail in the connection's own mailbox
+//! (`crate::mail`), never through this handle. Today the only backend is a local actor; a queue
+//! on another node and a Raft-replicated quorum queue will be further variants of [`Backend`]
+//! speaking the same commands over the cluster's links, so channels and routing will not
+//! change.
+//!
+//! Publisher flow control ([`Flow`]) is the one piece of queue state a publisher reads: a
+//! local queue writes it directly, a remote one will mirror it from its node's messages.
 
-use super::command::{ConsumerSpec, GetReply, QueueCmd, Settle};
+use super::actor::QueueCmd;
+use super::command::{ConsumerSpec, GetReply, Settle, Ticket};
 use super::flow::Flow;
-use super::storage::Ticket;
+use super::state::{Command, Reply};
 use crate::message::Message;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use warren_amqp::{AmqpError, AmqpResult, ShortStr};
 use warren_meta::{ConnId, Overflow, Queue, QueueId};
 
+/// Where a queue runs.
+#[derive(Debug)]
+enum Backend {
+    /// An actor on this node.
+    Local {
+        tx: mpsc::Sender<QueueCmd>,
+        /// Settlements and credit jump the queue of commands: they let the queue deliver
+        /// again, and behind a mailbox full of publishes they would hold deliveries up.
+        control: mpsc::UnboundedSender<Command>,
+    },
+}
+
 #[derive(Debug)]
 struct Inner {
     vhost: String,
     /// What the queue is, as the topology recorded it when it was declared.
     queue: Queue,
-    tx: mpsc::Sender<QueueCmd>,
-    /// Acknowledgements jump the queue of commands: they give consumers credit back, and
-    /// behind a mailbox full of publishes they would hold deliveries up.
-    settles: mpsc::UnboundedSender<(Vec<u64>, Settle)>,
-    flow: Flow,
+    backend: Backend,
+    flow: Arc<Flow>,
 }
 
 #[derive(Debug, Clone)]
@@ -30,20 +48,22 @@ pub struct QueueHandle {
     inner: Arc<Inner>,
 }
 
+type Batch = Vec<(Arc<Message>, Option<Ticket>)>;
+
 impl QueueHandle {
-    pub(crate) fn new(
+    pub(crate) fn local(
         vhost: String,
         queue: Queue,
         tx: mpsc::Sender<QueueCmd>,
-        settles: mpsc::UnboundedSender<(Vec<u64>, Settle)>,
+        control: mpsc::UnboundedSender<Command>,
+        flow: Arc<Flow>,
     ) -> Self {
         QueueHandle {
             inner: Arc::new(Inner {
                 vhost,
                 queue,
-                tx,
-                settles,
-                flow: Flow::default(),
+                backend: Backend::Local { tx, control },
+                flow,
             }),
         }
     }
@@ -69,9 +89,11 @@ impl QueueHandle {
         &self.inner.vhost
     }
 
-    /// Whether the queue's actor still takes commands.
+    /// Whether the queue still takes commands.
     pub fn is_running(&self) -> bool {
-        !self.inner.tx.is_closed()
+        match &self.inner.backend {
+            Backend::Local { tx, .. } => !tx.is_closed(),
+        }
     }
 
     fn gone(&self) -> AmqpError {
@@ -81,28 +103,54 @@ impl QueueHandle {
         ))
     }
 
-    async fn send(&self, cmd: QueueCmd) -> bool {
-        self.inner.tx.send(cmd).await.is_ok()
+    async fn tell(&self, cmd: Command) -> bool {
+        match &self.inner.backend {
+            Backend::Local { tx, .. } => tx.send(QueueCmd::Tell(cmd)).await.is_ok(),
+        }
     }
 
-    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> QueueCmd) -> AmqpResult<T> {
-        let (tx, rx) = oneshot::channel();
-        if !self.send(make(tx)).await {
+    /// Sends a command that must not wait behind publishes.
+    fn control(&self, cmd: Command) {
+        match &self.inner.backend {
+            // Bounded by what was delivered and granted, so this cannot grow without limit;
+            // a queue that is gone has nothing to settle.
+            Backend::Local { control, .. } => {
+                let _ = control.send(cmd);
+            }
+        }
+    }
+
+    async fn ask(&self, cmd: Command) -> AmqpResult<Reply> {
+        let (reply, answer) = oneshot::channel();
+        let sent = match &self.inner.backend {
+            Backend::Local { tx, .. } => tx.send(QueueCmd::Ask(cmd, reply)).await.is_ok(),
+        };
+        if !sent {
             return Err(self.gone());
         }
-        rx.await.map_err(|_| self.gone())
+        answer.await.map_err(|_| self.gone())
+    }
+
+    fn unexpected(&self, r: Reply) -> AmqpError {
+        AmqpError::internal_error(format!(
+            "queue '{}' answered out of turn: {r:?}",
+            self.inner.queue.name
+        ))
     }
 
     /// Enqueues messages; gives them back if the queue no longer exists. Each ticket is
-    /// settled once its message is on disk (or refused).
-    pub async fn publish_batch(
-        &self,
-        batch: Vec<(Arc<Message>, Option<Ticket>)>,
-    ) -> Result<(), Vec<(Arc<Message>, Option<Ticket>)>> {
-        match self.inner.tx.send(QueueCmd::Publish(batch)).await {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::SendError(QueueCmd::Publish(batch))) => Err(batch),
-            Err(_) => Err(Vec::new()),
+    /// answered once its message is on disk (or refused).
+    pub async fn publish_batch(&self, batch: Batch) -> Result<(), Batch> {
+        match &self.inner.backend {
+            Backend::Local { tx, .. } => {
+                match tx.send(QueueCmd::Tell(Command::Publish(batch))).await {
+                    Ok(()) => Ok(()),
+                    Err(mpsc::error::SendError(QueueCmd::Tell(Command::Publish(batch)))) => {
+                        Err(batch)
+                    }
+                    Err(_) => Err(Vec::new()),
+                }
+            }
         }
     }
 
@@ -115,87 +163,110 @@ impl QueueHandle {
         (info.durable && message.properties.is_persistent()) || refuses
     }
 
-    pub(crate) fn sender(&self) -> mpsc::Sender<QueueCmd> {
-        self.inner.tx.clone()
-    }
-
     /// Acknowledges, requeues or drops messages delivered from this queue.
     pub fn settle(&self, seqs: Vec<u64>, how: Settle) {
         if !seqs.is_empty() {
-            // Bounded by what was delivered, so this cannot grow without limit; a queue that
-            // is gone has nothing to settle.
-            let _ = self.inner.settles.send((seqs, how));
+            self.control(Command::Settle(seqs, how));
         }
     }
 
-    /// Asks the queue to try delivering again (credit came back). Never waits: a full
-    /// mailbox means the queue will look at its consumers soon anyway.
-    pub fn wake(&self) {
-        let _ = self.inner.tx.try_send(QueueCmd::Wake);
+    /// Grants a consumer more credit: its connection took `n` worth of deliveries in.
+    pub fn credit(&self, consumer: u64, n: u32) {
+        if n > 0 {
+            self.control(Command::Credit { consumer, n });
+        }
     }
 
-    pub async fn consume(&self, consumer: ConsumerSpec) -> AmqpResult<()> {
-        self.ask(|reply| QueueCmd::Consume { consumer, reply })
-            .await?
+    /// Changes how many unacknowledged deliveries a consumer may have (0: unlimited).
+    pub fn set_prefetch(&self, consumer: u64, prefetch: u32) {
+        self.control(Command::Prefetch { consumer, prefetch });
+    }
+
+    /// Adds a consumer; returns its id in this queue.
+    pub async fn consume(&self, consumer: ConsumerSpec) -> AmqpResult<u64> {
+        match self.ask(Command::Consume(consumer)).await? {
+            Reply::Consumed(r) => r,
+            other => Err(self.unexpected(other)),
+        }
     }
 
     /// Removes a consumer; returns once no further delivery for it will be sent.
-    pub async fn cancel(&self, conn_id: ConnId, channel_key: u64, tag: ShortStr) {
+    pub async fn cancel(&self, conn: ConnId, channel_key: u64, tag: ShortStr) {
         let _ = self
-            .ask(|reply| QueueCmd::Cancel {
-                conn_id,
+            .ask(Command::Cancel {
+                conn,
                 channel_key,
                 tag,
-                reply,
             })
             .await;
     }
 
     /// A channel closed: its consumers go and what it had not acknowledged is requeued.
-    pub async fn channel_closed(&self, conn_id: ConnId, channel_key: u64) {
-        self.send(QueueCmd::ChannelClosed {
-            conn_id,
-            channel_key,
-        })
-        .await;
+    pub async fn channel_closed(&self, conn: ConnId, channel_key: u64) {
+        self.tell(Command::ChannelClosed { conn, channel_key })
+            .await;
     }
 
     pub async fn get(
         &self,
-        conn_id: ConnId,
+        conn: ConnId,
         channel_key: u64,
         no_ack: bool,
     ) -> AmqpResult<Option<GetReply>> {
-        self.ask(|reply| QueueCmd::Get {
-            conn_id,
-            channel_key,
-            no_ack,
-            reply,
-        })
-        .await
+        match self
+            .ask(Command::Get {
+                conn,
+                channel_key,
+                no_ack,
+            })
+            .await?
+        {
+            Reply::Got(got) => Ok(got),
+            other => Err(self.unexpected(other)),
+        }
     }
 
     pub async fn purge(&self) -> AmqpResult<u32> {
-        self.ask(|reply| QueueCmd::Purge { reply }).await
+        match self.ask(Command::Purge).await? {
+            Reply::Purged(n) => Ok(n),
+            other => Err(self.unexpected(other)),
+        }
     }
 
     /// Message and consumer counts, as declare-ok reports them.
     pub async fn counts(&self) -> AmqpResult<(u32, u32)> {
-        self.ask(|reply| QueueCmd::Counts { reply }).await
+        match self.ask(Command::Counts).await? {
+            Reply::Counts {
+                messages,
+                consumers,
+            } => Ok((messages, consumers)),
+            other => Err(self.unexpected(other)),
+        }
     }
 
     /// Deletes the queue if the conditions hold; returns the number of messages it held.
     pub async fn delete(&self, if_unused: bool, if_empty: bool) -> AmqpResult<u32> {
-        self.ask(|reply| QueueCmd::Delete {
-            if_unused,
-            if_empty,
-            reply,
-        })
-        .await?
+        match self
+            .ask(Command::Delete {
+                if_unused,
+                if_empty,
+            })
+            .await?
+        {
+            Reply::Deleted(r) => r,
+            other => Err(self.unexpected(other)),
+        }
     }
 
     /// Stops the queue with its node, keeping its log; returns once its records are written.
     pub async fn shut_down(&self) {
-        let _ = self.ask(|done| QueueCmd::Shutdown { done }).await;
+        match &self.inner.backend {
+            Backend::Local { tx, .. } => {
+                let (done, written) = oneshot::channel();
+                if tx.send(QueueCmd::Shutdown(done)).await.is_ok() {
+                    let _ = written.await;
+                }
+            }
+        }
     }
 }

@@ -1,23 +1,28 @@
-//! Queues: an actor per queue ([`actor`]) that owns its ready messages ([`ready`]) and its
-//! disk ([`storage`]), reached only through a [`QueueHandle`]. [`deadletter`] builds the
-//! messages a queue dead-letters. What a queue is (its arguments, validated) comes from the
+//! Queues. What a queue does is a deterministic state machine ([`state`]): its ready
+//! messages ([`ready`]), deliveries, consumers, limits and dead-lettering ([`deadletter`]).
+//! A local queue runs it inside a tokio task ([`actor`]) that owns its disk ([`storage`]).
+//! The rest of the broker reaches any queue only through a [`QueueHandle`], across which only
+//! data ([`command`]) passes. What a queue is (its arguments, validated) comes from the
 //! topology: `warren_meta::Queue`.
 
 mod actor;
-mod command;
+pub mod command;
 pub mod deadletter;
 pub mod flow;
 mod handle;
 mod ready;
+mod state;
 mod storage;
 
-pub use actor::{OnRemove, Start};
-pub use command::{ConsumerSpec, GetReply, Settle};
+pub use actor::{OnRemove, Surroundings};
+pub use command::{ConsumerSpec, GetReply, Settle, Ticket, credit_cost, ticket_mail};
 pub use deadletter::DeadLetterSink;
 pub use handle::QueueHandle;
 pub use ready::Ready;
-pub use storage::{Storage, StoreConfig, Ticket, settle};
+pub use state::Start;
+pub use storage::{Storage, StoreConfig};
 
+use std::sync::Arc;
 use tokio::sync::mpsc;
 
 /// Commands a queue's mailbox holds before publishers have to wait. A publish command is a
@@ -27,34 +32,35 @@ use tokio::sync::mpsc;
 const MAILBOX: usize = 256;
 
 /// Starts a local queue actor and returns its handle.
-pub fn spawn(vhost: &str, queue: warren_meta::Queue, start: Start) -> QueueHandle {
+pub fn spawn(
+    vhost: &str,
+    queue: warren_meta::Queue,
+    start: Start,
+    around: Surroundings,
+) -> QueueHandle {
     let (tx, rx) = mpsc::channel(MAILBOX);
-    let (settles_tx, settles) = mpsc::unbounded_channel();
-    let handle = QueueHandle::new(vhost.to_owned(), queue, tx, settles_tx);
-    tokio::spawn(actor::QueueActor::new(handle.clone(), rx, settles, start).run());
+    let (control_tx, control) = mpsc::unbounded_channel();
+    let flow = Arc::new(flow::Flow::default());
+    let id = queue.id;
+    let state = state::QueueState::new(vhost, queue.clone(), start, actor::now_ms());
+    let handle = QueueHandle::local(vhost.to_owned(), queue, tx, control_tx, flow.clone());
+    tokio::spawn(actor::QueueActor::new(state, id, flow, rx, control, around).run());
     handle
 }
 
 /// What a new, empty queue starts with.
-pub fn empty(store: StoreConfig, on_remove: OnRemove, dead_letters: DeadLetterSink) -> Start {
+pub fn empty(store: StoreConfig) -> Start {
     Start {
         store,
         storage: None,
         levels: Vec::new(),
         next_seq: 1,
-        on_remove,
-        dead_letters,
     }
 }
 
 /// What a durable queue starts with: its log, and the messages the log held, each back at its
 /// priority level (`levels`: 1 for a queue without priorities).
-pub fn recover(
-    store: StoreConfig,
-    levels: u16,
-    on_remove: OnRemove,
-    dead_letters: DeadLetterSink,
-) -> std::io::Result<(Start, Vec<String>)> {
+pub fn recover(store: StoreConfig, levels: u16) -> std::io::Result<(Start, Vec<String>)> {
     let (log, rec) = warren_store::QueueLog::open(&store.dir, store.segment_bytes, levels)?;
     let mut by_level: Vec<Vec<warren_store::Run>> =
         (0..levels.max(1)).map(|_| Vec::new()).collect();
@@ -71,8 +77,6 @@ pub fn recover(
             next_seq: rec.next_seq,
             storage: Some(Storage::new(log)),
             store,
-            on_remove,
-            dead_letters,
         },
         rec.repairs,
     ))

@@ -1,26 +1,12 @@
 //! A queue's disk: its log, and the group commit that makes persistent messages durable before
 //! anyone is told so. One fsync is in flight at a time; every message appended while it runs
-//! waits for the next one, so a busy queue pays one fsync for many messages.
+//! waits for the next one, so a busy queue pays one fsync for many messages. The fsync itself
+//! is the queue shell's to run: this only says which files and who waits.
 
-use super::command::QueueCmd;
-use crate::connection::mail::{ConnHandle, ConnMsg};
+use super::command::Ticket;
+use std::fs::File;
 use std::path::PathBuf;
-use tokio::sync::{mpsc, oneshot};
 use warren_store::QueueLog;
-
-/// Who waits for a message to be on disk.
-#[derive(Debug)]
-pub enum Ticket {
-    /// A publisher confirm, owed on a channel.
-    Confirm {
-        conn: ConnHandle,
-        channel: u16,
-        channel_key: u64,
-        seq: u64,
-    },
-    /// A transaction's commit.
-    Commit(oneshot::Sender<bool>),
-}
 
 /// Where and how a queue keeps messages on disk.
 #[derive(Debug, Clone)]
@@ -59,72 +45,26 @@ impl Storage {
         self.waiting.extend(ticket);
     }
 
-    /// Starts an fsync of everything appended so far, unless one is running; its end comes
-    /// back to the queue as `QueueCmd::Synced`.
-    pub fn start_sync(&mut self, queue: &mpsc::Sender<QueueCmd>) {
+    /// The files to fsync for everything appended so far, unless an fsync is running or
+    /// nothing is new. Its end must come back as [`Storage::synced`].
+    pub fn start_sync(&mut self) -> Option<std::io::Result<Vec<File>>> {
         if self.syncing.is_some() || !self.dirty {
-            return;
+            return None;
         }
         self.dirty = false;
-        let files = self.log.dirty_files();
         self.syncing = Some(std::mem::take(&mut self.waiting));
-        let queue = queue.clone();
-        tokio::spawn(async move {
-            let ok = match files {
-                Ok(files) => {
-                    tokio::task::spawn_blocking(move || files.iter().all(|f| f.sync_all().is_ok()))
-                        .await
-                        .unwrap_or(false)
-                }
-                Err(_) => false,
-            };
-            let _ = queue.send(QueueCmd::Synced(ok)).await;
-        });
+        Some(self.log.dirty_files())
     }
 
-    /// The fsync in flight ended: tells everyone who waited for it.
-    pub fn synced(&mut self, ok: bool, queue: &str) {
-        if !ok {
-            tracing::error!(queue, "fsync failed: publishes waiting for it are nacked");
-        }
-        settle(self.syncing.take().unwrap_or_default(), ok);
+    /// The fsync in flight ended: who waited for it.
+    pub fn synced(&mut self) -> Vec<Ticket> {
+        self.syncing.take().unwrap_or_default()
     }
 
-    /// The queue is going away: whoever still waits is told it failed.
-    pub fn abandon(&mut self) {
-        settle(std::mem::take(&mut self.waiting), false);
-        settle(self.syncing.take().unwrap_or_default(), false);
-    }
-}
-
-/// Tells waiting publishers and transactions, one message per channel.
-pub fn settle(tickets: Vec<Ticket>, ok: bool) {
-    let mut by_channel: Vec<(ConnHandle, u16, u64, Vec<u64>)> = Vec::new();
-    for t in tickets {
-        match t {
-            Ticket::Commit(tx) => {
-                let _ = tx.send(ok);
-            }
-            Ticket::Confirm {
-                conn,
-                channel,
-                channel_key,
-                seq,
-            } => match by_channel
-                .iter_mut()
-                .find(|(c, ch, k, _)| c.id == conn.id && *ch == channel && *k == channel_key)
-            {
-                Some((_, _, _, seqs)) => seqs.push(seq),
-                None => by_channel.push((conn, channel, channel_key, vec![seq])),
-            },
-        }
-    }
-    for (conn, channel, channel_key, seqs) in by_channel {
-        conn.send(ConnMsg::Confirmed {
-            channel,
-            channel_key,
-            seqs,
-            ok,
-        });
+    /// The queue is going away: whoever still waits (to be told it failed).
+    pub fn abandon(&mut self) -> Vec<Ticket> {
+        let mut all = std::mem::take(&mut self.waiting);
+        all.extend(self.syncing.take().unwrap_or_default());
+        all
     }
 }

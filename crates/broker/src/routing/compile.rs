@@ -322,16 +322,18 @@ mod tests {
             for e in &effects {
                 match e {
                     Effect::QueueAdded { queue, .. } => {
-                        let start = queue::empty(
-                            StoreConfig {
-                                dir: dir.join(queue.name.to_string()),
-                                segment_bytes: 1 << 20,
-                                memory_bytes: 1 << 20,
-                            },
-                            Arc::new(|_: &QueueHandle| {}),
-                            Arc::new(|_| {}),
-                        );
-                        handles.insert(queue.name.clone(), queue::spawn("/", queue.clone(), start));
+                        let start = queue::empty(StoreConfig {
+                            dir: dir.join(queue.name.to_string()),
+                            segment_bytes: 1 << 20,
+                            memory_bytes: 1 << 20,
+                        });
+                        let around = queue::Surroundings {
+                            on_remove: Arc::new(|_: &ShortStr, _| {}),
+                            dead_letters: Arc::new(|_| {}),
+                            post: Default::default(),
+                        };
+                        let q = queue::spawn("/", queue.clone(), start, around);
+                        handles.insert(queue.name.clone(), q);
                         changes.queues.push(queue.name.clone());
                     }
                     Effect::QueueDeleted { queue, .. } => {

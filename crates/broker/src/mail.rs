@@ -1,0 +1,183 @@
+//! Mail: what queues send to connections, and the node's directory of connection mailboxes.
+//!
+//! A queue never holds a connection. It knows its consumers and waiting publishers only by
+//! address (a [`ConnId`], a channel and the channel's key), and its shell looks the
+//! connection's mailbox up here by id. That is what lets a queue on another node (or a
+//! replicated one) serve a consumer here: it sends the same mail, by the same address, and
+//! only the last hop (this directory) is local.
+//!
+//! A connection's mailbox is unbounded so that a queue never waits on a connection (which
+//! could wait on the queue in turn); what bounds it is the credit each consumer grants its
+//! queue (see `queue::command::credit_cost`).
+
+use crate::message::Message;
+use foldhash::HashMap;
+use std::sync::{Arc, RwLock};
+use tokio::sync::mpsc;
+use warren_amqp::ShortStr;
+use warren_meta::{ConnId, QueueId};
+
+/// One message handed to one consumer.
+#[derive(Debug)]
+pub struct Delivery {
+    pub channel: u16,
+    /// Which opening of the channel the consumer belongs to.
+    pub channel_key: u64,
+    pub consumer_tag: ShortStr,
+    /// The queue it came from; none for direct reply-to, which has no queue.
+    pub queue: Option<QueueId>,
+    /// The queue's id for this message, used to acknowledge it.
+    pub seq: u64,
+    pub message: Arc<Message>,
+    pub redelivered: bool,
+    pub no_ack: bool,
+}
+
+#[derive(Debug)]
+pub enum ConnMsg {
+    Deliver(Vec<Delivery>),
+    /// The queue of this consumer went away (deleted); the client is told with basic.cancel
+    /// if it asked for consumer-cancel notifications.
+    ConsumerGone {
+        channel: u16,
+        channel_key: u64,
+        consumer_tag: ShortStr,
+    },
+    /// Publishes on a channel are now on disk in one queue (or could not be written).
+    Confirmed {
+        channel: u16,
+        channel_key: u64,
+        seqs: Vec<u64>,
+        ok: bool,
+    },
+    /// Messages of a transaction's commit (`seqs`: the commit's number, once per message)
+    /// are on disk in one queue (or could not be written).
+    Committed {
+        channel: u16,
+        channel_key: u64,
+        seqs: Vec<u64>,
+        ok: bool,
+    },
+    /// Close the connection from the server side (admin action).
+    Close {
+        code: u16,
+        text: String,
+    },
+}
+
+pub type Mailbox = mpsc::UnboundedSender<ConnMsg>;
+
+/// A connection's own address and mailbox, as its channels use them.
+#[derive(Debug, Clone)]
+pub struct ConnHandle {
+    pub id: ConnId,
+    pub tx: Mailbox,
+}
+
+impl ConnHandle {
+    pub fn send(&self, msg: ConnMsg) -> bool {
+        self.tx.send(msg).is_ok()
+    }
+}
+
+/// The mailboxes of this node's open connections, by connection id.
+#[derive(Debug, Default)]
+pub struct Mailboxes {
+    map: RwLock<HashMap<ConnId, Mailbox>>,
+}
+
+impl Mailboxes {
+    pub fn register(&self, conn: &ConnHandle) {
+        if let Ok(mut m) = self.map.write() {
+            m.insert(conn.id, conn.tx.clone());
+        }
+    }
+
+    pub fn unregister(&self, id: ConnId) {
+        if let Ok(mut m) = self.map.write() {
+            m.remove(&id);
+        }
+    }
+
+    pub fn get(&self, id: ConnId) -> Option<Mailbox> {
+        self.map.read().ok()?.get(&id).cloned()
+    }
+}
+
+/// A queue's view of the directory: the mailboxes it has used, so that a delivery does not
+/// take a lock. Entries of connections that have gone are dropped now and then.
+#[derive(Debug)]
+pub struct MailCache {
+    post: Arc<Mailboxes>,
+    known: HashMap<ConnId, Mailbox>,
+    prune_at: usize,
+}
+
+impl MailCache {
+    pub fn new(post: Arc<Mailboxes>) -> Self {
+        MailCache {
+            post,
+            known: HashMap::default(),
+            prune_at: 64,
+        }
+    }
+
+    /// Sends `msg` to connection `to`; gives it back if that connection is gone.
+    pub fn send(&mut self, to: ConnId, msg: ConnMsg) -> Result<(), ConnMsg> {
+        let mailbox = match self.known.get(&to) {
+            Some(m) => m,
+            None => {
+                let Some(m) = self.post.get(to) else {
+                    return Err(msg);
+                };
+                if self.known.len() >= self.prune_at {
+                    self.known.retain(|_, m| !m.is_closed());
+                    self.prune_at = (self.known.len() * 2).max(64);
+                }
+                self.known.entry(to).or_insert(m)
+            }
+        };
+        match mailbox.send(msg) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::SendError(msg)) => {
+                self.known.remove(&to);
+                Err(msg)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use warren_meta::{NodeId, UidSource};
+
+    #[test]
+    fn mail_reaches_registered_connections_only() {
+        let ids = UidSource::new(NodeId(7));
+        let post = Arc::new(Mailboxes::default());
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let conn = ConnHandle { id: ids.next(), tx };
+        post.register(&conn);
+        let mut cache = MailCache::new(post.clone());
+        let close = || ConnMsg::Close {
+            code: 320,
+            text: "bye".into(),
+        };
+        assert!(cache.send(conn.id, close()).is_ok());
+        assert!(matches!(
+            rx.try_recv(),
+            Ok(ConnMsg::Close { code: 320, .. })
+        ));
+        assert!(
+            cache.send(ids.next(), close()).is_err(),
+            "unknown connection"
+        );
+        post.unregister(conn.id);
+        drop(rx);
+        assert!(
+            cache.send(conn.id, close()).is_err(),
+            "a closed mailbox gives the mail back"
+        );
+    }
+}

@@ -1,0 +1,126 @@
+//! Giving messages out: to consumers (one at a time in priority and round-robin order, within
+//! their credit and prefetch), by basic.get, and what becomes of them when they are settled.
+
+use super::{Effect, QueueState, Unacked};
+use crate::mail::Delivery;
+use crate::queue::command::{GetReply, Settle, credit_cost};
+use crate::queue::deadletter::Reason;
+use crate::queue::ready::Entry;
+use warren_meta::ConnId;
+
+impl QueueState {
+    pub(super) fn dispatch(&mut self) {
+        let mut batches: Vec<(ConnId, Vec<Delivery>)> = Vec::new();
+        let single_active = self.info.args.single_active_consumer;
+        while self.ready_len() > 0 {
+            let Some(i) = self.consumers.pick(single_active) else {
+                break;
+            };
+            let Some(entry) = self.pop_live() else {
+                break;
+            };
+            let no_ack = self.consumers.at(i).spec.no_ack;
+            if no_ack {
+                self.done(&entry);
+            } else if let (Some(pos), Some(log)) = (entry.pos, self.log()) {
+                log.delivered(&pos);
+            }
+            let queue = self.info.id;
+            let c = self.consumers.at(i);
+            c.credit -= credit_cost(entry.message.body_size());
+            let delivery = Delivery {
+                channel: c.spec.channel,
+                channel_key: c.spec.channel_key,
+                consumer_tag: c.spec.tag.clone(),
+                queue: Some(queue),
+                seq: entry.seq,
+                message: entry.message.clone(),
+                redelivered: entry.redelivered,
+                no_ack,
+            };
+            let conn = c.spec.conn;
+            if !no_ack {
+                c.unacked += 1;
+                let (owner, consumer) = ((conn, c.spec.channel_key), Some(c.id));
+                self.unacked.insert(
+                    entry.seq,
+                    Unacked {
+                        entry,
+                        owner,
+                        consumer,
+                    },
+                );
+            }
+            match batches.iter_mut().find(|(to, _)| *to == conn) {
+                Some((_, b)) => b.push(delivery),
+                None => batches.push((conn, vec![delivery])),
+            }
+            self.consumers.rotate(i);
+        }
+        self.effects.extend(
+            batches
+                .into_iter()
+                .map(|(conn, deliveries)| Effect::Deliver { conn, deliveries }),
+        );
+    }
+
+    pub(super) fn get(&mut self, conn: ConnId, channel_key: u64, no_ack: bool) -> Option<GetReply> {
+        let entry = self.pop_live()?;
+        let reply = GetReply {
+            seq: entry.seq,
+            message: entry.message.clone(),
+            redelivered: entry.redelivered,
+            remaining: self.ready_len() as u32,
+        };
+        if no_ack {
+            self.done(&entry);
+        } else {
+            if let (Some(pos), Some(log)) = (entry.pos, self.log()) {
+                log.delivered(&pos);
+            }
+            self.unacked.insert(
+                entry.seq,
+                Unacked {
+                    entry,
+                    owner: (conn, channel_key),
+                    consumer: None,
+                },
+            );
+        }
+        Some(reply)
+    }
+
+    pub(super) fn settle(&mut self, seqs: Vec<u64>, how: Settle) {
+        let mut back: Vec<Vec<Entry>> = (0..self.levels.len()).map(|_| Vec::new()).collect();
+        for seq in seqs {
+            let Some(u) = self.unacked.remove(&seq) else {
+                continue;
+            };
+            if let Some(c) = u.consumer.and_then(|id| self.consumers.get_mut(id)) {
+                c.unacked = c.unacked.saturating_sub(1);
+            }
+            match how {
+                Settle::Requeue => {
+                    let level = self.level_of(&u.entry.message);
+                    back[level].push(u.entry);
+                }
+                Settle::Ack => self.done(&u.entry),
+                Settle::Discard => self.drop_message(u.entry, Reason::Rejected),
+            }
+        }
+        for (level, entries) in back.into_iter().enumerate() {
+            self.levels[level].requeue(entries);
+        }
+    }
+
+    /// Puts back every delivery out to an owner (a channel) that `gone` matches.
+    pub(super) fn requeue_owned_by(&mut self, gone: impl Fn((ConnId, u64)) -> bool) {
+        let seqs: Vec<u64> = self
+            .unacked
+            .iter()
+            .filter(|(_, u)| gone(u.owner))
+            .map(|(s, _)| *s)
+            .collect();
+        self.settle(seqs, Settle::Requeue);
+    }
+}
