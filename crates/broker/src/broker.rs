@@ -7,7 +7,7 @@ use crate::config::Config;
 use crate::mail::{ConnHandle, Mailboxes};
 use crate::metadata::Metadata;
 use crate::persist::{self, MetaStore};
-use crate::vhost::{StoreSettings, VHost};
+use crate::vhost::{StoreLayout, VHost};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -46,7 +46,7 @@ impl Broker {
         let saved = persist::load(dir)?;
         // Transient queues' pages from an earlier run are garbage now.
         let _ = std::fs::remove_dir_all(dir.join("transient"));
-        let store = StoreSettings {
+        let store = StoreLayout {
             data_dir: dir.clone(),
             segment_bytes: config.store.segment_bytes,
             queue_memory_bytes: config.store.queue_memory_bytes,

@@ -16,22 +16,22 @@
 //! every declaration changes by a command.
 
 pub mod alarms;
-pub mod auth;
-pub mod broker;
-pub mod channel;
+pub(crate) mod auth;
+pub(crate) mod broker;
+pub(crate) mod channel;
 pub mod config;
-pub mod connection;
+pub(crate) mod connection;
 pub mod data_lock;
-pub mod mail;
-pub mod message;
-pub mod metadata;
-pub mod names;
-pub mod persist;
-pub mod queue;
-pub mod routing;
-pub mod server;
-pub mod trim;
-pub mod vhost;
+pub(crate) mod mail;
+pub(crate) mod message;
+pub(crate) mod metadata;
+pub(crate) mod names;
+pub(crate) mod persist;
+pub(crate) mod queue;
+pub(crate) mod routing;
+pub(crate) mod server;
+pub(crate) mod trim;
+pub(crate) mod vhost;
 
 pub use broker::Broker;
 pub use config::Config;

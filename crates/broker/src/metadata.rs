@@ -14,7 +14,7 @@ use crate::mail::Mailboxes;
 use crate::persist::MetaStore;
 use crate::queue::{self, QueueHandle};
 use crate::routing::Changes;
-use crate::vhost::{StoreSettings, VHost};
+use crate::vhost::{StoreLayout, VHost};
 use foldhash::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use warren_amqp::{AmqpError, AmqpResult};
@@ -53,7 +53,7 @@ pub struct Metadata {
     vhosts: RwLock<HashMap<String, Arc<VHost>>>,
     pub store: MetaStore,
     pub ids: UidSource,
-    settings: StoreSettings,
+    settings: StoreLayout,
     loopback_users: Vec<String>,
     /// The node's connection mailboxes, which its queues deliver to.
     post: Arc<Mailboxes>,
@@ -63,7 +63,7 @@ impl Metadata {
     pub fn new(
         node: NodeId,
         store: MetaStore,
-        settings: StoreSettings,
+        settings: StoreLayout,
         loopback_users: Vec<String>,
         post: Arc<Mailboxes>,
     ) -> Arc<Metadata> {

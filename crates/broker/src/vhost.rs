@@ -5,7 +5,7 @@
 
 use crate::message::Message;
 use crate::metadata::Metadata;
-use crate::queue::{DeadLetterSink, OnRemove, QueueHandle, StoreConfig};
+use crate::queue::{DeadLetterSink, OnRemove, QueueDisk, QueueHandle};
 use crate::routing::{Changes, Snapshot};
 use arc_swap::ArcSwap;
 use foldhash::HashMap;
@@ -44,15 +44,16 @@ pub struct VHost {
     this: Weak<VHost>,
 }
 
-/// Where queues of this node keep messages on disk, and how much they keep in memory.
+/// Where queues of this node keep messages on disk, and how much they keep in memory (the
+/// `[store]` section of the configuration, laid out under the data directory).
 #[derive(Debug, Clone)]
-pub struct StoreSettings {
+pub struct StoreLayout {
     pub data_dir: std::path::PathBuf,
     pub segment_bytes: u64,
     pub queue_memory_bytes: u64,
 }
 
-impl StoreSettings {
+impl StoreLayout {
     /// A durable queue's log directory: stable across restarts, named by a hash of the vhost
     /// and queue names (which may hold any bytes).
     pub fn durable_dir(&self, vhost: &str, queue: &ShortStr) -> std::path::PathBuf {
@@ -76,8 +77,8 @@ impl StoreSettings {
             .join(format!("{}-{}", id.node, id.n))
     }
 
-    pub fn config(&self, dir: std::path::PathBuf, q: &warren_meta::Queue) -> StoreConfig {
-        StoreConfig {
+    pub fn config(&self, dir: std::path::PathBuf, q: &warren_meta::Queue) -> QueueDisk {
+        QueueDisk {
             dir,
             segment_bytes: self.segment_bytes,
             memory_bytes: if q.args.lazy {

@@ -12,6 +12,181 @@ use warren_amqp::frame::{write_body, write_header, write_method};
 use warren_amqp::methods::*;
 use warren_amqp::{BasicProperties, FieldTable, FieldValue, Frame, Method};
 
+/// What a case expects back: connection.close or channel.close, with RabbitMQ's code, text,
+/// class and method.
+enum Close {
+    Connection(u16, &'static str, u16, u16),
+    Channel(u16, &'static str, u16, u16),
+}
+
+/// A byte-level case: what is written after the handshake (on an open channel 1 if asked)
+/// and the exact close RabbitMQ answers it with.
+struct Case {
+    name: &'static str,
+    channel: bool,
+    send: fn(&mut BytesMut),
+    expect: Close,
+}
+
+fn publish_to_q(out: &mut BytesMut, immediate: bool) {
+    let m = BasicPublish {
+        routing_key: "q".into(),
+        immediate,
+        ..Default::default()
+    };
+    write_method(out, 1, &m.into());
+}
+
+const CASES: &[Case] = &[
+    Case {
+        name: "a frame on a channel that was never opened",
+        channel: false,
+        send: |out| write_method(out, 3, &BasicQos::default().into()),
+        expect: Close::Connection(504, "CHANNEL_ERROR - expected 'channel.open'", 60, 10),
+    },
+    Case {
+        // RabbitMQ's reader takes only connection methods on channel 0.
+        name: "basic.publish on channel 0",
+        channel: false,
+        send: |out| write_method(out, 0, &BasicPublish::default().into()),
+        expect: Close::Connection(
+            504,
+            "CHANNEL_ERROR - unexpected method in connection state running",
+            60,
+            40,
+        ),
+    },
+    Case {
+        name: "queue.declare whose queue name claims 5 bytes but carries 2",
+        channel: true,
+        send: |out| {
+            out.extend_from_slice(&[1, 0, 1, 0, 0, 0, 9, 0, 50, 0, 10, 0, 0, 5, b'a', b'b', 0xCE])
+        },
+        expect: Close::Connection(501, "FRAME_ERROR - cannot decode <<0,0,5,97,98>>", 50, 10),
+    },
+    Case {
+        name: "a content header whose flags announce a content-type that is not there",
+        channel: true,
+        send: |out| {
+            write_method(out, 1, &BasicPublish::default().into());
+            out.extend_from_slice(&[
+                2, 0, 1, 0, 0, 0, 14, 0, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0x80, 0, 0xCE,
+            ]);
+        },
+        expect: Close::Connection(541, "INTERNAL_ERROR", 0, 0),
+    },
+    Case {
+        name: "a method where a content header belongs",
+        channel: true,
+        send: |out| {
+            publish_to_q(out, false);
+            write_method(out, 1, &BasicQos::default().into());
+        },
+        expect: Close::Connection(
+            505,
+            "UNEXPECTED_FRAME - expected content header for class 60, got non content header frame instead",
+            60,
+            40,
+        ),
+    },
+    Case {
+        name: "a body frame without a publish",
+        channel: true,
+        send: |out| write_body(out, 1, b"stray"),
+        expect: Close::Connection(
+            505,
+            "UNEXPECTED_FRAME - expected method frame, got non method frame instead",
+            0,
+            0,
+        ),
+    },
+    Case {
+        name: "an immediate publish",
+        channel: true,
+        send: |out| {
+            publish_to_q(out, true);
+            write_header(out, 1, 0, &BasicProperties::default().encode());
+        },
+        expect: Close::Connection(540, "NOT_IMPLEMENTED - immediate=true", 60, 40),
+    },
+    Case {
+        name: "a user_id that is not the login",
+        channel: true,
+        send: |out| {
+            publish_to_q(out, false);
+            let props = BasicProperties {
+                user_id: Some("mallory".into()),
+                ..Default::default()
+            };
+            write_header(out, 1, 1, &props.encode());
+            write_body(out, 1, b"x");
+        },
+        expect: Close::Channel(
+            406,
+            "PRECONDITION_FAILED - user_id property set to 'mallory' but authenticated user was 'guest'",
+            60,
+            40,
+        ),
+    },
+    Case {
+        name: "basic.qos with a prefetch size",
+        channel: true,
+        send: |out| {
+            let qos = BasicQos {
+                prefetch_size: 10,
+                prefetch_count: 1,
+                global: false,
+            };
+            write_method(out, 1, &qos.into());
+        },
+        expect: Close::Connection(540, "NOT_IMPLEMENTED - prefetch_size!=0 (10)", 60, 10),
+    },
+];
+
+#[tokio::test]
+async fn protocol_errors_get_rabbitmq_s_exact_close() {
+    let node = TestNode::start().await;
+    for case in CASES {
+        let mut c = RawClient::open(node.addr).await;
+        if case.channel {
+            c.open_channel(1).await;
+        }
+        let mut out = BytesMut::new();
+        (case.send)(&mut out);
+        c.send_raw(&out).await;
+        let got = match c.method().await {
+            Method::ConnectionClose(c) => (
+                "connection",
+                c.reply_code,
+                c.reply_text,
+                c.class_id,
+                c.method_id,
+            ),
+            Method::ChannelClose(c) => (
+                "channel",
+                c.reply_code,
+                c.reply_text,
+                c.class_id,
+                c.method_id,
+            ),
+            other => panic!("{}: expected a close, got {other:?}", case.name),
+        };
+        let want = match case.expect {
+            Close::Connection(code, text, class, method) => {
+                ("connection", code, text, class, method)
+            }
+            Close::Channel(code, text, class, method) => ("channel", code, text, class, method),
+        };
+        assert_eq!(
+            (got.0, got.1, got.2.as_str_lossy().as_ref(), got.3, got.4),
+            want,
+            "{}",
+            case.name
+        );
+    }
+    node.shutdown().await;
+}
+
 #[tokio::test]
 async fn wrong_protocol_header_is_answered_with_ours_then_closed() {
     let node = TestNode::start().await;
@@ -154,72 +329,6 @@ async fn frame_larger_than_frame_max_is_a_frame_error() {
     node.shutdown().await;
 }
 
-#[tokio::test]
-async fn frames_on_an_unopened_channel_are_a_channel_error() {
-    let node = TestNode::start().await;
-    let mut c = RawClient::open(node.addr).await;
-    c.send(3, BasicQos::default().into()).await;
-    let Method::ConnectionClose(close) = c.method().await else {
-        panic!("expected connection.close")
-    };
-    assert_eq!(
-        (close.reply_code, close.class_id, close.method_id),
-        (504, 60, 10)
-    );
-    node.shutdown().await;
-}
-
-/// RabbitMQ's reader takes only connection methods on channel 0; anything else is 504.
-#[tokio::test]
-async fn a_publish_on_channel_zero_is_a_channel_error() {
-    let node = TestNode::start().await;
-    let mut c = RawClient::open(node.addr).await;
-    c.send(0, BasicPublish::default().into()).await;
-    let close = c.method().await;
-    assert_connection_close(
-        &close,
-        504,
-        "CHANNEL_ERROR - unexpected method in connection state running",
-        60,
-        40,
-    );
-    node.shutdown().await;
-}
-
-#[tokio::test]
-async fn undecodable_method_arguments_are_a_frame_error() {
-    let node = TestNode::start().await;
-    let mut c = RawClient::open(node.addr).await;
-    c.open_channel(1).await;
-    // queue.declare whose queue name claims 5 bytes but carries 2.
-    c.send_raw(&[1, 0, 1, 0, 0, 0, 9, 0, 50, 0, 10, 0, 0, 5, b'a', b'b', 0xCE])
-        .await;
-    assert_connection_close(
-        &c.method().await,
-        501,
-        "FRAME_ERROR - cannot decode <<0,0,5,97,98>>",
-        50,
-        10,
-    );
-    node.shutdown().await;
-}
-
-#[tokio::test]
-async fn malformed_message_properties_are_an_internal_error() {
-    let node = TestNode::start().await;
-    let mut c = RawClient::open(node.addr).await;
-    c.open_channel(1).await;
-    let mut out = BytesMut::new();
-    write_method(&mut out, 1, &BasicPublish::default().into());
-    // A header whose flags announce a content-type that is not there.
-    out.extend_from_slice(&[
-        2, 0, 1, 0, 0, 0, 14, 0, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0x80, 0, 0xCE,
-    ]);
-    c.send_raw(&out).await;
-    assert_connection_close(&c.method().await, 541, "INTERNAL_ERROR", 0, 0);
-    node.shutdown().await;
-}
-
 /// Tables nested more than 64 levels inside the headers table (warren's limit; RabbitMQ has
 /// none) are refused as malformed properties, 541; at the limit they are accepted and
 /// delivered unchanged.
@@ -309,79 +418,6 @@ async fn channel_count_is_limited_by_channel_max() {
 }
 
 #[tokio::test]
-async fn a_method_inside_content_is_an_unexpected_frame() {
-    let node = TestNode::start().await;
-    let mut c = RawClient::open(node.addr).await;
-    c.open_channel(1).await;
-    let mut out = BytesMut::new();
-    write_method(
-        &mut out,
-        1,
-        &BasicPublish {
-            routing_key: "q".into(),
-            ..Default::default()
-        }
-        .into(),
-    );
-    write_method(&mut out, 1, &BasicQos::default().into());
-    c.send_raw(&out).await;
-    assert_connection_close(
-        &c.method().await,
-        505,
-        "UNEXPECTED_FRAME - expected content header for class 60, got non content header frame instead",
-        60,
-        40,
-    );
-    node.shutdown().await;
-}
-
-#[tokio::test]
-async fn body_without_publish_is_an_unexpected_frame() {
-    let node = TestNode::start().await;
-    let mut c = RawClient::open(node.addr).await;
-    c.open_channel(1).await;
-    let mut out = BytesMut::new();
-    write_body(&mut out, 1, b"stray");
-    c.send_raw(&out).await;
-    assert_connection_close(
-        &c.method().await,
-        505,
-        "UNEXPECTED_FRAME - expected method frame, got non method frame instead",
-        0,
-        0,
-    );
-    node.shutdown().await;
-}
-
-#[tokio::test]
-async fn immediate_publish_is_not_implemented() {
-    let node = TestNode::start().await;
-    let mut c = RawClient::open(node.addr).await;
-    c.open_channel(1).await;
-    let mut out = BytesMut::new();
-    write_method(
-        &mut out,
-        1,
-        &BasicPublish {
-            routing_key: "q".into(),
-            immediate: true,
-            ..Default::default()
-        }
-        .into(),
-    );
-    write_header(&mut out, 1, 0, &BasicProperties::default().encode());
-    c.send_raw(&out).await;
-    assert_connection_close(
-        &c.method().await,
-        540,
-        "NOT_IMPLEMENTED - immediate=true",
-        60,
-        40,
-    );
-    node.shutdown().await;
-}
-
-#[tokio::test]
 async fn reusing_a_consumer_tag_is_not_allowed() {
     let node = TestNode::start().await;
     let mut c = RawClient::open(node.addr).await;
@@ -410,51 +446,6 @@ async fn reusing_a_consumer_tag_is_not_allowed() {
         "NOT_ALLOWED - attempt to reuse consumer tag 'same'",
         60,
         20,
-    );
-    node.shutdown().await;
-}
-
-#[tokio::test]
-async fn user_id_must_match_the_login() {
-    let node = TestNode::start().await;
-    let mut c = RawClient::open(node.addr).await;
-    c.open_channel(1).await;
-    let props = BasicProperties {
-        user_id: Some("mallory".into()),
-        ..Default::default()
-    };
-    c.publish(1, "", "q", props, b"x").await;
-    assert_channel_close(
-        &c.method().await,
-        406,
-        "PRECONDITION_FAILED - user_id property set to 'mallory' but authenticated user was 'guest'",
-        60,
-        40,
-    );
-    node.shutdown().await;
-}
-
-#[tokio::test]
-async fn prefetch_size_is_not_implemented() {
-    let node = TestNode::start().await;
-    let mut c = RawClient::open(node.addr).await;
-    c.open_channel(1).await;
-    c.send(
-        1,
-        BasicQos {
-            prefetch_size: 10,
-            prefetch_count: 1,
-            global: false,
-        }
-        .into(),
-    )
-    .await;
-    assert_connection_close(
-        &c.method().await,
-        540,
-        "NOT_IMPLEMENTED - prefetch_size!=0 (10)",
-        60,
-        10,
     );
     node.shutdown().await;
 }

@@ -89,7 +89,14 @@ pub async fn serve<S>(
             return;
         }
     };
-    tracing::info!(%peer, user = %opened.user.name, vhost = %opened.vhost.name, "connection opened");
+    // A client may name its connection (`connection_name`), which RabbitMQ logs too.
+    let name = opened
+        .client_properties
+        .get("connection_name")
+        .and_then(|v| v.as_bytes())
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .unwrap_or_default();
+    tracing::info!(%peer, user = %opened.user.name, vhost = %opened.vhost.name, name, "connection opened");
     let id = broker.next_connection_id();
     broker.connection_opened();
     let (tx, mailbox) = mpsc::unbounded_channel();

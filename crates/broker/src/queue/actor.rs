@@ -151,7 +151,8 @@ impl QueueActor {
             self.carry_out();
             let consuming =
                 self.state.has_consumers() && self.drain.fast(std::time::Instant::now());
-            self.flow.update(self.state.ready_len(), consuming);
+            self.flow
+                .update(self.state.ready_len(), self.state.ready_bytes(), consuming);
             if self.state.should_remove(now) {
                 (self.around.on_remove)(&self.name, self.id);
                 return self.end(End::Deleted, None);
@@ -193,8 +194,12 @@ impl QueueActor {
             for e in effects {
                 match e {
                     Effect::Deliver { conn, deliveries } => {
-                        self.drain
-                            .delivered(deliveries.len() as u64, std::time::Instant::now());
+                        let bytes = deliveries.iter().map(|d| d.message.body_size()).sum();
+                        self.drain.delivered(
+                            deliveries.len() as u64,
+                            bytes,
+                            std::time::Instant::now(),
+                        );
                         if self.mail.send(conn, ConnMsg::Deliver(deliveries)).is_err() {
                             // The connection is gone without telling us: take back what it
                             // never acknowledged and serve the others.

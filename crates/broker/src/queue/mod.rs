@@ -15,12 +15,12 @@ mod state;
 mod storage;
 
 pub use actor::{OnRemove, Surroundings};
-pub use command::{ConsumerSpec, GetReply, Settle, Ticket, credit_cost, ticket_mail};
+pub use command::{ConsumerSpec, Settle, Ticket, credit_cost, ticket_mail};
 pub use deadletter::DeadLetterSink;
 pub use handle::QueueHandle;
 pub use ready::Ready;
 pub use state::Start;
-pub use storage::{Storage, StoreConfig};
+pub use storage::{QueueDisk, Storage};
 
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -49,7 +49,7 @@ pub fn spawn(
 }
 
 /// What a new, empty queue starts with.
-pub fn empty(store: StoreConfig) -> Start {
+pub fn empty(store: QueueDisk) -> Start {
     Start {
         store,
         storage: None,
@@ -60,7 +60,7 @@ pub fn empty(store: StoreConfig) -> Start {
 
 /// What a durable queue starts with: its log, and the messages the log held, each back at its
 /// priority level (`levels`: 1 for a queue without priorities).
-pub fn recover(store: StoreConfig, levels: u16) -> std::io::Result<(Start, Vec<String>)> {
+pub fn recover(store: QueueDisk, levels: u16) -> std::io::Result<(Start, Vec<String>)> {
     let (log, rec) = warren_store::QueueLog::open(&store.dir, store.segment_bytes, levels)?;
     let mut by_level: Vec<Vec<warren_store::Run>> =
         (0..levels.max(1)).map(|_| Vec::new()).collect();

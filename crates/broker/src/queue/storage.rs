@@ -8,9 +8,9 @@ use std::fs::File;
 use std::path::PathBuf;
 use warren_store::QueueLog;
 
-/// Where and how a queue keeps messages on disk.
+/// Where and how one queue keeps messages on disk (from the node's `StoreLayout`).
 #[derive(Debug, Clone)]
-pub struct StoreConfig {
+pub struct QueueDisk {
     /// The queue's log directory (created when first needed).
     pub dir: PathBuf,
     /// Size at which a log segment is closed and a new one begun.

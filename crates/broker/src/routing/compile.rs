@@ -195,7 +195,7 @@ impl Snapshot {
 mod tests {
     use super::*;
     use crate::message::{Body, Message};
-    use crate::queue::{self, StoreConfig};
+    use crate::queue::{self, QueueDisk};
     use warren_amqp::{FieldTable, RawProperties};
     use warren_meta::{Applied, Command, Effect, NodeId, QueueDeclaration, Topology, Uid};
 
@@ -322,7 +322,7 @@ mod tests {
             for e in &effects {
                 match e {
                     Effect::QueueAdded { queue, .. } => {
-                        let start = queue::empty(StoreConfig {
+                        let start = queue::empty(QueueDisk {
                             dir: dir.join(queue.name.to_string()),
                             segment_bytes: 1 << 20,
                             memory_bytes: 1 << 20,

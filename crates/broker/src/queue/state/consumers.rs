@@ -93,6 +93,11 @@ impl Consumers {
         self.list.drain(..)
     }
 
+    /// Whether some consumer could take a message now.
+    pub fn can_any_take(&self) -> bool {
+        self.list.iter().any(Consumer::can_take)
+    }
+
     /// The first consumer, in priority and round-robin order, that can take a message.
     pub fn pick(&self, single_active: bool) -> Option<usize> {
         if single_active {

@@ -56,6 +56,12 @@ impl QueueState {
         let expires_at = ttl.map_or(0, |t| self.now.saturating_add(t));
         let level = self.level_of(&message);
         let durable = self.info.durable && message.properties.is_persistent();
+        if self.mem_bytes() + size > self.store.memory_bytes && self.consumers.can_any_take() {
+            // Memory is full, but consumers are waiting: what is ready goes to them now rather
+            // than this message going to disk and back (large messages fill the allowance in
+            // a handful).
+            self.dispatch();
+        }
         let to_disk =
             self.levels[level].tail_on_disk() || self.mem_bytes() + size > self.store.memory_bytes;
         let mut entry = Entry {

@@ -21,7 +21,7 @@ mod tests;
 use super::command::{ConsumerSpec, GetReply, Settle, Ticket};
 use super::deadletter::{Reason, dead_letter};
 use super::ready::{Entry, Ready};
-use super::storage::{Storage, StoreConfig};
+use super::storage::{QueueDisk, Storage};
 use crate::mail::Delivery;
 use crate::message::Message;
 use consumers::Consumers;
@@ -136,7 +136,7 @@ struct Unacked {
 
 /// What a queue starts with: an empty queue, or what its log held at start-up.
 pub struct Start {
-    pub store: StoreConfig,
+    pub store: QueueDisk,
     pub storage: Option<Storage>,
     /// Ready messages by priority level (a single level for most queues).
     pub levels: Vec<Ready>,
@@ -156,7 +156,7 @@ pub(crate) struct QueueState {
     now: u64,
     /// Last time the queue was used, for x-expires.
     last_used: u64,
-    store: StoreConfig,
+    store: QueueDisk,
     /// The queue's log, once it has one (durable queues always do).
     storage: Option<Storage>,
     /// Tickets answered since the effects were last taken (one effect for many).
@@ -388,7 +388,7 @@ impl QueueState {
         !self.consumers.is_empty()
     }
 
-    fn ready_bytes(&self) -> u64 {
+    pub fn ready_bytes(&self) -> u64 {
         self.levels.iter().map(Ready::bytes).sum()
     }
 

@@ -28,7 +28,7 @@ fn queue_with(args: QueueArgs) -> QueueState {
         home: NodeId(1),
     };
     let start = Start {
-        store: StoreConfig {
+        store: QueueDisk {
             // Never opened: these queues stay within their memory allowance.
             dir: std::path::PathBuf::from("/nonexistent/warren-state-test"),
             segment_bytes: 1 << 20,
@@ -563,4 +563,41 @@ fn a_shared_prefetch_change_reaches_an_existing_consumer() {
     );
     publish(&mut q, &["1", "2"]);
     assert_eq!(bodies(&delivered(&mut q, T0)), ["1"]);
+}
+
+/// A queue whose memory allowance is `bytes`, paging into a directory of its own.
+fn small_queue(dir: &std::path::Path, bytes: u64) -> QueueState {
+    let mut q = queue();
+    q.store = QueueDisk {
+        dir: dir.to_path_buf(),
+        segment_bytes: 1 << 20,
+        memory_bytes: bytes,
+    };
+    q
+}
+
+#[test]
+fn a_full_allowance_goes_to_waiting_consumers_before_anything_goes_to_disk() {
+    let dir = std::env::temp_dir().join(format!("warren-state-{}", std::process::id()));
+    let mut fed = small_queue(&dir.join("fed"), 10);
+    consume(&mut fed, spec(1, "a"));
+    publish(&mut fed, &["12345678", "abcdefgh", "ABCDEFGH"]);
+    assert!(
+        fed.storage.is_none(),
+        "nothing paged while a consumer takes"
+    );
+    assert_eq!(
+        bodies(&delivered(&mut fed, T0)),
+        ["12345678", "abcdefgh", "ABCDEFGH"]
+    );
+
+    let mut idle = small_queue(&dir.join("idle"), 10);
+    publish(&mut idle, &["12345678", "abcdefgh"]);
+    assert!(
+        idle.storage.is_some(),
+        "no consumer: the second message is paged"
+    );
+    assert_eq!(idle.ready_len(), 2);
+    idle.stop(End::Deleted);
+    let _ = std::fs::remove_dir_all(&dir);
 }

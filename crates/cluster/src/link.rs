@@ -1,0 +1,131 @@
+//! One authenticated connection to a peer, run by its own task: frames from the other side go
+//! to the receiver of their channel, frames to send come from a bounded queue, a heartbeat goes
+//! out whenever the link has been quiet for a tick, and a peer silent for longer than the
+//! dead-after time is dropped (a stopped or cut-off node, which TCP alone can take minutes to
+//! notice).
+
+use crate::handshake;
+use crate::wire::{Channel, Frame, PeerKind};
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+/// Frames waiting to be written to one peer before senders have to wait.
+pub(crate) const SEND_QUEUE: usize = 1024;
+
+/// How often a quiet link says it is alive, and when a silent one is given up.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    pub heartbeat: Duration,
+    pub dead_after: Duration,
+    /// How long a handshake may take.
+    pub handshake: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            heartbeat: Duration::from_secs(1),
+            dead_after: Duration::from_secs(5),
+            handshake: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A frame that arrived from a peer on one channel.
+#[derive(Debug, Clone)]
+pub struct Inbound {
+    pub from: String,
+    pub kind: PeerKind,
+    pub payload: Bytes,
+}
+
+/// Where a link hands what it receives, one receiver per channel (none: dropped).
+pub(crate) type Receivers = [Option<mpsc::Sender<Inbound>>; 3];
+
+/// How the rest of the node reaches a running link.
+#[derive(Debug, Clone)]
+pub(crate) struct LinkHandle {
+    /// Tells apart two links to the same peer over time.
+    pub id: u64,
+    pub kind: PeerKind,
+    /// The name of the side that dialled (which of two simultaneous links survives).
+    pub dialler: String,
+    pub tx: mpsc::Sender<Bytes>,
+    pub close: watch::Sender<bool>,
+}
+
+/// Runs a link until it fails, goes silent, or is told to close.
+pub(crate) async fn run<S: AsyncRead + AsyncWrite + Unpin>(
+    mut framed: handshake::Link<S>,
+    peer: String,
+    kind: PeerKind,
+    timing: Timing,
+    receivers: Receivers,
+    mut outgoing: mpsc::Receiver<Bytes>,
+    mut close: watch::Receiver<bool>,
+) -> String {
+    let mut last_heard = Instant::now();
+    let mut last_sent = Instant::now();
+    let mut tick = tokio::time::interval(timing.heartbeat / 2);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = close.changed() => return "closed".to_owned(),
+            frame = framed.next() => {
+                let raw = match frame {
+                    Some(Ok(raw)) => raw.freeze(),
+                    Some(Err(e)) => return format!("read failed: {e}"),
+                    None => return "the peer closed the connection".to_owned(),
+                };
+                last_heard = Instant::now();
+                match Frame::decode(raw) {
+                    Ok(Frame::Heartbeat) => {}
+                    Ok(Frame::Data(channel, payload)) => {
+                        deliver(&receivers, channel, Inbound { from: peer.clone(), kind, payload }).await;
+                    }
+                    Ok(other) => return format!("unexpected frame {other:?}"),
+                    Err(e) => return e,
+                }
+            }
+            out = outgoing.recv() => {
+                let Some(out) = out else { return "closed".to_owned() };
+                if let Err(e) = framed.feed(out).await {
+                    return format!("write failed: {e}");
+                }
+                // Everything already queued goes in the same write.
+                while let Ok(more) = outgoing.try_recv() {
+                    if let Err(e) = framed.feed(more).await {
+                        return format!("write failed: {e}");
+                    }
+                }
+                if let Err(e) = SinkExt::<Bytes>::flush(&mut framed).await {
+                    return format!("write failed: {e}");
+                }
+                last_sent = Instant::now();
+            }
+            _ = tick.tick() => {
+                if last_heard.elapsed() > timing.dead_after {
+                    return format!("no heartbeat for {:?}", timing.dead_after);
+                }
+                if last_sent.elapsed() >= timing.heartbeat {
+                    if let Err(e) = framed.send(Frame::Heartbeat.encode()).await {
+                        return format!("write failed: {e}");
+                    }
+                    last_sent = Instant::now();
+                }
+            }
+        }
+    }
+}
+
+async fn deliver(receivers: &Receivers, channel: Channel, msg: Inbound) {
+    if let Some(tx) = &receivers[channel.index()] {
+        // A receiver that is behind holds the link back (TCP then slows the peer): nothing
+        // piles up without bound.
+        let _ = tx.send(msg).await;
+    }
+}

@@ -1,0 +1,228 @@
+//! Links between nodes on loopback: the cookie decides who is let in, frames reach the right
+//! channel, a silent peer is dropped, a lost peer is redialled, and two nodes dialling each
+//! other at once end up with one link.
+
+use bytes::Bytes;
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpListener;
+use warren_cluster::handshake::{self, Refused};
+use warren_cluster::wire::codec;
+use warren_cluster::{Channel, Cookie, Mesh, NodeAddr, PeerEvent, PeerKind, Timing, ToolLink};
+
+fn fast() -> Timing {
+    Timing {
+        heartbeat: Duration::from_millis(100),
+        dead_after: Duration::from_millis(600),
+        handshake: Duration::from_secs(2),
+    }
+}
+
+fn cookie(s: &str) -> Cookie {
+    Cookie::new(s).unwrap()
+}
+
+async fn node(name: &str, c: &Cookie) -> Mesh {
+    let me = NodeAddr {
+        name: format!("{name}@127.0.0.1"),
+        host: "127.0.0.1".into(),
+        port: 0,
+    };
+    Mesh::start(me, "127.0.0.1:0".parse().unwrap(), c.clone(), fast())
+        .await
+        .unwrap()
+}
+
+/// Where to dial `m`.
+fn addr(m: &Mesh) -> NodeAddr {
+    NodeAddr {
+        port: m.listen_addr().port(),
+        ..m.me().clone()
+    }
+}
+
+async fn until(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..100 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test]
+async fn nodes_with_the_same_cookie_link_and_exchange_frames_by_channel() {
+    let c = cookie("SECRET");
+    let (a, b) = (node("a", &c).await, node("b", &c).await);
+    let mut b_queue = b.receive(Channel::Queue);
+    let mut b_meta = b.receive(Channel::Meta);
+    let mut a_queue = a.receive(Channel::Queue);
+    a.keep_connected(addr(&b));
+    until("a and b linked", || {
+        a.connected() == ["b@127.0.0.1"] && b.connected() == ["a@127.0.0.1"]
+    })
+    .await;
+    a.send("b@127.0.0.1", Channel::Queue, Bytes::from_static(b"to b"))
+        .await
+        .unwrap();
+    a.send("b@127.0.0.1", Channel::Meta, Bytes::from_static(b"raft"))
+        .await
+        .unwrap();
+    let got = b_queue.recv().await.unwrap();
+    assert_eq!(
+        (got.from.as_str(), got.kind),
+        ("a@127.0.0.1", PeerKind::Node)
+    );
+    assert_eq!(got.payload, Bytes::from_static(b"to b"));
+    assert_eq!(
+        b_meta.recv().await.unwrap().payload,
+        Bytes::from_static(b"raft")
+    );
+    b.send("a@127.0.0.1", Channel::Queue, Bytes::from_static(b"to a"))
+        .await
+        .unwrap();
+    assert_eq!(
+        a_queue.recv().await.unwrap().payload,
+        Bytes::from_static(b"to a")
+    );
+    assert!(
+        a.send("c@127.0.0.1", Channel::Queue, Bytes::new())
+            .await
+            .is_err()
+    );
+    a.shut_down();
+    b.shut_down();
+}
+
+#[tokio::test]
+async fn a_node_or_tool_with_another_cookie_is_refused() {
+    let b = node("b", &cookie("SECRET")).await;
+    let intruder = node("x", &cookie("WRONG")).await;
+    intruder.keep_connected(addr(&b));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(b.connected().is_empty());
+    assert!(intruder.connected().is_empty());
+    let tool = ToolLink::connect(
+        &addr(&b),
+        &cookie("WRONG"),
+        "ctl@127.0.0.1",
+        Duration::from_secs(2),
+    )
+    .await;
+    assert_eq!(tool.err(), Some(Refused::Cookie));
+    let tool = ToolLink::connect(
+        &addr(&b),
+        &cookie("SECRET"),
+        "ctl@127.0.0.1",
+        Duration::from_secs(2),
+    )
+    .await;
+    assert_eq!(tool.unwrap().node, "b@127.0.0.1");
+    intruder.shut_down();
+    b.shut_down();
+}
+
+#[tokio::test]
+async fn the_cookie_never_crosses_the_wire() {
+    let secret = "THE-SECRET-COOKIE";
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut all = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(1), s.read_to_end(&mut all)).await;
+        all
+    });
+    let fake = NodeAddr {
+        name: "b@127.0.0.1".into(),
+        host: "127.0.0.1".into(),
+        port,
+    };
+    let _ = ToolLink::connect(
+        &fake,
+        &cookie(secret),
+        "ctl@127.0.0.1",
+        Duration::from_millis(500),
+    )
+    .await;
+    let bytes = seen.await.unwrap();
+    assert!(!bytes.is_empty(), "the hello was sent");
+    assert!(
+        !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+        "the cookie appeared on the wire"
+    );
+}
+
+#[tokio::test]
+async fn a_silent_peer_is_dropped_and_a_lost_one_redialled() {
+    let c = cookie("SECRET");
+    let a = node("a", &c).await;
+    let mut events = a.events();
+    // A "node" that proves the cookie and then says nothing, as a stopped process would.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let silent_cookie = c.clone();
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        loop {
+            let (s, _) = listener.accept().await.unwrap();
+            let mut framed = tokio_util::codec::Framed::new(s, codec());
+            if handshake::answer(&mut framed, &silent_cookie, "s@127.0.0.1")
+                .await
+                .is_ok()
+            {
+                held.push(framed);
+            }
+        }
+    });
+    a.keep_connected(NodeAddr {
+        name: "s@127.0.0.1".into(),
+        host: "127.0.0.1".into(),
+        port,
+    });
+    let mut ups = 0;
+    let mut downs = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while ups < 2 && tokio::time::Instant::now() < deadline {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Ok(PeerEvent::Up(n, _))) if n == "s@127.0.0.1" => ups += 1,
+            Ok(Ok(PeerEvent::Down(n, _))) if n == "s@127.0.0.1" => downs += 1,
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    assert_eq!((ups, downs), (2, 1), "up, dropped for silence, redialled");
+    silent.abort();
+    a.shut_down();
+}
+
+#[tokio::test]
+async fn two_nodes_dialling_each_other_keep_one_link() {
+    let c = cookie("SECRET");
+    let (a, b) = (node("a", &c).await, node("b", &c).await);
+    let mut b_queue = b.receive(Channel::Queue);
+    a.keep_connected(addr(&b));
+    b.keep_connected(addr(&a));
+    until("linked", || {
+        a.is_connected("b@127.0.0.1") && b.is_connected("a@127.0.0.1")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for i in 0..20u8 {
+        a.send("b@127.0.0.1", Channel::Queue, Bytes::from(vec![i]))
+            .await
+            .unwrap();
+    }
+    for i in 0..20u8 {
+        let got = tokio::time::timeout(Duration::from_secs(2), b_queue.recv())
+            .await
+            .expect("every frame arrives, in order")
+            .unwrap();
+        assert_eq!(got.payload, Bytes::from(vec![i]));
+    }
+    assert_eq!(a.connected().len(), 1);
+    assert_eq!(b.connected().len(), 1);
+    a.shut_down();
+    b.shut_down();
+}
