@@ -22,7 +22,7 @@ fi
 
 work=$(mktemp -d)
 log="$work/warren.log"
-"$warren" --amqp-listen 127.0.0.1:0 --data-dir "$work/data" >"$log" 2>&1 &
+WARREN_COOKIE=compat-test "$warren" --amqp-listen 127.0.0.1:0 --cluster-listen 127.0.0.1:0 --data-dir "$work/data" >"$log" 2>&1 &
 pid=$!
 cleanup() {
   kill "$pid" 2>/dev/null || true

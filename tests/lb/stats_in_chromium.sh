@@ -13,7 +13,7 @@ fi
 port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 work=$(mktemp -d)
 node_port=$(port); front=$(port); stats=$(port)
-"$bin/warren" --amqp-listen "127.0.0.1:$node_port" --data-dir "$work/node" >/dev/null 2>&1 &
+WARREN_COOKIE=stats-test "$bin/warren" --amqp-listen "127.0.0.1:$node_port" --cluster-listen 127.0.0.1:0 --data-dir "$work/node" >/dev/null 2>&1 &
 node=$!
 cat >"$work/lb.cfg" <<CFG
 listen mq

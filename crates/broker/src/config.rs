@@ -14,6 +14,30 @@ pub struct Config {
     pub auth: AuthConfig,
     pub store: StoreConfig,
     pub alarms: AlarmConfig,
+    pub cluster: ClusterConfig,
+}
+
+/// How the node meets the others of its cluster (the binary wires it; the broker only
+/// carries it).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Where nodes and warrenctl reach this node (RabbitMQ's distribution port).
+    pub listen: SocketAddr,
+    /// The cookie file, when `WARREN_COOKIE` is not set [default: ~/.warren.cookie].
+    pub cookie_file: Option<PathBuf>,
+    /// Nodes to form a cluster with at first start, `name@host[:port]`.
+    pub peers: Vec<String>,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 25672)),
+            cookie_file: None,
+            peers: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -161,6 +185,7 @@ mod tests {
         assert_eq!(c.amqp.channel_max, 2047);
         assert_eq!(c.amqp.heartbeat, 60);
         assert_eq!(c.auth.loopback_users, vec!["guest".to_string()]);
+        assert_eq!(c.cluster.listen.port(), 25672);
     }
 
     #[test]

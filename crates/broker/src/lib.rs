@@ -15,6 +15,7 @@
 //! alarms, and the topology ([`metadata`], around the pure core in `warren-meta`), which
 //! every declaration changes by a command.
 
+pub mod admin;
 pub mod alarms;
 pub(crate) mod auth;
 pub(crate) mod broker;

@@ -2,8 +2,8 @@
 //!
 //! The dialling side says hello with a fresh random nonce. The answering side replies with its
 //! own nonce and an HMAC-SHA256, keyed by the cookie, over both nonces and its name; the
-//! dialling side checks it and answers with its own HMAC over the nonces the other way round
-//! and its name; the answering side checks that and welcomes it. Each proof is bound to its
+//! dialling side answers with its own HMAC over the nonces the other way round and its name,
+//! and checks the other's; the answering side checks the dialler's and welcomes it. Each proof is bound to its
 //! role, to both fresh nonces and to the prover's name, so none can be replayed, reflected or
 //! used for another node; proofs are compared in constant time. A peer that fails is dropped
 //! without being told why, and logged.
@@ -119,6 +119,14 @@ pub async fn dial<S: AsyncRead + AsyncWrite + Unpin>(
     if c.version != VERSION {
         return Err(Refused::Version(c.version));
     }
+    // Our proof goes first, whatever theirs is worth, so that a node with another cookie
+    // sees (and logs) a failed proof rather than a connection that just closed. It is bound
+    // to the nonce that side chose, so it is of no use anywhere else.
+    send(
+        link,
+        Frame::Proof(proof(cookie, b"dial", &c.nonce, &mine, me)),
+    )
+    .await?;
     if !same(
         &c.proof,
         &proof(cookie, b"answer", &mine, &c.nonce, &c.name),
@@ -133,11 +141,6 @@ pub async fn dial<S: AsyncRead + AsyncWrite + Unpin>(
             });
         }
     }
-    send(
-        link,
-        Frame::Proof(proof(cookie, b"dial", &c.nonce, &mine, me)),
-    )
-    .await?;
     match next(link).await {
         Ok(Frame::Welcome) => Ok(c.name),
         // The other side checked our proof and hung up: it holds another cookie.
@@ -216,9 +219,7 @@ mod tests {
         )
         .await;
         assert_eq!(d.unwrap_err(), Refused::Cookie);
-        // The dialling side stops at the answer's proof, so the answering side never sees
-        // one of its own: it is left with a closed link.
-        assert!(a.is_err());
+        assert_eq!(a.unwrap_err(), Refused::Cookie);
     }
 
     #[test]

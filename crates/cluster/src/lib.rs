@@ -11,6 +11,7 @@
 //! than a node ([`mesh::ToolLink`]).
 
 pub mod cookie;
+pub mod ctl;
 pub mod handshake;
 mod link;
 pub mod mesh;

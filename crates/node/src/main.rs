@@ -1,4 +1,7 @@
-//! `warren`: runs a broker node.
+//! `warren`: runs a broker node: the AMQP listener, and the cluster port on which other nodes
+//! and warrenctl reach it once they have proven the cookie.
+
+mod control;
 
 use clap::Parser;
 use std::io::IsTerminal;
@@ -23,6 +26,15 @@ struct Args {
     /// Directory for the node's data [default: ./data].
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// The node's name, name@host [default: warren@<hostname>].
+    #[arg(long)]
+    node_name: Option<String>,
+    /// Address for other nodes and warrenctl [default: 0.0.0.0:25672].
+    #[arg(long)]
+    cluster_listen: Option<SocketAddr>,
+    /// The cookie file, unless WARREN_COOKIE is set [default: ~/.warren.cookie].
+    #[arg(long)]
+    cookie_file: Option<PathBuf>,
 }
 
 fn load_config(args: &Args) -> Result<Config, String> {
@@ -40,6 +52,18 @@ fn load_config(args: &Args) -> Result<Config, String> {
     if let Some(dir) = &args.data_dir {
         config.node.data_dir = dir.clone();
     }
+    if let Some(name) = &args.node_name {
+        config.node.name = name.clone();
+    } else if config.node.name == warren_broker::config::NodeConfig::default().name {
+        config.node.name = warren_cluster::name::default_node_name();
+    }
+    if let Some(listen) = args.cluster_listen {
+        config.cluster.listen = listen;
+    }
+    if let Some(file) = &args.cookie_file {
+        config.cluster.cookie_file = Some(file.clone());
+    }
+    warren_cluster::NodeAddr::parse(&config.node.name)?;
     config.validate()?;
     Ok(config)
 }
@@ -84,6 +108,21 @@ async fn run(config: Config) -> ExitCode {
         }
     };
     let listen = config.amqp.listen;
+    let cookie = match warren_cluster::Cookie::find(config.cluster.cookie_file.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("warren: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let cluster_listen = config.cluster.listen;
+    let me = match warren_cluster::NodeAddr::parse(&config.node.name) {
+        Ok(me) => me,
+        Err(e) => {
+            eprintln!("warren: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let broker = match Broker::open(config) {
         Ok(b) => b,
         Err(e) => {
@@ -91,17 +130,39 @@ async fn run(config: Config) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let server = match Server::start(broker).await {
+    let server = match Server::start(broker.clone()).await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("warren: cannot listen on {listen}: {e}");
             return ExitCode::FAILURE;
         }
     };
+    let timing = warren_cluster::Timing::default();
+    let mesh = match warren_cluster::Mesh::start(me, cluster_listen, cookie, timing).await {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("warren: cannot listen on {cluster_listen}: {e}");
+            server.shutdown().await;
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(local_addr = %mesh.listen_addr(), "cluster listener started");
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let control = control::Control::new(
+        warren_broker::admin::Admin::new(broker.clone()),
+        mesh.clone(),
+        server.local_addr,
+        stop_tx,
+    );
+    tokio::spawn(control.serve());
     tracing::info!(%node, addr = %server.local_addr, "warren node running");
-    wait_for_signal().await;
+    tokio::select! {
+        _ = wait_for_signal() => {}
+        _ = stop_rx.changed() => {}
+    }
     tracing::info!("shutting down");
     server.shutdown().await;
+    mesh.shut_down();
     ExitCode::SUCCESS
 }
 

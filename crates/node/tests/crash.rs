@@ -2,6 +2,7 @@
 //! killed with SIGKILL at random moments and restarted. Afterwards every confirmed message is
 //! consumed, byte-exact. Unconfirmed ones may or may not be there, and may be duplicated.
 
+#[path = "../../broker/tests/common/mod.rs"]
 mod common;
 
 use futures_lite::StreamExt;
@@ -24,9 +25,11 @@ fn free_port() -> u16 {
 /// Starts the node and waits until it listens.
 fn start(port: u16, dir: &std::path::Path) -> Child {
     let mut child = Command::new(env!("CARGO_BIN_EXE_warren"))
-        .args(["--amqp-listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .args(["--amqp-listen", &format!("127.0.0.1:{port}")])
+        .args(["--cluster-listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir)
         .env("RUST_LOG", "info")
+        .env("WARREN_COOKIE", "crash-test")
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn warren");

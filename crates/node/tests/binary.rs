@@ -1,6 +1,7 @@
 //! The `warren` binary as an operator runs it: a TOML config file, flags on top, a clear
 //! error for a broken config, and a clean stop on SIGTERM that tells clients why.
 
+#[path = "../../broker/tests/common/mod.rs"]
 mod common;
 
 use common::RawClient;
@@ -12,7 +13,10 @@ use warren_amqp::Method;
 use warren_amqp::constants::PROTOCOL_HEADER;
 
 fn warren() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_warren"))
+    let mut c = Command::new(env!("CARGO_BIN_EXE_warren"));
+    c.args(["--cluster-listen", "127.0.0.1:0"])
+        .env("WARREN_COOKIE", "binary-test");
+    c
 }
 
 /// Starts the binary and reads its log until it says where it listens.

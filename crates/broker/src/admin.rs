@@ -1,0 +1,281 @@
+//! What operators do to a node from outside AMQP (warrenctl today, the management API
+//! later): users, vhosts and permissions changed as topology commands, and listings of what
+//! the node holds, as plain rows. Refusals say which rabbitmqctl case they are, so a tool can
+//! print RabbitMQ's message and exit code.
+
+use crate::broker::Broker;
+use std::sync::Arc;
+use warren_meta::{Command, PasswordHash, Permissions, Topology};
+
+/// Why an operation was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    NoSuchUser(String),
+    NoSuchVhost(String),
+    UserExists(String),
+    /// Anything else the topology refused, with its message.
+    Other(String),
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::NoSuchUser(u) => write!(f, "User \"{u}\" does not exist"),
+            Refusal::NoSuchVhost(v) => write!(f, "Virtual host '{v}' does not exist"),
+            Refusal::UserExists(u) => write!(f, "User \"{u}\" already exists"),
+            Refusal::Other(m) => f.write_str(m),
+        }
+    }
+}
+
+pub type AdminResult<T> = Result<T, Refusal>;
+
+/// Permissions from `set_permissions`' three regular expressions.
+pub fn permissions(configure: &str, write: &str, read: &str) -> Permissions {
+    Permissions {
+        configure: configure.to_owned(),
+        write: write.to_owned(),
+        read: read.to_owned(),
+    }
+}
+
+/// A queue as `list_queues` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueRow {
+    pub name: String,
+    pub durable: bool,
+    pub auto_delete: bool,
+    pub messages: u64,
+    pub consumers: u64,
+    /// The queue's home node id.
+    pub node: String,
+}
+
+/// The operator's view of one node.
+#[derive(Clone)]
+pub struct Admin {
+    broker: Arc<Broker>,
+}
+
+impl Admin {
+    pub fn new(broker: Arc<Broker>) -> Admin {
+        Admin { broker }
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&Topology) -> T) -> T {
+        self.broker.meta.read(f)
+    }
+
+    async fn change(&self, cmd: Command) -> AdminResult<()> {
+        self.broker
+            .meta
+            .change(&cmd)
+            .await
+            .map(|_| ())
+            .map_err(|e| Refusal::Other(e.text))
+    }
+
+    fn user_must_exist(&self, name: &str) -> AdminResult<()> {
+        match self.read(|t| t.user(name).is_some()) {
+            true => Ok(()),
+            false => Err(Refusal::NoSuchUser(name.to_owned())),
+        }
+    }
+
+    fn vhost_must_exist(&self, name: &str) -> AdminResult<()> {
+        match self.read(|t| t.vhost(name).is_some()) {
+            true => Ok(()),
+            false => Err(Refusal::NoSuchVhost(name.to_owned())),
+        }
+    }
+
+    /// Users and their tags, by name.
+    pub fn users(&self) -> Vec<(String, Vec<String>)> {
+        let mut users: Vec<_> = self.read(|t| {
+            t.users()
+                .map(|u| (u.name.clone(), u.tags.clone()))
+                .collect()
+        });
+        users.sort();
+        users
+    }
+
+    pub async fn add_user(&self, name: &str, password: &str) -> AdminResult<()> {
+        if self.read(|t| t.user(name).is_some()) {
+            return Err(Refusal::UserExists(name.to_owned()));
+        }
+        self.change(Command::AddUser {
+            name: name.to_owned(),
+            password: PasswordHash::new(password),
+            tags: Vec::new(),
+        })
+        .await
+    }
+
+    pub async fn delete_user(&self, name: &str) -> AdminResult<()> {
+        self.user_must_exist(name)?;
+        self.change(Command::DeleteUser {
+            name: name.to_owned(),
+        })
+        .await
+    }
+
+    pub async fn change_password(&self, name: &str, password: &str) -> AdminResult<()> {
+        self.user_must_exist(name)?;
+        self.change(Command::ChangePassword {
+            name: name.to_owned(),
+            password: PasswordHash::new(password),
+        })
+        .await
+    }
+
+    pub async fn set_user_tags(&self, name: &str, tags: Vec<String>) -> AdminResult<()> {
+        self.user_must_exist(name)?;
+        self.change(Command::SetUserTags {
+            name: name.to_owned(),
+            tags,
+        })
+        .await
+    }
+
+    pub fn vhosts(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.read(|t| t.vhosts().map(|v| v.name.clone()).collect());
+        v.sort();
+        v
+    }
+
+    /// Adds a vhost; one that exists already is left as it is, as RabbitMQ does.
+    pub async fn add_vhost(&self, name: &str) -> AdminResult<()> {
+        if self.read(|t| t.vhost(name).is_some()) {
+            return Ok(());
+        }
+        self.change(Command::AddVhost {
+            name: name.to_owned(),
+        })
+        .await
+    }
+
+    pub async fn delete_vhost(&self, name: &str) -> AdminResult<()> {
+        self.vhost_must_exist(name)?;
+        self.change(Command::DeleteVhost {
+            name: name.to_owned(),
+        })
+        .await
+    }
+
+    pub async fn set_permissions(
+        &self,
+        vhost: &str,
+        user: &str,
+        permissions: Permissions,
+    ) -> AdminResult<()> {
+        self.vhost_must_exist(vhost)?;
+        self.user_must_exist(user)?;
+        self.change(Command::SetPermissions {
+            user: user.to_owned(),
+            vhost: vhost.to_owned(),
+            permissions,
+        })
+        .await
+    }
+
+    pub async fn clear_permissions(&self, vhost: &str, user: &str) -> AdminResult<()> {
+        self.vhost_must_exist(vhost)?;
+        self.user_must_exist(user)?;
+        self.change(Command::ClearPermissions {
+            user: user.to_owned(),
+            vhost: vhost.to_owned(),
+        })
+        .await
+    }
+
+    /// Who may do what in `vhost`, by user.
+    pub fn permissions(&self, vhost: &str) -> AdminResult<Vec<(String, Permissions)>> {
+        self.vhost_must_exist(vhost)?;
+        let mut rows: Vec<(String, Permissions)> = self.read(|t| {
+            t.all_permissions()
+                .filter(|(_, v, _)| *v == vhost)
+                .map(|(u, _, p)| (u.to_owned(), p.clone()))
+                .collect()
+        });
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(rows)
+    }
+
+    /// The queues of `vhost` with their message and consumer counts (an unknown vhost has
+    /// none, as rabbitmqctl shows it).
+    pub async fn queues(&self, vhost: &str) -> Vec<QueueRow> {
+        let declared: Vec<warren_meta::Queue> = self.read(|t| {
+            t.vhost(vhost)
+                .map(|v| v.queues().cloned().collect())
+                .unwrap_or_default()
+        });
+        let running = self.broker.vhost(vhost);
+        let mut rows = Vec::with_capacity(declared.len());
+        for q in declared {
+            let counts = match running.as_ref().and_then(|v| v.queue(&q.name)) {
+                Some(h) => h.counts().await.unwrap_or((0, 0)),
+                None => (0, 0),
+            };
+            rows.push(QueueRow {
+                name: q.name.to_string(),
+                durable: q.durable,
+                auto_delete: q.auto_delete,
+                messages: u64::from(counts.0),
+                consumers: u64::from(counts.1),
+                node: q.home.to_string(),
+            });
+        }
+        rows
+    }
+
+    /// Exchanges of `vhost`: name, type, durable, auto-delete, internal.
+    pub fn exchanges(&self, vhost: &str) -> Vec<(String, String, bool, bool, bool)> {
+        self.read(|t| {
+            t.vhost(vhost)
+                .map(|v| {
+                    v.exchanges()
+                        .map(|x| {
+                            (
+                                x.name.to_string(),
+                                x.kind.as_str().to_owned(),
+                                x.durable,
+                                x.auto_delete,
+                                x.internal,
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        })
+    }
+
+    /// Bindings of `vhost`: source, destination, its kind (queue or exchange), routing key.
+    /// The default exchange's implicit binding of each queue comes first, as RabbitMQ lists it.
+    pub fn bindings(&self, vhost: &str) -> Vec<(String, String, &'static str, String)> {
+        self.read(|t| {
+            t.vhost(vhost)
+                .map(|v| {
+                    let implicit = v.queues().map(|q| {
+                        let name = q.name.to_string();
+                        (String::new(), name.clone(), "queue", name)
+                    });
+                    let explicit = v.bindings().iter().map(|b| {
+                        (
+                            b.source.to_string(),
+                            b.destination.name().to_string(),
+                            b.destination.kind(),
+                            b.routing_key.to_string(),
+                        )
+                    });
+                    implicit.chain(explicit).collect()
+                })
+                .unwrap_or_default()
+        })
+    }
+
+    /// Connections open on this node.
+    pub fn connection_count(&self) -> u64 {
+        self.broker.open_connections()
+    }
+}

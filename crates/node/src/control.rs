@@ -1,0 +1,248 @@
+//! Answers warrenctl: each request on the control channel is a rabbitmqctl verb, carried out
+//! through the broker's admin surface and answered with rows, a report or a refusal carrying
+//! rabbitmqctl's exit code.
+
+use std::net::SocketAddr;
+use tokio::sync::watch;
+use warren_broker::admin::{Admin, Refusal};
+use warren_cluster::ctl::{Answer, BINDING_COLUMNS, Request, decode, encode, exit};
+use warren_cluster::{Channel, Mesh};
+
+pub struct Control {
+    admin: Admin,
+    mesh: Mesh,
+    amqp: SocketAddr,
+    stop: watch::Sender<bool>,
+}
+
+fn refused(r: Refusal) -> Answer {
+    let code = match r {
+        Refusal::NoSuchUser(_) => exit::NO_USER,
+        Refusal::NoSuchVhost(_) => exit::DATA,
+        Refusal::UserExists(_) | Refusal::Other(_) => exit::SOFTWARE,
+    };
+    Answer::failed(code, r.to_string())
+}
+
+fn done(r: Result<(), Refusal>) -> Answer {
+    r.map_or_else(refused, |()| Answer::Done)
+}
+
+fn table(columns: &[&str], rows: Vec<Vec<serde_json::Value>>) -> Answer {
+    Answer::Table {
+        columns: columns.iter().map(|c| (*c).to_owned()).collect(),
+        rows,
+    }
+}
+
+impl Control {
+    pub fn new(admin: Admin, mesh: Mesh, amqp: SocketAddr, stop: watch::Sender<bool>) -> Control {
+        Control {
+            admin,
+            mesh,
+            amqp,
+            stop,
+        }
+    }
+
+    pub async fn serve(self) {
+        let mut requests = self.mesh.receive(Channel::Control);
+        while let Some(msg) = requests.recv().await {
+            let answer = match decode::<Request>(&msg.payload) {
+                Ok(req) => {
+                    tracing::info!(from = %msg.from, verb = %req.verb, "control request");
+                    self.answer(req).await
+                }
+                Err(e) => Answer::failed(exit::USAGE, e),
+            };
+            let _ = self
+                .mesh
+                .send(&msg.from, Channel::Control, encode(&answer))
+                .await;
+        }
+    }
+
+    fn vhost(req: &Request) -> &str {
+        req.options.get("vhost").map_or("/", String::as_str)
+    }
+
+    async fn answer(&self, req: Request) -> Answer {
+        let a = &req.args;
+        let arg = |i: usize| a.get(i).map(String::as_str).unwrap_or_default();
+        let admin = &self.admin;
+        match req.verb.as_str() {
+            "await_startup" | "ping" => Answer::Done,
+            "stop" => {
+                let _ = self.stop.send(true);
+                Answer::Done
+            }
+            "status" => self.status(),
+            "cluster_status" => self.cluster_status(),
+            "list_users" => table(
+                &["user", "tags"],
+                admin
+                    .users()
+                    .into_iter()
+                    .map(|(u, tags)| vec![u.into(), tags.into()])
+                    .collect(),
+            ),
+            "add_user" => done(admin.add_user(arg(0), arg(1)).await),
+            "delete_user" => done(admin.delete_user(arg(0)).await),
+            "change_password" => done(admin.change_password(arg(0), arg(1)).await),
+            "set_user_tags" => done(
+                admin
+                    .set_user_tags(arg(0), a.get(1..).unwrap_or_default().to_vec())
+                    .await,
+            ),
+            "list_vhosts" => table(
+                &["name"],
+                admin.vhosts().into_iter().map(|v| vec![v.into()]).collect(),
+            ),
+            "add_vhost" => done(admin.add_vhost(arg(0)).await),
+            "delete_vhost" => done(admin.delete_vhost(arg(0)).await),
+            "set_permissions" => {
+                let p = warren_broker::admin::permissions(arg(1), arg(2), arg(3));
+                done(admin.set_permissions(Self::vhost(&req), arg(0), p).await)
+            }
+            "clear_permissions" => done(admin.clear_permissions(Self::vhost(&req), arg(0)).await),
+            "list_permissions" => match admin.permissions(Self::vhost(&req)) {
+                Ok(rows) => table(
+                    &["user", "configure", "write", "read"],
+                    rows.into_iter()
+                        .map(|(u, p)| {
+                            vec![u.into(), p.configure.into(), p.write.into(), p.read.into()]
+                        })
+                        .collect(),
+                ),
+                Err(r) => refused(r),
+            },
+            "list_queues" => table(
+                &[
+                    "name",
+                    "messages",
+                    "consumers",
+                    "durable",
+                    "auto_delete",
+                    "node",
+                ],
+                admin
+                    .queues(Self::vhost(&req))
+                    .await
+                    .into_iter()
+                    .map(|q| {
+                        vec![
+                            q.name.into(),
+                            q.messages.into(),
+                            q.consumers.into(),
+                            q.durable.into(),
+                            q.auto_delete.into(),
+                            self.mesh.me().name.clone().into(),
+                        ]
+                    })
+                    .collect(),
+            ),
+            "list_exchanges" => table(
+                &["name", "type", "durable", "auto_delete", "internal"],
+                admin
+                    .exchanges(Self::vhost(&req))
+                    .into_iter()
+                    .map(|(n, t, d, ad, i)| vec![n.into(), t.into(), d.into(), ad.into(), i.into()])
+                    .collect(),
+            ),
+            "list_bindings" => table(
+                BINDING_COLUMNS,
+                admin
+                    .bindings(Self::vhost(&req))
+                    .into_iter()
+                    .map(|(s, d, kind, key)| {
+                        vec![
+                            s.into(),
+                            "exchange".into(),
+                            d.into(),
+                            kind.into(),
+                            key.into(),
+                            serde_json::json!([]),
+                        ]
+                    })
+                    .collect(),
+            ),
+            other => Answer::failed(exit::USAGE, format!("Command '{other}' not found.")),
+        }
+    }
+
+    fn listeners(&self) -> serde_json::Value {
+        let me = &self.mesh.me().name;
+        let cluster = self.mesh.listen_addr();
+        serde_json::json!([
+            {"node": me, "interface": cluster.ip().to_string(), "port": cluster.port(),
+             "protocol": "clustering", "purpose": "inter-node and CLI tool communication"},
+            {"node": me, "interface": self.amqp.ip().to_string(), "port": self.amqp.port(),
+             "protocol": "amqp", "purpose": "AMQP 0-9-1"},
+        ])
+    }
+
+    fn status(&self) -> Answer {
+        let me = &self.mesh.me().name;
+        let json = serde_json::json!({
+            "node": me,
+            "product_name": "warren",
+            "product_version": env!("CARGO_PKG_VERSION"),
+            "listeners": self.listeners(),
+            "connections": self.admin.connection_count(),
+            "alarms": [],
+        });
+        let text = format!(
+            "Status of node {me} ...\nRuntime\n\nProduct name: warren\nProduct version: {}\n\nListeners\n\n{}",
+            env!("CARGO_PKG_VERSION"),
+            listener_lines(&self.listeners())
+        );
+        Answer::Report { json, text }
+    }
+
+    fn cluster_status(&self) -> Answer {
+        let me = self.mesh.me().name.clone();
+        let mut running = vec![me.clone()];
+        running.extend(self.mesh.connected());
+        running.sort();
+        let json = serde_json::json!({
+            "cluster_name": me,
+            "disk_nodes": [me],
+            "ram_nodes": [],
+            "running_nodes": running,
+            "alarms": [],
+            "partitions": {},
+            "network_partitions": {},
+            "listeners": { me.clone(): self.listeners() },
+            "versions": { me.clone(): {"product_name": "warren", "product_version": env!("CARGO_PKG_VERSION")} },
+        });
+        let text = format!(
+            "Cluster status of node {me} ...\nBasics\n\nCluster name: {me}\n\nDisk Nodes\n\n{me}\n\nRunning Nodes\n\n{}\n\nVersions\n\n{me}: warren {}\n\nAlarms\n\n(none)\n\nNetwork Partitions\n\n(none)\n\nListeners\n\n{}",
+            running.join("\n"),
+            env!("CARGO_PKG_VERSION"),
+            listener_lines(&self.listeners())
+        );
+        Answer::Report { json, text }
+    }
+}
+
+/// Listener lines as rabbitmqctl prints them.
+fn listener_lines(listeners: &serde_json::Value) -> String {
+    listeners
+        .as_array()
+        .map(|ls| {
+            ls.iter()
+                .map(|l| {
+                    format!(
+                        "Node: {}, interface: {}, port: {}, protocol: {}, purpose: {}",
+                        l["node"].as_str().unwrap_or_default(),
+                        l["interface"].as_str().unwrap_or_default(),
+                        l["port"],
+                        l["protocol"].as_str().unwrap_or_default(),
+                        l["purpose"].as_str().unwrap_or_default()
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default()
+}

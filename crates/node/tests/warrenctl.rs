@@ -1,0 +1,388 @@
+//! warrenctl against a running node, as an operator uses it: rabbitmqctl's lines, tables,
+//! JSON and exit codes; the cookie decides who may ask; `stop` stops the node.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const COOKIE: &str = "TEST-COOKIE-VALUE";
+
+fn warrenctl_path() -> PathBuf {
+    let p = Path::new(env!("CARGO_BIN_EXE_warren")).with_file_name("warrenctl");
+    assert!(p.exists(), "build warrenctl first (cargo build --bins)");
+    p
+}
+
+struct Node {
+    child: Child,
+    amqp: SocketAddr,
+    cluster: SocketAddr,
+    dir: PathBuf,
+    /// The node's log lines, as they come.
+    log: mpsc::Receiver<String>,
+}
+
+impl Node {
+    fn start() -> Node {
+        let dir = std::env::temp_dir().join(format!(
+            "warren-ctl-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_warren"))
+            .args([
+                "--amqp-listen",
+                "127.0.0.1:0",
+                "--cluster-listen",
+                "127.0.0.1:0",
+            ])
+            .args(["--node-name", "warren@localhost", "--data-dir"])
+            .arg(dir.join("data"))
+            .env("WARREN_COOKIE", COOKIE)
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn warren");
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let addr_in = |line: &str| -> SocketAddr {
+            let at = line.find("local_addr=").unwrap() + "local_addr=".len();
+            line[at..]
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        let (mut amqp, mut cluster) = (None, None);
+        while amqp.is_none() || cluster.is_none() {
+            let line = lines.next().expect("warren exited while starting").unwrap();
+            if line.contains("AMQP listener started") {
+                amqp = Some(addr_in(&line));
+            } else if line.contains("cluster listener started") {
+                cluster = Some(addr_in(&line));
+            }
+        }
+        let (tx, log) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Node {
+            child,
+            amqp: amqp.unwrap(),
+            cluster: cluster.unwrap(),
+            dir,
+            log,
+        }
+    }
+
+    fn name(&self) -> String {
+        format!("warren@localhost:{}", self.cluster.port())
+    }
+
+    /// Runs warrenctl against this node with `cookie`: exit code, stdout, stderr.
+    fn ctl_with(&self, cookie: &str, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(warrenctl_path())
+            .args(["-n", &self.name()])
+            .args(args)
+            .env("WARREN_COOKIE", cookie)
+            .output()
+            .expect("run warrenctl");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn ctl(&self, args: &[&str]) -> (i32, String, String) {
+        self.ctl_with(COOKIE, args)
+    }
+
+    fn logged(&self, what: &str) -> bool {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while let Ok(line) = self
+            .log
+            .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+        {
+            if line.contains(what) {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn users_vhosts_and_permissions_as_rabbitmqctl_shows_them() {
+    let node = Node::start();
+    let (code, out, _) = node.ctl(&["add_user", "bob", "secret"]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        out,
+        "Adding user \"bob\" ...\nDone. Don't forget to grant the user permissions to some virtual hosts! See 'warrenctl help set_permissions' to learn more.\n"
+    );
+    let (_, out, _) = node.ctl(&["list_users"]);
+    assert_eq!(
+        out,
+        "Listing users ...\nuser\ttags\nbob\t[]\nguest\t[administrator]\n"
+    );
+    let (_, out, _) = node.ctl(&["list_users", "--formatter", "json"]);
+    assert_eq!(
+        out,
+        "[\n{\"user\":\"bob\",\"tags\":[]}\n,{\"user\":\"guest\",\"tags\":[\"administrator\"]}\n]\n"
+    );
+    assert_eq!(
+        node.ctl(&["set_user_tags", "bob", "management", "monitoring"])
+            .0,
+        0
+    );
+    let (_, out, _) = node.ctl(&["-q", "list_users"]);
+    assert_eq!(
+        out,
+        "user\ttags\nbob\t[management, monitoring]\nguest\t[administrator]\n"
+    );
+
+    assert_eq!(node.ctl(&["add_vhost", "v1"]).0, 0);
+    let (_, out, _) = node.ctl(&["-q", "list_vhosts"]);
+    assert_eq!(out, "name\n/\nv1\n");
+    let (code, out, _) = node.ctl(&["set_permissions", "-p", "v1", "bob", "^a", "^b", "^c"]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        out,
+        "Setting permissions for user \"bob\" in vhost \"v1\" ...\n"
+    );
+    let (_, out, _) = node.ctl(&["list_permissions", "-p", "v1"]);
+    assert_eq!(
+        out,
+        "Listing permissions for vhost \"v1\" ...\nuser\tconfigure\twrite\tread\nbob\t^a\t^b\t^c\n"
+    );
+    assert_eq!(node.ctl(&["clear_permissions", "-p", "v1", "bob"]).0, 0);
+    assert_eq!(node.ctl(&["-q", "list_permissions", "-p", "v1"]).1, "");
+
+    // A changed password is the one that logs in.
+    assert_eq!(node.ctl(&["change_password", "guest", "newpass"]).0, 0);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let url = |pw: &str| format!("amqp://guest:{pw}@{}/%2f", node.amqp);
+    rt.block_on(async {
+        let props = lapin::ConnectionProperties::default();
+        assert!(
+            lapin::Connection::connect(&url("guest"), props.clone())
+                .await
+                .is_err()
+        );
+        assert!(
+            lapin::Connection::connect(&url("newpass"), props)
+                .await
+                .is_ok()
+        );
+    });
+
+    assert_eq!(node.ctl(&["delete_vhost", "v1"]).0, 0);
+    assert_eq!(node.ctl(&["delete_user", "bob"]).0, 0);
+    let (_, out, _) = node.ctl(&["-q", "list_users"]);
+    assert_eq!(out, "user\ttags\nguest\t[administrator]\n");
+}
+
+#[test]
+fn refusals_carry_rabbitmqctl_s_messages_and_exit_codes() {
+    let node = Node::start();
+    let (code, _, err) = node.ctl(&["delete_user", "nosuch"]);
+    assert_eq!(
+        (code, err.as_str()),
+        (67, "Error:\nUser \"nosuch\" does not exist\n")
+    );
+    let (code, _, err) = node.ctl(&["add_user", "guest", "x"]);
+    assert_eq!(
+        (code, err.as_str()),
+        (70, "Error:\nUser \"guest\" already exists\n")
+    );
+    let (code, _, err) = node.ctl(&["list_permissions", "-p", "nov"]);
+    assert_eq!(
+        (code, err.as_str()),
+        (65, "Error:\nVirtual host 'nov' does not exist\n")
+    );
+    let (code, _, err) = node.ctl(&["add_user", "bob"]);
+    assert_eq!(code, 64);
+    assert!(
+        err.starts_with("Error (argument validation): not enough arguments."),
+        "{err}"
+    );
+    let (code, _, err) = node.ctl(&["frobnicate"]);
+    assert_eq!(code, 64);
+    assert!(err.contains("Command 'frobnicate' not found."), "{err}");
+    let (code, _, err) = node.ctl(&["list_queues", "name", "bogus"]);
+    assert_eq!(code, 64);
+    assert!(err.contains("Unknown column: bogus"), "{err}");
+}
+
+#[test]
+fn only_the_cookie_gets_an_answer() {
+    let node = Node::start();
+    let (code, out, err) = node.ctl_with("SOMETHING-ELSE", &["list_users"]);
+    assert_eq!(code, 69);
+    assert!(!out.contains("guest"), "nothing was answered: {out}");
+    assert!(
+        err.contains("unable to perform an operation on node 'warren@localhost'"),
+        "{err}"
+    );
+    assert!(err.contains("cookie"), "{err}");
+    assert!(
+        node.logged("does not hold this cluster's cookie"),
+        "the node logs the refusal"
+    );
+    // Nobody listening at all.
+    let (code, _, err) = Command::new(warrenctl_path())
+        .args(["-n", "warren@localhost:1", "status"])
+        .env("WARREN_COOKIE", COOKIE)
+        .output()
+        .map(|o| {
+            (
+                o.status.code().unwrap_or(-1),
+                (),
+                String::from_utf8_lossy(&o.stderr).into_owned(),
+            )
+        })
+        .unwrap();
+    assert_eq!(code, 69);
+    assert!(err.contains("cannot connect"), "{err}");
+}
+
+#[test]
+fn listings_cluster_status_and_stop() {
+    let mut node = Node::start();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        use lapin::options::{BasicPublishOptions, QueueDeclareOptions};
+        let url = format!("amqp://guest:guest@{}/%2f", node.amqp);
+        let conn = lapin::Connection::connect(&url, lapin::ConnectionProperties::default())
+            .await
+            .unwrap();
+        let ch = conn.create_channel().await.unwrap();
+        ch.queue_declare(
+            "work".into(),
+            QueueDeclareOptions::default(),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+        for _ in 0..3 {
+            ch.basic_publish(
+                "".into(),
+                "work".into(),
+                BasicPublishOptions::default(),
+                b"x",
+                Default::default(),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        }
+        let _ = conn.close(200, "bye".into()).await;
+    });
+    let (_, out, _) = node.ctl(&["list_queues"]);
+    assert_eq!(
+        out,
+        "Timeout: 60.0 seconds ...\nListing queues for vhost / ...\nname\tmessages\nwork\t3\n"
+    );
+    let (_, out, _) = node.ctl(&[
+        "list_queues",
+        "name",
+        "consumers",
+        "durable",
+        "--formatter",
+        "json",
+    ]);
+    assert_eq!(
+        out,
+        "[\n{\"name\":\"work\",\"consumers\":0,\"durable\":false}\n]\n"
+    );
+    let (_, out, _) = node.ctl(&["-q", "list_bindings"]);
+    assert_eq!(
+        out,
+        "source_name\tsource_kind\tdestination_name\tdestination_kind\trouting_key\targuments\n\texchange\twork\tqueue\twork\t[]\n"
+    );
+    let (code, out, _) = node.ctl(&["cluster_status", "--formatter", "json"]);
+    assert_eq!(code, 0);
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        status["running_nodes"],
+        serde_json::json!(["warren@localhost"])
+    );
+    assert_eq!(
+        status["disk_nodes"],
+        serde_json::json!(["warren@localhost"])
+    );
+    assert_eq!(status["ram_nodes"], serde_json::json!([]));
+    assert_eq!(
+        status["listeners"]["warren@localhost"][1]["port"],
+        serde_json::json!(node.amqp.port())
+    );
+    let (_, out, _) = node.ctl(&["cluster_status"]);
+    assert!(
+        out.starts_with("Cluster status of node warren@localhost ...\nBasics\n"),
+        "{out}"
+    );
+    assert_eq!(node.ctl(&["await_startup"]).0, 0);
+    let (code, out, _) = node.ctl(&["stop"]);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "Stopping and halting node warren@localhost ...\n")
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = node.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the node did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success());
+}
+
+#[test]
+fn a_cookie_file_others_can_read_stops_the_node_from_starting() {
+    let dir = std::env::temp_dir().join(format!("warren-cookie-node-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cookie = dir.join("cookie");
+    std::fs::write(&cookie, "SECRET").unwrap();
+    std::fs::set_permissions(&cookie, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_warren"))
+        .args([
+            "--amqp-listen",
+            "127.0.0.1:0",
+            "--cluster-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(dir.join("data"))
+        .arg("--cookie-file")
+        .arg(&cookie)
+        .env_remove("WARREN_COOKIE")
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("must be accessible by owner only"), "{err}");
+}
