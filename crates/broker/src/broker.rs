@@ -6,7 +6,7 @@ use crate::alarms::Alarms;
 use crate::config::Config;
 use crate::mail::{ConnHandle, Mailboxes};
 use crate::metadata::Metadata;
-use crate::persist::{self, MetaStore};
+use crate::persist::MetaStore;
 use crate::vhost::{StoreLayout, VHost};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,16 +37,17 @@ pub struct Broker {
 
 impl Broker {
     /// Opens the node over its data directory: recreates the durable topology and users from
-    /// the definitions file if there is one, else starts with the default user and vhost `/`.
+    /// the definitions snapshot and the metadata journal if there are any, else starts with
+    /// the default user and vhost `/`.
     /// Must run inside the tokio runtime (queues are tasks).
     pub fn open(config: Config) -> Result<Arc<Broker>, String> {
         let dir = &config.node.data_dir;
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create data directory {}: {e}", dir.display()))?;
-        let saved = persist::load(dir)?;
+        let (journal, saved) = MetaStore::open(dir)?;
         // Transient queues' pages from an earlier run are garbage now.
         let _ = std::fs::remove_dir_all(dir.join("transient"));
-        let store = StoreLayout {
+        let layout = StoreLayout {
             data_dir: dir.clone(),
             segment_bytes: config.store.segment_bytes,
             queue_memory_bytes: config.store.queue_memory_bytes,
@@ -54,14 +55,15 @@ impl Broker {
         let post = Arc::new(Mailboxes::default());
         let meta = Metadata::new(
             NodeId::from_name(&config.node.name),
-            MetaStore::new(dir),
-            store,
+            journal,
+            layout,
             config.auth.loopback_users.clone(),
             post.clone(),
         );
-        match &saved {
-            Some(defs) => meta.recover(defs)?,
-            None => first_start(&meta, &config)?,
+        if saved.is_empty() {
+            first_start(&meta, &config)?;
+        } else {
+            meta.recover(&saved)?;
         }
         let alarms = Alarms::new(&config.alarms, dir);
         Ok(Arc::new(Broker {

@@ -11,7 +11,7 @@
 
 use crate::auth::{self, LoginError};
 use crate::mail::Mailboxes;
-use crate::persist::MetaStore;
+use crate::persist::{MetaStore, Saved};
 use crate::queue::{self, QueueHandle};
 use crate::routing::Changes;
 use crate::vhost::{StoreLayout, VHost};
@@ -111,10 +111,11 @@ impl Metadata {
         let mut topology = self.lock();
         let mut rebuild = Rebuild::default();
         let applied = self.apply_locked(&mut topology, cmd, origin, &mut rebuild)?;
+        // Recorded under the lock, so the journal holds changes in the order they were made.
+        let index = applied.durable.then(|| self.store.record(cmd));
         self.rebuild_routes(&topology, rebuild);
         drop(topology);
-        let generation = applied.durable.then(|| self.store.bump());
-        Ok((applied, generation))
+        Ok((applied, index))
     }
 
     /// Applies one command and carries out its effects; notes the vhosts whose routing must
@@ -142,11 +143,11 @@ impl Metadata {
         }
     }
 
-    /// Waits until a change is in the definitions file.
-    pub async fn persisted(&self, generation: Option<u64>) -> AmqpResult<()> {
-        let Some(g) = generation else { return Ok(()) };
+    /// Waits until a change is in the metadata journal on disk.
+    pub async fn persisted(&self, index: Option<u64>) -> AmqpResult<()> {
+        let Some(i) = index else { return Ok(()) };
         self.store
-            .wait(g)
+            .wait(i)
             .await
             .map_err(|e| AmqpError::internal_error(format!("cannot write definitions: {e}")))
     }
@@ -244,16 +245,27 @@ impl Metadata {
     /// messages back from their logs. All of it is applied under one lock and each vhost's
     /// routing is compiled once at the end, so start-up time grows with the topology's size,
     /// not with its square.
-    pub fn recover(self: &Arc<Self>, defs: &Definitions) -> Result<(), String> {
+    pub fn recover(self: &Arc<Self>, saved: &Saved) -> Result<(), String> {
         let node = self.node();
         let mut topology = self.lock();
-        let cmds = topology.import_commands(defs, node, &mut || self.ids.next())?;
+        let mut cmds = match &saved.definitions {
+            Some(defs) => topology.import_commands(defs, node, &mut || self.ids.next())?,
+            None => Vec::new(),
+        };
+        let snapshot_len = cmds.len();
+        cmds.extend(saved.changes.iter().cloned());
         let mut rebuild = Rebuild::default();
-        for cmd in cmds {
+        for (n, cmd) in cmds.into_iter().enumerate() {
             let Err(e) = self.apply_locked(&mut topology, &cmd, Origin::Recovered, &mut rebuild)
             else {
                 continue;
             };
+            if n >= snapshot_len {
+                // The journal replays what was accepted once; a change that no longer
+                // applies (it depended on something transient) is skipped, as it was moot.
+                tracing::debug!(error = %e, "journal entry skipped at recovery");
+                continue;
+            }
             match cmd {
                 // Definitions written by another broker may hold arguments this one refuses:
                 // keep the queue and its messages without them, and say so.
@@ -291,6 +303,16 @@ impl Metadata {
     /// The durable part of the topology, as the definitions file holds it.
     pub fn export(&self, scope: Scope) -> Definitions {
         self.read(|t| t.export(scope))
+    }
+
+    /// The durable topology with the journal index it covers, taken under the lock that
+    /// changes are recorded under, so the two agree.
+    pub fn snapshot(&self) -> Definitions {
+        let topology = self.lock();
+        Definitions {
+            warren_journal_index: Some(self.store.last_index()),
+            ..topology.export(Scope::Durable)
+        }
     }
 
     pub fn login(

@@ -1,77 +1,223 @@
-//! Keeping the definitions file current. A change to durable topology bumps a generation
-//! number; one writer task writes the whole definitions file (to a temporary file, fsync,
-//! rename) and announces the generation it covered. The method that made the change waits for
-//! that before replying, so a declare-ok for a durable entity means it is on disk, and many
-//! changes made at once share one write.
+//! Keeping the durable topology on disk: a journal of changes, and a snapshot now and then.
+//!
+//! A durable change is recorded, under the topology's lock (so the journal's order is the
+//! order of the changes), as one short JSON entry in the metadata journal
+//! (`warren_store::Journal`). One writer task appends what was recorded and fsyncs, many
+//! changes to one fsync, and announces the last entry it covered; the method that made a
+//! change waits for that before replying, so a declare-ok for a durable entity means it is on
+//! disk. The cost of a change does not depend on how much topology exists.
+//!
+//! Every [`SNAPSHOT_EVERY`] entries the writer also writes the whole durable topology as
+//! `definitions.json` (RabbitMQ's format, with the journal index it covers) and drops the
+//! journal entries it covers. Start-up reads the snapshot and replays the entries after it.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{Notify, watch};
-use warren_meta::Definitions;
+use warren_meta::{Command, Definitions};
+use warren_store::Journal;
+use warren_store::journal::write_out;
+
+/// Journal entries between two snapshots, at least: more when the topology is larger (as many
+/// entries as the last snapshot held things), so that what snapshots cost per change stays the
+/// same however large the topology grows.
+pub const SNAPSHOT_EVERY: u64 = 20_000;
 
 pub struct MetaStore {
     path: PathBuf,
-    requested: AtomicU64,
+    journal: Mutex<Journal>,
     written: watch::Sender<u64>,
     wake: Notify,
+    /// The index the last snapshot covers.
+    snapshot_at: AtomicU64,
+    /// Journal entries between two snapshots, at least.
+    snapshot_every: u64,
+    /// How many things (exchanges, queues, bindings, users) the last snapshot held.
+    snapshot_size: AtomicU64,
 }
 
-/// Where the node keeps its definitions.
+/// Where the node keeps its definitions snapshot.
 pub fn definitions_path(data_dir: &Path) -> PathBuf {
     data_dir.join("definitions.json")
 }
 
+fn journal_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("metadata.journal")
+}
+
+/// What a node's data directory says about its topology.
+pub struct Saved {
+    /// The last snapshot, if there is one.
+    pub definitions: Option<Definitions>,
+    /// Changes made after it, in order.
+    pub changes: Vec<Command>,
+}
+
+impl Saved {
+    pub fn is_empty(&self) -> bool {
+        self.definitions.is_none() && self.changes.is_empty()
+    }
+}
+
 impl MetaStore {
-    pub fn new(data_dir: &Path) -> MetaStore {
-        MetaStore {
-            path: definitions_path(data_dir),
-            requested: AtomicU64::new(0),
-            written: watch::Sender::new(0),
-            wake: Notify::new(),
+    /// Opens the node's metadata: its snapshot and the journal entries after it.
+    pub fn open(data_dir: &Path) -> Result<(MetaStore, Saved), String> {
+        let definitions = load(data_dir)?;
+        let covered = definitions
+            .as_ref()
+            .and_then(|d| d.warren_journal_index)
+            .unwrap_or(0);
+        let path = journal_path(data_dir);
+        let (journal, replay) = Journal::open(&path, covered)
+            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        if replay.cut > 0 {
+            tracing::warn!(path = %path.display(), bytes = replay.cut, "cut a torn end off the metadata journal (a change interrupted by a crash, never confirmed)");
         }
+        let mut changes = Vec::new();
+        for (index, entry) in replay.entries.into_iter().filter(|(i, _)| *i > covered) {
+            let cmd = serde_json::from_slice(&entry)
+                .map_err(|e| format!("{}: entry {index}: {e}", path.display()))?;
+            changes.push(cmd);
+        }
+        let last = journal.last_index();
+        let store = MetaStore {
+            path: definitions_path(data_dir),
+            journal: Mutex::new(journal),
+            written: watch::Sender::new(last),
+            wake: Notify::new(),
+            snapshot_at: AtomicU64::new(covered),
+            snapshot_every: SNAPSHOT_EVERY,
+            snapshot_size: AtomicU64::new(0),
+        };
+        Ok((
+            store,
+            Saved {
+                definitions,
+                changes,
+            },
+        ))
     }
 
-    /// Notes that durable topology changed; returns the generation to wait for.
-    pub fn bump(&self) -> u64 {
-        let g = self.requested.fetch_add(1, Ordering::AcqRel) + 1;
+    /// Records a durable change; returns the journal index to wait for. Called under the
+    /// topology's lock.
+    pub fn record(&self, cmd: &Command) -> u64 {
+        let entry = serde_json::to_vec(cmd).unwrap_or_default();
+        let index = match self.journal.lock() {
+            Ok(mut j) => j.append(&entry),
+            Err(_) => 0,
+        };
         self.wake.notify_one();
-        g
+        index
     }
 
-    /// Waits until the definitions file includes generation `g`.
-    pub async fn wait(&self, g: u64) -> std::io::Result<()> {
+    /// The index of the last change recorded (for a snapshot taken under the same lock).
+    pub fn last_index(&self) -> u64 {
+        self.journal.lock().map(|j| j.last_index()).unwrap_or(0)
+    }
+
+    /// Waits until the journal holds change `index` on disk.
+    pub async fn wait(&self, index: u64) -> std::io::Result<()> {
         let mut rx = self.written.subscribe();
-        rx.wait_for(|w| *w >= g)
+        rx.wait_for(|w| *w >= index)
             .await
             .map(|_| ())
-            .map_err(|_| std::io::Error::other("definitions writer stopped"))
+            .map_err(|_| std::io::Error::other("metadata writer stopped"))
     }
 
-    /// The writer: runs until the node stops. `snapshot` gathers the current definitions.
+    /// The writer: runs until the node stops. `snapshot` gathers the durable topology and the
+    /// journal index it covers.
     pub async fn run_writer(&self, snapshot: impl Fn() -> Definitions) {
         loop {
-            let target = self.requested.load(Ordering::Acquire);
-            if target <= *self.written.borrow() {
+            let taken = self.journal.lock().ok().map(|mut j| {
+                let pending = j.take_pending();
+                (pending, j.last_index(), j.file())
+            });
+            let Some((pending, last, file)) = taken else {
+                return;
+            };
+            if pending.is_empty() {
+                let due = self
+                    .snapshot_every
+                    .max(self.snapshot_size.load(Ordering::Acquire));
+                if last - self.snapshot_at.load(Ordering::Acquire) >= due {
+                    self.snapshot(&snapshot).await;
+                    continue;
+                }
                 self.wake.notified().await;
                 continue;
             }
-            let defs = snapshot();
-            let path = self.path.clone();
-            let done = tokio::task::spawn_blocking(move || write_atomically(&path, &defs)).await;
+            let done = tokio::task::spawn_blocking(move || {
+                let r = file.and_then(|mut f| write_out(&mut f, &pending));
+                (r, pending)
+            })
+            .await;
             match done {
-                Ok(Ok(())) => {
-                    self.written.send_replace(target);
+                Ok((Ok(()), _)) => {
+                    self.written.send_replace(last);
                 }
-                Ok(Err(e)) => {
-                    // A full or failing disk: keep the old file (still consistent) and retry.
-                    tracing::error!(error = %e, path = %self.path.display(), "cannot write definitions");
+                Ok((Err(e), pending)) => {
+                    // A full or failing disk: nothing is confirmed until it writes again, and
+                    // what could not be written is tried again first.
+                    tracing::error!(error = %e, "cannot write the metadata journal");
+                    if let Ok(mut j) = self.journal.lock() {
+                        j.restore_pending(pending);
+                    }
                     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                 }
                 Err(_) => return,
             }
         }
     }
+
+    /// Writes a snapshot off the async workers.
+    async fn snapshot(&self, snapshot: &impl Fn() -> Definitions) {
+        let defs = snapshot();
+        let Some(index) = defs.warren_journal_index else {
+            return;
+        };
+        let path = self.path.clone();
+        let size = size_of(&defs);
+        match tokio::task::spawn_blocking(move || write_atomically(&path, &defs)).await {
+            Ok(Ok(())) => self.covered(index, size),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, path = %self.path.display(), "cannot write a metadata snapshot");
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// Writes the durable topology (with the journal index it covers) as `definitions.json`
+    /// and drops the journal entries it covers. Blocks on the disk.
+    pub fn write_snapshot(&self, defs: &Definitions) {
+        let Some(index) = defs.warren_journal_index else {
+            return;
+        };
+        match write_atomically(&self.path, defs) {
+            Ok(()) => self.covered(index, size_of(defs)),
+            Err(e) => {
+                tracing::error!(error = %e, path = %self.path.display(), "cannot write a metadata snapshot");
+            }
+        }
+    }
+
+    /// A snapshot on disk covers the journal up to `index`: those entries go. (Rare, and the
+    /// journal is short then: a few megabytes at most.)
+    fn covered(&self, index: u64, size: u64) {
+        self.snapshot_at.store(index, Ordering::Release);
+        self.snapshot_size.store(size, Ordering::Release);
+        if let Ok(mut j) = self.journal.lock() {
+            if let Err(e) = j.drop_through(index) {
+                tracing::warn!(error = %e, "cannot shorten the metadata journal");
+            }
+        }
+    }
+}
+
+/// How many things a snapshot holds.
+fn size_of(d: &Definitions) -> u64 {
+    (d.users.len() + d.exchanges.len() + d.queues.len() + d.bindings.len()) as u64
 }
 
 /// Writes the file so that a crash leaves either the old or the new one, never a torn one.
@@ -99,5 +245,98 @@ pub fn load(data_dir: &Path) -> Result<Option<Definitions>, String> {
             .map_err(|e| format!("{}: {e}", path.display())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn add_vhost(n: u64) -> Command {
+        Command::AddVhost {
+            name: format!("v{n}"),
+        }
+    }
+
+    fn names(changes: &[Command]) -> Vec<String> {
+        changes
+            .iter()
+            .map(|c| match c {
+                Command::AddVhost { name } => name.clone(),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn changes_come_back_after_the_snapshot_that_covers_the_ones_before() {
+        let dir = std::env::temp_dir().join(format!("warren-persist-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (store, saved) = MetaStore::open(&dir).unwrap();
+        assert!(saved.is_empty());
+        let store = Arc::new(MetaStore {
+            snapshot_every: 3,
+            ..store
+        });
+        // The "topology" the snapshot writes: the vhosts recorded so far.
+        let recorded = Arc::new(Mutex::new(Vec::new()));
+        let writer = {
+            let (store, recorded) = (store.clone(), recorded.clone());
+            tokio::spawn(async move {
+                let s = store.clone();
+                store
+                    .run_writer(move || {
+                        // Under the same lock that changes are recorded under, as the
+                        // topology's lock is for the real thing.
+                        let held = recorded.lock().unwrap();
+                        let vhosts: Vec<String> = held.clone();
+                        Definitions {
+                            vhosts: vhosts
+                                .into_iter()
+                                .map(|name| warren_meta::definitions::VhostDef { name })
+                                .collect(),
+                            warren_journal_index: Some(s.last_index()),
+                            ..Default::default()
+                        }
+                    })
+                    .await
+            })
+        };
+        for n in 1..=4 {
+            let i = {
+                let mut held = recorded.lock().unwrap();
+                held.push(format!("v{n}"));
+                store.record(&add_vhost(n))
+            };
+            store.wait(i).await.unwrap();
+        }
+        // The writer snapshots once 3 entries are past the last snapshot.
+        for _ in 0..100 {
+            if store.snapshot_at.load(Ordering::Acquire) >= 3 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let covered = store.snapshot_at.load(Ordering::Acquire);
+        assert!(covered >= 3, "a snapshot was taken ({covered})");
+        let i = store.record(&add_vhost(5));
+        store.wait(i).await.unwrap();
+        writer.abort();
+        drop(store);
+
+        let (_, saved) = MetaStore::open(&dir).unwrap();
+        let defs = saved.definitions.expect("a snapshot");
+        let snap: Vec<String> = defs.vhosts.iter().map(|v| v.name.clone()).collect();
+        let mut all = snap.clone();
+        all.extend(names(&saved.changes));
+        assert_eq!(
+            all,
+            ["v1", "v2", "v3", "v4", "v5"],
+            "snapshot {snap:?} then the journal"
+        );
+        assert_eq!(defs.warren_journal_index, Some(snap.len() as u64));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -29,6 +29,10 @@ pub struct Definitions {
     pub queues: Vec<QueueDef>,
     #[serde(default)]
     pub bindings: Vec<BindingDef>,
+    /// In a node's own snapshot: the last entry of its metadata journal that this file
+    /// covers (RabbitMQ ignores the key on import).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warren_journal_index: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -36,6 +36,20 @@ impl Node {
                 .unwrap()
                 .as_nanos()
         ));
+        Node::start_in(dir)
+    }
+
+    /// Kills the node with SIGKILL (nothing is written at the end) and starts it again on
+    /// the same data directory.
+    fn kill_and_restart(mut self) -> Node {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let dir = std::mem::take(&mut self.dir);
+        std::mem::forget(self);
+        Node::start_in(dir)
+    }
+
+    fn start_in(dir: PathBuf) -> Node {
         let mut child = Command::new(env!("CARGO_BIN_EXE_warren"))
             .args([
                 "--amqp-listen",
@@ -125,8 +139,92 @@ impl Drop for Node {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if !self.dir.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
+}
+
+#[test]
+fn durable_changes_survive_kill_9_from_the_journal() {
+    let node = Node::start();
+    assert_eq!(node.ctl(&["add_user", "carol", "pw"]).0, 0);
+    assert_eq!(node.ctl(&["add_vhost", "kept"]).0, 0);
+    assert_eq!(
+        node.ctl(&["set_permissions", "-p", "kept", "carol", ".*", ".*", ".*"])
+            .0,
+        0
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+        let url = format!("amqp://guest:guest@{}/%2f", node.amqp);
+        let conn = lapin::Connection::connect(&url, lapin::ConnectionProperties::default())
+            .await
+            .unwrap();
+        let ch = conn.create_channel().await.unwrap();
+        let durable = QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        for q in ["d1", "d2", "gone"] {
+            ch.queue_declare(q.into(), durable, Default::default())
+                .await
+                .unwrap();
+        }
+        ch.exchange_declare(
+            "dx".into(),
+            lapin::ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            Default::default(),
+        )
+        .await
+        .unwrap();
+        ch.queue_bind(
+            "d1".into(),
+            "dx".into(),
+            "a.#".into(),
+            QueueBindOptions::default(),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+        ch.queue_delete("gone".into(), Default::default())
+            .await
+            .unwrap();
+        ch.queue_declare(
+            "transient".into(),
+            QueueDeclareOptions::default(),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    });
+    // Every change above was answered, so it is on disk, though no snapshot was taken.
+    let node = node.kill_and_restart();
+    let (_, out, _) = node.ctl(&["-q", "list_queues", "name"]);
+    assert_eq!(out, "name\nd1\nd2\n");
+    let (_, out, _) = node.ctl(&[
+        "-q",
+        "list_bindings",
+        "source_name",
+        "destination_name",
+        "routing_key",
+    ]);
+    assert_eq!(
+        out,
+        "source_name\tdestination_name\trouting_key\n\td1\td1\n\td2\td2\ndx\td1\ta.#\n"
+    );
+    let (_, out, _) = node.ctl(&["-q", "list_permissions", "-p", "kept"]);
+    assert_eq!(out, "user\tconfigure\twrite\tread\ncarol\t.*\t.*\t.*\n");
+    // A second life on top of the first: the journal goes on where it was.
+    assert_eq!(node.ctl(&["delete_user", "carol"]).0, 0);
+    let node = node.kill_and_restart();
+    let (_, out, _) = node.ctl(&["-q", "list_users"]);
+    assert_eq!(out, "user\ttags\nguest\t[administrator]\n");
 }
 
 #[test]

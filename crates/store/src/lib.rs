@@ -7,10 +7,14 @@
 //! order when they reach the head of the queue, and records acknowledgements; a segment whose
 //! messages are all acknowledged is deleted. Opening a log recovers its live messages as
 //! [`log::Run`]s (stretches of consecutive records), so even millions of stored messages cost
-//! almost no memory; torn or damaged data is cut off or skipped, never returned.
+//! almost no memory; torn or damaged data is cut off or skipped, never returned. The node's
+//! metadata goes to a [`journal::Journal`]: an index-addressed log of changes, the shape of a
+//! Raft log.
 
+pub mod journal;
 pub mod log;
 pub mod record;
 
+pub use journal::Journal;
 pub use log::{Position, QueueLog, Recovered, Run};
 pub use record::StoredMessage;

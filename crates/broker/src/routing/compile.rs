@@ -59,7 +59,7 @@ fn compile(x: &Exchange, bs: &[Binding], queues: &Handles) -> ExchangeRoute {
                 }
                 let mut m = Sharded::default();
                 for (k, ts) in by_key {
-                    m.insert(k.clone(), ts);
+                    m.insert(k.clone(), Arc::from(ts));
                 }
                 Matcher::Direct(m)
             }
@@ -159,7 +159,10 @@ impl Snapshot {
                 // One binding is one target under its routing key, as `compile` makes them.
                 Some((Matcher::Direct(m), r)) if x.kind == ExchangeKind::Direct => {
                     let mut m = m.clone();
-                    let mut ts = m.get(&b.routing_key).cloned().unwrap_or_default();
+                    let mut ts: Vec<Target> = m
+                        .get(&b.routing_key)
+                        .map(|ts| ts.to_vec())
+                        .unwrap_or_default();
                     if *added {
                         // A queue not running here has no target to add.
                         ts.extend(target(&b.destination, queues));
@@ -169,7 +172,7 @@ impl Snapshot {
                     if ts.is_empty() {
                         m.remove(&b.routing_key);
                     } else {
-                        m.insert(b.routing_key.clone(), ts);
+                        m.insert(b.routing_key.clone(), Arc::from(ts));
                     }
                     ExchangeRoute {
                         name: r.name.clone(),

@@ -47,7 +47,7 @@ enum Matcher {
     /// The nameless exchange: the routing key is the queue's name.
     Default,
     /// By routing key; sharded so that one binding's change copies little.
-    Direct(Sharded<Vec<Target>>),
+    Direct(Sharded<Arc<[Target]>>),
     Fanout(Vec<Target>),
     Topic(Vec<(TopicPattern, Target)>),
     Headers(Vec<(HeadersBinding, Target)>),
@@ -108,7 +108,7 @@ impl Snapshot {
                         .map(Target::Queue);
                 }
                 Matcher::Direct(m) => {
-                    matched.extend(m.get(&msg.routing_key).map(Vec::as_slice).unwrap_or(&[]));
+                    matched.extend(m.get(&msg.routing_key).map(|ts| &ts[..]).unwrap_or(&[]));
                 }
                 Matcher::Fanout(ts) => matched.extend(ts),
                 Matcher::Topic(bs) => {
