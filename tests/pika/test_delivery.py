@@ -280,6 +280,26 @@ def test_global_prefetch_reaches_existing_consumers(conn):
     assert wait_for(conn, lambda: len(got) == 4)
 
 
+def test_a_delivery_held_under_a_global_prefetch_goes_back_unseen_on_cancel(conn):
+    ch = conn.channel()
+    q1 = ch.queue_declare("", exclusive=True).method.queue
+    q2 = ch.queue_declare("", exclusive=True).method.queue
+    ch.basic_publish("", q1, b"one")
+    ch.basic_qos(prefetch_count=1, global_qos=True)
+    got = []
+    ch.basic_consume(q1, lambda c, m, p, b: got.append(b))
+    assert wait_for(conn, lambda: got == [b"one"])
+    tag2 = ch.basic_consume(q2, lambda c, m, p, b: got.append(b))
+    ch.basic_publish("", q2, b"two")
+    conn.process_data_events(time_limit=0.3)
+    assert got == [b"one"], "the channel is at its limit"
+    ch.basic_cancel(tag2)
+    other = conn.channel()
+    method, _, body = other.basic_get(q2, auto_ack=True)
+    assert body == b"two"
+    assert not method.redelivered, "its client never saw it"
+
+
 def test_qos_prefetch_size_not_implemented(conn):
     ch = conn.channel()
     with pytest.raises(pika.exceptions.ConnectionClosedByBroker) as e:

@@ -103,7 +103,7 @@ impl Channel {
         self.shared.held = others;
         for (d, queue) in theirs {
             if let Some(q) = &queue {
-                ctx.outgoing.settle(q, crate::queue::Settle::Requeue, d.seq);
+                ctx.outgoing.settle(q, crate::queue::Settle::Unsent, d.seq);
             }
         }
     }

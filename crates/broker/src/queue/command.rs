@@ -14,6 +14,9 @@ pub enum Settle {
     Requeue,
     /// Rejected without requeue: the message is dropped.
     Discard,
+    /// Sent to a channel that never wrote it to its client (it was held back under a shared
+    /// prefetch when its consumer went): back in its place, not marked redelivered.
+    Unsent,
 }
 
 /// A consumer, as its queue knows it.

@@ -202,7 +202,8 @@ impl Ready {
         }
     }
 
-    /// Puts delivered messages back before everything still ready, in their original order.
+    /// Puts delivered messages back before everything still ready, in their original order
+    /// (marked redelivered or not, as the caller set them).
     /// (Delivery always takes from the head, so a returning message is older than every
     /// message still ready, and disk runs hold only newer ones.)
     pub fn requeue(&mut self, mut entries: Vec<Entry>) {
@@ -210,8 +211,7 @@ impl Ready {
             return;
         }
         entries.sort_by_key(|e| e.seq);
-        for mut e in entries.into_iter().rev() {
-            e.redelivered = true;
+        for e in entries.into_iter().rev() {
             // Items are in sequence order and every returning message is older than anything
             // ready, so this finds its place by bisection.
             let at = self

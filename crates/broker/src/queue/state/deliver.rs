@@ -100,9 +100,11 @@ impl QueueState {
                 c.unacked = c.unacked.saturating_sub(1);
             }
             match how {
-                Settle::Requeue => {
-                    let level = self.level_of(&u.entry.message);
-                    back[level].push(u.entry);
+                Settle::Requeue | Settle::Unsent => {
+                    let mut entry = u.entry;
+                    entry.redelivered |= how == Settle::Requeue;
+                    let level = self.level_of(&entry.message);
+                    back[level].push(entry);
                 }
                 Settle::Ack => self.done(&u.entry),
                 Settle::Discard => self.drop_message(u.entry, Reason::Rejected),

@@ -601,3 +601,33 @@ fn a_full_allowance_goes_to_waiting_consumers_before_anything_goes_to_disk() {
     idle.stop(End::Deleted);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_delivery_its_client_never_saw_goes_back_not_redelivered() {
+    let mut q = queue();
+    consume(&mut q, spec(1, "a"));
+    publish(&mut q, &["held", "seen"]);
+    let got = delivered(&mut q, T0);
+    q.apply(Command::Settle(vec![got[0].2], Settle::Unsent), T0);
+    q.apply(Command::Settle(vec![got[1].2], Settle::Requeue), T0);
+    q.apply(
+        Command::Cancel {
+            conn: conn(1),
+            channel_key: 1,
+            tag: ShortStr::from("a"),
+        },
+        T0,
+    );
+    consume(&mut q, spec(2, "b"));
+    q.run(T0);
+    let again: Vec<(String, bool)> = q
+        .take_effects()
+        .into_iter()
+        .flat_map(|e| match e {
+            Effect::Deliver { deliveries, .. } => deliveries,
+            _ => Vec::new(),
+        })
+        .map(|d| (body(&d.message), d.redelivered))
+        .collect();
+    assert_eq!(again, [("held".into(), false), ("seen".into(), true)]);
+}
