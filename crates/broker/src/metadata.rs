@@ -46,6 +46,10 @@ enum Origin {
     Declared,
     /// Recreated at start-up: a durable queue takes its messages back from its log.
     Recovered,
+    /// Being replayed at start-up (the snapshot, then the journal): queues start only once
+    /// everything is applied, so that a queue deleted and declared again under its name
+    /// starts once, from the one log that is its own.
+    Replaying,
 }
 
 pub struct Metadata {
@@ -174,9 +178,11 @@ impl Metadata {
                 }
             }
             Effect::QueueAdded { vhost, queue } => {
-                if let Some(v) = self.vhost(vhost) {
-                    if let Some(h) = self.start_queue(&v, queue, origin) {
-                        v.queue_started(h);
+                if origin != Origin::Replaying {
+                    if let Some(v) = self.vhost(vhost) {
+                        if let Some(h) = self.start_queue(&v, queue, origin) {
+                            v.queue_started(h);
+                        }
                     }
                 }
                 rebuild.of(vhost).queues.push(queue.name.clone());
@@ -256,7 +262,7 @@ impl Metadata {
         cmds.extend(saved.changes.iter().cloned());
         let mut rebuild = Rebuild::default();
         for (n, cmd) in cmds.into_iter().enumerate() {
-            let Err(e) = self.apply_locked(&mut topology, &cmd, Origin::Recovered, &mut rebuild)
+            let Err(e) = self.apply_locked(&mut topology, &cmd, Origin::Replaying, &mut rebuild)
             else {
                 continue;
             };
@@ -273,11 +279,23 @@ impl Metadata {
                     tracing::warn!(queue = %queue.name, %vhost, error = %e, "ignoring invalid queue arguments");
                     queue.arguments = Default::default();
                     let retry = Command::DeclareQueue { vhost, queue };
-                    self.apply_locked(&mut topology, &retry, Origin::Recovered, &mut rebuild)
+                    self.apply_locked(&mut topology, &retry, Origin::Replaying, &mut rebuild)
                         .map_err(|e| e.to_string())?;
                 }
                 other => return Err(format!("cannot recreate {other:?}: {e}")),
             }
+        }
+        // Now the queues that survived the replay start, each from its log.
+        for v in topology.vhosts() {
+            let Some(rt) = self.vhost(&v.name) else {
+                continue;
+            };
+            for q in v.queues() {
+                if let Some(h) = self.start_queue(&rt, q, Origin::Recovered) {
+                    rt.queue_started(h);
+                }
+            }
+            rebuild.of(&v.name).all = true;
         }
         self.rebuild_routes(&topology, rebuild);
         for v in topology.vhosts() {

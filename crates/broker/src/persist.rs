@@ -1,7 +1,8 @@
 //! Keeping the durable topology on disk: a journal of changes, and a snapshot now and then.
 //!
 //! A durable change is recorded, under the topology's lock (so the journal's order is the
-//! order of the changes), as one short JSON entry in the metadata journal
+//! order of the changes), as one short postcard-encoded entry (exact for every value a field
+//! table can hold, floats included) in the metadata journal
 //! (`warren_store::Journal`). One writer task appends what was recorded and fsyncs, many
 //! changes to one fsync, and announces the last entry it covered; the method that made a
 //! change waits for that before replying, so a declare-ok for a durable entity means it is on
@@ -36,6 +37,9 @@ pub struct MetaStore {
     snapshot_every: u64,
     /// How many things (exchanges, queues, bindings, users) the last snapshot held.
     snapshot_size: AtomicU64,
+    /// Held while a snapshot is written: one at a time, so that the one written at shutdown
+    /// never interleaves with a periodic one still on its blocking thread.
+    writing: std::sync::Arc<Mutex<()>>,
 }
 
 /// Where the node keeps its definitions snapshot.
@@ -77,9 +81,14 @@ impl MetaStore {
         }
         let mut changes = Vec::new();
         for (index, entry) in replay.entries.into_iter().filter(|(i, _)| *i > covered) {
-            let cmd = serde_json::from_slice(&entry)
-                .map_err(|e| format!("{}: entry {index}: {e}", path.display()))?;
-            changes.push(cmd);
+            match postcard::from_bytes(&entry) {
+                Ok(cmd) => changes.push(cmd),
+                // Every entry was read back before it was confirmed (see `record`), so this is
+                // damage on disk: say so, keep what can be read, and start.
+                Err(e) => {
+                    tracing::error!(path = %path.display(), index, error = %e, "skipping an unreadable metadata journal entry")
+                }
+            }
         }
         let last = journal.last_index();
         let store = MetaStore {
@@ -90,6 +99,7 @@ impl MetaStore {
             snapshot_at: AtomicU64::new(covered),
             snapshot_every: SNAPSHOT_EVERY,
             snapshot_size: AtomicU64::new(0),
+            writing: std::sync::Arc::new(Mutex::new(())),
         };
         Ok((
             store,
@@ -103,7 +113,13 @@ impl MetaStore {
     /// Records a durable change; returns the journal index to wait for. Called under the
     /// topology's lock.
     pub fn record(&self, cmd: &Command) -> u64 {
-        let entry = serde_json::to_vec(cmd).unwrap_or_default();
+        let entry = match postcard::to_stdvec(cmd) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot encode a metadata change");
+                return 0;
+            }
+        };
         let index = match self.journal.lock() {
             Ok(mut j) => j.append(&entry),
             Err(_) => 0,
@@ -179,10 +195,18 @@ impl MetaStore {
         };
         let path = self.path.clone();
         let size = size_of(&defs);
-        match tokio::task::spawn_blocking(move || write_atomically(&path, &defs)).await {
+        let writing = self.writing.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            let _one = writing.lock();
+            write_atomically(&path, &defs)
+        })
+        .await;
+        match written {
             Ok(Ok(())) => self.covered(index, size),
             Ok(Err(e)) => {
                 tracing::error!(error = %e, path = %self.path.display(), "cannot write a metadata snapshot");
+                // Not again at once: each attempt reads the whole topology under its lock.
+                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
             }
             Err(_) => {}
         }
@@ -194,6 +218,7 @@ impl MetaStore {
         let Some(index) = defs.warren_journal_index else {
             return;
         };
+        let _one = self.writing.lock();
         match write_atomically(&self.path, defs) {
             Ok(()) => self.covered(index, size_of(defs)),
             Err(e) => {

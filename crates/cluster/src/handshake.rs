@@ -1,12 +1,13 @@
 //! Proving the cookie before anything else, both ways, without sending it.
 //!
 //! The dialling side says hello with a fresh random nonce. The answering side replies with its
-//! own nonce and an HMAC-SHA256, keyed by the cookie, over both nonces and its name; the
-//! dialling side answers with its own HMAC over the nonces the other way round and its name,
-//! and checks the other's; the answering side checks the dialler's and welcomes it. Each proof is bound to its
-//! role, to both fresh nonces and to the prover's name, so none can be replayed, reflected or
-//! used for another node; proofs are compared in constant time. A peer that fails is dropped
-//! without being told why, and logged.
+//! own nonce and an HMAC-SHA256, keyed by the cookie, over both nonces, both names, the kind of
+//! peer and its role. The dialling side checks it, and that the answer came from the node it
+//! meant to reach, before it sends anything of its own: then its HMAC over the same with the
+//! other role. The answering side checks that and welcomes it. A proof is good for one
+//! handshake only, so none can be replayed, reflected or relayed to another node, and proofs
+//! are compared in constant time. A dialler that finds the other's proof wrong says so (the
+//! cookies differ), and both sides log it; the cookie itself never crosses.
 
 use crate::cookie::Cookie;
 use crate::wire::{Challenge, Frame, Hello, PeerKind, VERSION};
@@ -56,7 +57,18 @@ fn nonce() -> [u8; 32] {
     n
 }
 
-fn proof(cookie: &Cookie, role: &[u8], theirs: &[u8; 32], mine: &[u8; 32], name: &str) -> [u8; 32] {
+/// Who a handshake is between: each proof covers all of it, so a proof is good for this
+/// handshake only (these two fresh nonces, these two names, this kind of peer, this role).
+#[derive(Clone, Copy)]
+struct Parties<'a> {
+    dialler: &'a str,
+    answerer: &'a str,
+    kind: PeerKind,
+    dialler_nonce: &'a [u8; 32],
+    answerer_nonce: &'a [u8; 32],
+}
+
+fn proof(cookie: &Cookie, role: &[u8], p: &Parties<'_>) -> [u8; 32] {
     let mut mac = match <Hmac<Sha256> as KeyInit>::new_from_slice(cookie.secret()) {
         Ok(m) => m,
         // HMAC takes a key of any length.
@@ -64,9 +76,13 @@ fn proof(cookie: &Cookie, role: &[u8], theirs: &[u8; 32], mine: &[u8; 32], name:
     };
     mac.update(b"warren-cluster-1");
     mac.update(role);
-    mac.update(theirs);
-    mac.update(mine);
-    mac.update(name.as_bytes());
+    mac.update(p.dialler_nonce);
+    mac.update(p.answerer_nonce);
+    for name in [p.dialler, p.answerer] {
+        mac.update(&(name.len() as u32).to_be_bytes());
+        mac.update(name.as_bytes());
+    }
+    mac.update(&[p.kind as u8]);
     mac.finalize().into_bytes().into()
 }
 
@@ -91,8 +107,8 @@ async fn send<S: AsyncRead + AsyncWrite + Unpin>(
         .map_err(|e| Refused::Broken(e.to_string()))
 }
 
-/// The dialling side: proves the cookie to `expected` (if named) and checks its proof.
-/// Returns the other node's name.
+/// The dialling side: checks the answering side's proof of the cookie (and that it is
+/// `expected`, if named), then proves its own. Returns the other node's name.
 pub async fn dial<S: AsyncRead + AsyncWrite + Unpin>(
     link: &mut Link<S>,
     cookie: &Cookie,
@@ -119,18 +135,18 @@ pub async fn dial<S: AsyncRead + AsyncWrite + Unpin>(
     if c.version != VERSION {
         return Err(Refused::Version(c.version));
     }
-    // Our proof goes first, whatever theirs is worth, so that a node with another cookie
-    // sees (and logs) a failed proof rather than a connection that just closed. It is bound
-    // to the nonce that side chose, so it is of no use anywhere else.
-    send(
-        link,
-        Frame::Proof(proof(cookie, b"dial", &c.nonce, &mine, me)),
-    )
-    .await?;
-    if !same(
-        &c.proof,
-        &proof(cookie, b"answer", &mine, &c.nonce, &c.name),
-    ) {
+    let parties = Parties {
+        dialler: me,
+        answerer: &c.name,
+        kind,
+        dialler_nonce: &mine,
+        answerer_nonce: &c.nonce,
+    };
+    // Nothing of ours goes out before the other side has proven the cookie and is who we
+    // meant to reach: a proof is never handed to a stranger who could relay it.
+    if !same(&c.proof, &proof(cookie, b"answer", &parties)) {
+        // Say so, so that the other side can log a cookie mismatch rather than a hang-up.
+        let _ = send(link, Frame::Mismatch).await;
         return Err(Refused::Cookie);
     }
     if let Some(expected) = expected {
@@ -141,16 +157,18 @@ pub async fn dial<S: AsyncRead + AsyncWrite + Unpin>(
             });
         }
     }
+    send(link, Frame::Proof(proof(cookie, b"dial", &parties))).await?;
     match next(link).await {
         Ok(Frame::Welcome) => Ok(c.name),
-        // The other side checked our proof and hung up: it holds another cookie.
-        Err(_) => Err(Refused::Cookie),
+        Err(_) => Err(Refused::Broken(
+            "the node hung up after our proof".to_owned(),
+        )),
         Ok(other) => Err(Refused::Broken(format!("expected welcome, got {other:?}"))),
     }
 }
 
-/// The answering side: checks the dialling side's proof of the cookie. Returns its name and
-/// what it is.
+/// The answering side: proves the cookie first, then checks the dialling side's proof.
+/// Returns its name and what it is.
 pub async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
     link: &mut Link<S>,
     cookie: &Cookie,
@@ -164,21 +182,27 @@ pub async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
         return Err(Refused::Version(hello.version));
     }
     let mine = nonce();
+    let parties = Parties {
+        dialler: &hello.name,
+        answerer: me,
+        kind: hello.kind,
+        dialler_nonce: &hello.nonce,
+        answerer_nonce: &mine,
+    };
     let challenge = Challenge {
         version: VERSION,
         name: me.to_owned(),
         nonce: mine,
-        proof: proof(cookie, b"answer", &hello.nonce, &mine, me),
+        proof: proof(cookie, b"answer", &parties),
     };
     send(link, Frame::Challenge(challenge)).await?;
     let theirs = match next(link).await? {
         Frame::Proof(p) => p,
+        // Our proof failed on the other side: it holds another cookie.
+        Frame::Mismatch => return Err(Refused::Cookie),
         other => return Err(Refused::Broken(format!("expected a proof, got {other:?}"))),
     };
-    if !same(
-        &theirs,
-        &proof(cookie, b"dial", &mine, &hello.nonce, &hello.name),
-    ) {
+    if !same(&theirs, &proof(cookie, b"dial", &parties)) {
         return Err(Refused::Cookie);
     }
     send(link, Frame::Welcome).await?;
@@ -223,23 +247,57 @@ mod tests {
     }
 
     #[test]
-    fn proofs_are_bound_to_role_nonces_and_name() {
+    fn proofs_are_bound_to_role_nonces_names_and_kind() {
         let c = Cookie::new("SECRET").unwrap();
         let (n1, n2) = ([1; 32], [2; 32]);
-        let p = proof(&c, b"dial", &n1, &n2, "warren@a");
-        assert_eq!(p, proof(&c, b"dial", &n1, &n2, "warren@a"));
-        assert_ne!(p, proof(&c, b"answer", &n1, &n2, "warren@a"));
-        assert_ne!(p, proof(&c, b"dial", &n2, &n1, "warren@a"));
-        assert_ne!(p, proof(&c, b"dial", &n1, &n2, "warren@b"));
-        assert_ne!(
-            p,
+        let base = Parties {
+            dialler: "warren@a",
+            answerer: "warren@b",
+            kind: PeerKind::Node,
+            dialler_nonce: &n1,
+            answerer_nonce: &n2,
+        };
+        let p = proof(&c, b"dial", &base);
+        assert_eq!(p, proof(&c, b"dial", &Parties { ..base }));
+        let others = [
+            proof(&c, b"answer", &Parties { ..base }),
             proof(
-                &Cookie::new("OTHER").unwrap(),
+                &c,
                 b"dial",
-                &n1,
-                &n2,
-                "warren@a"
-            )
-        );
+                &Parties {
+                    dialler_nonce: &n2,
+                    answerer_nonce: &n1,
+                    ..base
+                },
+            ),
+            proof(
+                &c,
+                b"dial",
+                &Parties {
+                    dialler: "warren@x",
+                    ..base
+                },
+            ),
+            proof(
+                &c,
+                b"dial",
+                &Parties {
+                    answerer: "warren@x",
+                    ..base
+                },
+            ),
+            proof(
+                &c,
+                b"dial",
+                &Parties {
+                    kind: PeerKind::Tool,
+                    ..base
+                },
+            ),
+            proof(&Cookie::new("OTHER").unwrap(), b"dial", &Parties { ..base }),
+        ];
+        for o in others {
+            assert_ne!(p, o);
+        }
     }
 }

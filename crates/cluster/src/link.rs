@@ -58,9 +58,12 @@ pub(crate) struct LinkHandle {
     pub close: watch::Sender<bool>,
 }
 
-/// Runs a link until it fails, goes silent, or is told to close.
+/// Runs a link until it fails, goes silent, or is told to close. Reading and writing are
+/// separate halves polled side by side, so that a side blocked writing (the peer not reading,
+/// a full socket) still reads, and two nodes sending each other much at once cannot wait on
+/// each other; silence is measured on the reading half alone.
 pub(crate) async fn run<S: AsyncRead + AsyncWrite + Unpin>(
-    mut framed: handshake::Link<S>,
+    framed: handshake::Link<S>,
     peer: String,
     kind: PeerKind,
     timing: Timing,
@@ -68,57 +71,67 @@ pub(crate) async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     mut outgoing: mpsc::Receiver<Bytes>,
     mut close: watch::Receiver<bool>,
 ) -> String {
-    let mut last_heard = Instant::now();
-    let mut last_sent = Instant::now();
-    let mut tick = tokio::time::interval(timing.heartbeat / 2);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = close.changed() => return "closed".to_owned(),
-            frame = framed.next() => {
-                let raw = match frame {
-                    Some(Ok(raw)) => raw.freeze(),
-                    Some(Err(e)) => return format!("read failed: {e}"),
-                    None => return "the peer closed the connection".to_owned(),
-                };
-                last_heard = Instant::now();
-                match Frame::decode(raw) {
-                    Ok(Frame::Heartbeat) => {}
-                    Ok(Frame::Data(channel, payload)) => {
-                        deliver(&receivers, channel, Inbound { from: peer.clone(), kind, payload }).await;
-                    }
-                    Ok(other) => return format!("unexpected frame {other:?}"),
-                    Err(e) => return e,
-                }
-            }
-            out = outgoing.recv() => {
-                let Some(out) = out else { return "closed".to_owned() };
-                if let Err(e) = framed.feed(out).await {
-                    return format!("write failed: {e}");
-                }
-                // Everything already queued goes in the same write.
-                while let Ok(more) = outgoing.try_recv() {
-                    if let Err(e) = framed.feed(more).await {
+    let (mut sink, mut stream) = framed.split();
+    let writing = async {
+        let mut last_sent = Instant::now();
+        let mut tick = tokio::time::interval(timing.heartbeat / 2);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                out = outgoing.recv() => {
+                    let Some(out) = out else { return "closed".to_owned() };
+                    if let Err(e) = sink.feed(out).await {
                         return format!("write failed: {e}");
                     }
-                }
-                if let Err(e) = SinkExt::<Bytes>::flush(&mut framed).await {
-                    return format!("write failed: {e}");
-                }
-                last_sent = Instant::now();
-            }
-            _ = tick.tick() => {
-                if last_heard.elapsed() > timing.dead_after {
-                    return format!("no heartbeat for {:?}", timing.dead_after);
-                }
-                if last_sent.elapsed() >= timing.heartbeat {
-                    if let Err(e) = framed.send(Frame::Heartbeat.encode()).await {
+                    // Everything already queued goes in the same write.
+                    while let Ok(more) = outgoing.try_recv() {
+                        if let Err(e) = sink.feed(more).await {
+                            return format!("write failed: {e}");
+                        }
+                    }
+                    if let Err(e) = SinkExt::<Bytes>::flush(&mut sink).await {
                         return format!("write failed: {e}");
                     }
                     last_sent = Instant::now();
                 }
+                _ = tick.tick() => {
+                    if last_sent.elapsed() >= timing.heartbeat {
+                        if let Err(e) = sink.send(Frame::Heartbeat.encode()).await {
+                            return format!("write failed: {e}");
+                        }
+                        last_sent = Instant::now();
+                    }
+                }
             }
         }
+    };
+    let reading = async {
+        loop {
+            let raw = match tokio::time::timeout(timing.dead_after, stream.next()).await {
+                Err(_) => return format!("no heartbeat for {:?}", timing.dead_after),
+                Ok(Some(Ok(raw))) => raw.freeze(),
+                Ok(Some(Err(e))) => return format!("read failed: {e}"),
+                Ok(None) => return "the peer closed the connection".to_owned(),
+            };
+            match Frame::decode(raw) {
+                Ok(Frame::Heartbeat) => {}
+                Ok(Frame::Data(channel, payload)) => {
+                    let msg = Inbound {
+                        from: peer.clone(),
+                        kind,
+                        payload,
+                    };
+                    deliver(&receivers, channel, msg).await;
+                }
+                Ok(other) => return format!("unexpected frame {other:?}"),
+                Err(e) => return e,
+            }
+        }
+    };
+    tokio::select! {
+        _ = close.changed() => "closed".to_owned(),
+        why = writing => why,
+        why = reading => why,
     }
 }
 

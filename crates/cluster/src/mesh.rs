@@ -345,7 +345,9 @@ impl Mesh {
                 return;
             };
             if let Some(old) = links.get(&peer) {
-                if old.dialler <= dialler {
+                // The same side dialled again: its old link is stale (it would not redial
+                // otherwise), so the new one takes over.
+                if old.dialler < dialler {
                     return;
                 }
                 let _ = old.close.send(true);

@@ -73,6 +73,8 @@ pub enum Frame {
     Proof([u8; 32]),
     /// The answering side accepted the proof: the link is up.
     Welcome,
+    /// The dialling side found the answering side's proof wrong: the cookies differ.
+    Mismatch,
     Heartbeat,
     Data(Channel, Bytes),
 }
@@ -83,6 +85,7 @@ const PROOF: u8 = 3;
 const WELCOME: u8 = 4;
 const HEARTBEAT: u8 = 5;
 const DATA: u8 = 6;
+const MISMATCH: u8 = 7;
 
 /// The codec of the length prefix.
 pub fn codec() -> LengthDelimitedCodec {
@@ -108,6 +111,7 @@ impl Frame {
                 out.extend_from_slice(p);
             }
             Frame::Welcome => out.put_u8(WELCOME),
+            Frame::Mismatch => out.put_u8(MISMATCH),
             Frame::Heartbeat => out.put_u8(HEARTBEAT),
             Frame::Data(channel, payload) => {
                 out.reserve(2 + payload.len());
@@ -138,6 +142,7 @@ impl Frame {
                 .map(Frame::Proof)
                 .map_err(|_| bad("proof")),
             WELCOME if body.is_empty() => Ok(Frame::Welcome),
+            MISMATCH if body.is_empty() => Ok(Frame::Mismatch),
             HEARTBEAT if body.is_empty() => Ok(Frame::Heartbeat),
             DATA if !body.is_empty() => {
                 let channel = Channel::from_byte(body[0]).ok_or_else(|| bad("data"))?;
@@ -169,6 +174,7 @@ mod tests {
             }),
             Frame::Proof([3; 32]),
             Frame::Welcome,
+            Frame::Mismatch,
             Frame::Heartbeat,
             Frame::Data(Channel::Queue, Bytes::from_static(b"payload")),
             Frame::Data(Channel::Control, Bytes::new()),

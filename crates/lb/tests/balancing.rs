@@ -60,6 +60,13 @@ listen http_front
         p2 = nodes[1].port,
     );
     let lb = Lb::start(&config, front);
+    // The runtime socket is bound beside the listeners, not necessarily before them.
+    for _ in 0..250 {
+        if socket.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     std::fs::rename(&socket, lb.socket()).expect("move the socket beside the lb");
     let _ = std::fs::remove_dir_all(&dir);
     Stack {
@@ -122,6 +129,11 @@ async fn mark_via(stack: &Stack, name: &str) -> Connection {
     )
     .await
     .expect("declare");
+    // Closed here rather than when dropped, so that no channel is still closing when the
+    // caller closes the connection (lapin refuses that).
+    ch.close(200, "done".into())
+        .await
+        .expect("close the channel");
     conn
 }
 

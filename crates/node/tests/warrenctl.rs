@@ -146,6 +146,58 @@ impl Drop for Node {
 }
 
 #[test]
+fn a_queue_deleted_and_declared_again_keeps_its_messages_across_kill_9() {
+    let node = Node::start();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let url = format!("amqp://guest:guest@{}/%2f", node.amqp);
+    rt.block_on(async {
+        use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
+        let conn = lapin::Connection::connect(&url, lapin::ConnectionProperties::default())
+            .await
+            .unwrap();
+        let ch = conn.create_channel().await.unwrap();
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .unwrap();
+        let durable = QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        ch.queue_declare("again".into(), durable, Default::default())
+            .await
+            .unwrap();
+        ch.queue_delete("again".into(), Default::default())
+            .await
+            .unwrap();
+        ch.queue_declare("again".into(), durable, Default::default())
+            .await
+            .unwrap();
+        let persistent = lapin::BasicProperties::default().with_delivery_mode(2);
+        for _ in 0..3 {
+            let confirm = ch
+                .basic_publish(
+                    "".into(),
+                    "again".into(),
+                    BasicPublishOptions::default(),
+                    b"kept",
+                    persistent.clone(),
+                )
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+            assert!(confirm.is_ack());
+        }
+    });
+    let node = node.kill_and_restart();
+    let (_, out, _) = node.ctl(&["-q", "list_queues"]);
+    assert_eq!(
+        out, "name\tmessages\nagain\t3\n",
+        "replaying delete then declare left the log alone"
+    );
+}
+
+#[test]
 fn durable_changes_survive_kill_9_from_the_journal() {
     let node = Node::start();
     assert_eq!(node.ctl(&["add_user", "carol", "pw"]).0, 0);

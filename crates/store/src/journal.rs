@@ -124,13 +124,14 @@ impl Journal {
             let mut f = File::create(&tmp)?;
             f.write_all(&out)?;
             f.sync_all()?;
+            std::fs::rename(&tmp, &self.path)?;
+            // The handle of the file now in place, so that no later write can go to the
+            // replaced one, whatever fails below.
+            self.file = f;
         }
-        std::fs::rename(&tmp, &self.path)?;
         if let Some(dir) = self.path.parent() {
             File::open(dir)?.sync_all()?;
         }
-        self.file = OpenOptions::new().read(true).write(true).open(&self.path)?;
-        self.file.seek(SeekFrom::End(0))?;
         Ok(())
     }
 }
