@@ -64,6 +64,16 @@ impl Broker {
             first_start(&meta, &config)?;
         } else {
             meta.recover(&saved)?;
+            // Queues from a definitions file that did not record their ids (one written by
+            // RabbitMQ, or by an older warren) were given ids now; keep them, since a
+            // queue's log is found by its id.
+            let unplaced = saved
+                .definitions
+                .as_ref()
+                .is_some_and(|d| d.queues.iter().any(|q| q.warren.is_none()));
+            if unplaced {
+                meta.store.write_snapshot(&meta.snapshot());
+            }
         }
         let alarms = Alarms::new(&config.alarms, dir);
         Ok(Arc::new(Broker {

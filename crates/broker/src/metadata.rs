@@ -216,8 +216,14 @@ impl Metadata {
     fn start_queue(&self, v: &Arc<VHost>, q: &Queue, origin: Origin) -> Option<QueueHandle> {
         let s = &self.settings;
         let start = if q.durable {
-            let dir = s.durable_dir(&v.name, &q.name);
+            let dir = s.durable_dir(q.id);
             if origin == Origin::Recovered {
+                let legacy = s.legacy_durable_dir(&v.name, &q.name);
+                if !dir.exists() && legacy.exists() {
+                    if let Err(e) = std::fs::rename(&legacy, &dir) {
+                        tracing::error!(queue = %q.name, vhost = %v.name, error = %e, "cannot move the queue's log to its new place");
+                    }
+                }
                 let levels = q.args.max_priority.map_or(1, |p| p as u16 + 1);
                 match queue::recover(s.config(dir, q), levels) {
                     Ok((start, repairs)) => {

@@ -54,9 +54,18 @@ pub struct StoreLayout {
 }
 
 impl StoreLayout {
-    /// A durable queue's log directory: stable across restarts, named by a hash of the vhost
-    /// and queue names (which may hold any bytes).
-    pub fn durable_dir(&self, vhost: &str, queue: &ShortStr) -> std::path::PathBuf {
+    /// A durable queue's log directory, named by the queue's id (kept across restarts): a
+    /// queue deleted and declared again under its name is another queue with another log, so
+    /// nothing the old one does on its way out can touch the new one's files.
+    pub fn durable_dir(&self, id: QueueId) -> std::path::PathBuf {
+        self.data_dir
+            .join("queues")
+            .join(format!("{}-{}", id.node, id.n))
+    }
+
+    /// Where a durable queue's log was kept before logs were named by id: a hash of the vhost
+    /// and queue names. Read once, at the first start that finds it, and moved.
+    pub fn legacy_durable_dir(&self, vhost: &str, queue: &ShortStr) -> std::path::PathBuf {
         use sha2::{Digest, Sha256};
         let mut h = Sha256::new();
         h.update(vhost.as_bytes());

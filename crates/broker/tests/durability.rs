@@ -451,3 +451,56 @@ async fn a_shutdown_keeps_every_durable_queues_log_and_a_delete_removes_it() {
     }
     node.shutdown().await;
 }
+
+/// A data directory from before queue logs were named by id: the log sits under a hash of
+/// the vhost and queue names, and is found and moved at the next start.
+#[tokio::test]
+async fn a_log_in_the_old_place_is_found_and_moved() {
+    use sha2::{Digest, Sha256};
+    let dir = temp_data_dir();
+    {
+        let node = TestNode::start_in(&dir).await;
+        let (_c, ch) = lapin_channel(&node).await;
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .unwrap();
+        ch.queue_declare("old".into(), durable(), FieldTable::default())
+            .await
+            .unwrap();
+        for i in 0..5 {
+            ch.basic_publish(
+                "".into(),
+                "old".into(),
+                BasicPublishOptions::default(),
+                b"body",
+                persistent(i),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        }
+        node.shutdown_and_wait().await;
+    }
+    let queues = dir.join("queues");
+    let by_id: Vec<_> = std::fs::read_dir(&queues)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(by_id.len(), 1);
+    let mut h = Sha256::new();
+    h.update(b"/");
+    h.update([0]);
+    h.update(b"old");
+    let hex: String = h.finalize()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    std::fs::rename(&by_id[0], queues.join(&hex)).unwrap();
+
+    let node = TestNode::start_in(&dir).await;
+    let (_c, ch) = lapin_channel(&node).await;
+    assert_eq!(get_all(&ch, "old").await.len(), 5, "the messages came back");
+    assert!(!queues.join(&hex).exists(), "moved out of the old place");
+    node.shutdown().await;
+}

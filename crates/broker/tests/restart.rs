@@ -184,3 +184,24 @@ async fn a_corrupt_definitions_file_stops_the_node_with_a_clear_error() {
     let err = warren_broker::Broker::open(config).err().expect("refused");
     assert!(err.contains("definitions.json"), "{err}");
 }
+
+/// Definitions that do not record queue ids (RabbitMQ's, say) get ids at start, and those are
+/// written down at once: a queue's log is found by its id, so it must not change at the next
+/// start, even one after a crash.
+#[tokio::test]
+async fn queues_from_foreign_definitions_keep_the_ids_they_are_given() {
+    let dir = temp_data_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("definitions.json"),
+        r#"{"vhosts":[{"name":"/"}],
+            "queues":[{"name":"foreign","vhost":"/","durable":true,"auto_delete":false,"arguments":{}}]}"#,
+    )
+    .unwrap();
+    let node = TestNode::start_in(&dir).await;
+    let text = std::fs::read_to_string(dir.join("definitions.json")).unwrap();
+    let defs: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let placed = &defs["queues"][0]["warren"];
+    assert!(placed["id"].is_object(), "the id is recorded: {text}");
+    node.shutdown().await;
+}
