@@ -27,6 +27,23 @@ fn persistent(i: u32) -> BasicProperties {
         .with_headers(h)
 }
 
+/// Publishes `n` persistent messages to `q` and waits for each confirm.
+async fn publish_confirmed(ch: &Channel, q: &str, n: u32) {
+    for i in 0..n {
+        ch.basic_publish(
+            "".into(),
+            q.into(),
+            BasicPublishOptions::default(),
+            b"body",
+            persistent(i),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    }
+}
+
 async fn get_all(ch: &Channel, q: &str) -> Vec<(Vec<u8>, BasicProperties, bool)> {
     let mut out = Vec::new();
     while let Some(m) = ch
@@ -422,19 +439,7 @@ async fn a_shutdown_keeps_every_durable_queues_log_and_a_delete_removes_it() {
             ch.queue_declare(q.into(), durable(), FieldTable::default())
                 .await
                 .unwrap();
-            for i in 0..10 {
-                ch.basic_publish(
-                    "".into(),
-                    q.into(),
-                    BasicPublishOptions::default(),
-                    b"body",
-                    persistent(i),
-                )
-                .await
-                .unwrap()
-                .await
-                .unwrap();
-            }
+            publish_confirmed(&ch, q, 10).await;
         }
         assert_eq!(logs(&dir), 3, "one log per durable queue");
         ch.queue_delete("deleted".into(), QueueDeleteOptions::default())
@@ -467,19 +472,7 @@ async fn a_log_in_the_old_place_is_found_and_moved() {
         ch.queue_declare("old".into(), durable(), FieldTable::default())
             .await
             .unwrap();
-        for i in 0..5 {
-            ch.basic_publish(
-                "".into(),
-                "old".into(),
-                BasicPublishOptions::default(),
-                b"body",
-                persistent(i),
-            )
-            .await
-            .unwrap()
-            .await
-            .unwrap();
-        }
+        publish_confirmed(&ch, "old", 5).await;
         node.shutdown_and_wait().await;
     }
     let queues = dir.join("queues");
