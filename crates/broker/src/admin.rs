@@ -278,4 +278,25 @@ impl Admin {
     pub fn connection_count(&self) -> u64 {
         self.broker.open_connections()
     }
+
+    /// The connections open on this node, oldest first.
+    pub fn connections(&self) -> Vec<crate::mail::ConnInfo> {
+        self.broker.post.connections()
+    }
+
+    /// The consumers of `vhost`'s queues: the queue's name and the consumer.
+    pub async fn consumers(&self, vhost: &str) -> Vec<(String, crate::queue::ConsumerRow)> {
+        let Some(v) = self.broker.vhost(vhost) else {
+            return Vec::new();
+        };
+        let mut handles = v.running_queues();
+        handles.sort_by(|a, b| a.name().cmp(b.name()));
+        let mut rows = Vec::new();
+        for h in handles {
+            for c in h.consumers().await.unwrap_or_default() {
+                rows.push((h.name().to_string(), c));
+            }
+        }
+        rows
+    }
 }

@@ -80,10 +80,22 @@ impl ConnHandle {
     }
 }
 
-/// The mailboxes of this node's open connections, by connection id.
+/// What an operator sees of a connection (`list_connections`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnInfo {
+    pub id: ConnId,
+    pub user: String,
+    pub vhost: String,
+    pub peer: std::net::SocketAddr,
+    /// The name the client gave its connection, if any.
+    pub name: String,
+}
+
+/// The mailboxes of this node's open connections, by connection id, with what they are.
 #[derive(Debug, Default)]
 pub struct Mailboxes {
     map: RwLock<HashMap<ConnId, Mailbox>>,
+    info: RwLock<HashMap<ConnId, ConnInfo>>,
 }
 
 impl Mailboxes {
@@ -93,8 +105,29 @@ impl Mailboxes {
         }
     }
 
+    /// Says who a registered connection is, for listings.
+    pub fn describe(&self, info: ConnInfo) {
+        if let Ok(mut m) = self.info.write() {
+            m.insert(info.id, info);
+        }
+    }
+
+    /// The open connections, oldest first.
+    pub fn connections(&self) -> Vec<ConnInfo> {
+        let mut all: Vec<ConnInfo> = self
+            .info
+            .read()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default();
+        all.sort_by_key(|c| c.id);
+        all
+    }
+
     pub fn unregister(&self, id: ConnId) {
         if let Ok(mut m) = self.map.write() {
+            m.remove(&id);
+        }
+        if let Ok(mut m) = self.info.write() {
             m.remove(&id);
         }
     }

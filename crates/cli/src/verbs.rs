@@ -1,7 +1,7 @@
 //! The verbs warrenctl knows: how many arguments each takes, the line rabbitmqctl prints
 //! before it runs one, and what its answer looks like.
 
-use warren_cluster::ctl::BINDING_COLUMNS;
+use warren_cluster::ctl::{BINDING_COLUMNS, CONSUMER_COLUMNS};
 
 /// What a verb's answer is.
 #[derive(Debug, Clone, Copy)]
@@ -162,6 +162,20 @@ const VERBS: &[Verb] = &[
         None,
         Shape::Columns(&["name", "type"]),
         Some("Listing exchanges for vhost {vhost} ..."),
+    ),
+    verb(
+        "list_connections",
+        0,
+        None,
+        Shape::Columns(&["user", "peer_host", "peer_port", "state"]),
+        Some("Listing connections ..."),
+    ),
+    verb(
+        "list_consumers",
+        0,
+        None,
+        Shape::Columns(CONSUMER_COLUMNS),
+        Some("Listing consumers in vhost {vhost} ..."),
     ),
     verb(
         "list_bindings",

@@ -33,6 +33,17 @@ pub const BINDING_COLUMNS: &[&str] = &[
     "arguments",
 ];
 
+/// The columns of `list_consumers`, which are also its default ones.
+pub const CONSUMER_COLUMNS: &[&str] = &[
+    "queue_name",
+    "channel_pid",
+    "consumer_tag",
+    "ack_required",
+    "prefetch_count",
+    "active",
+    "arguments",
+];
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {
     pub verb: String,

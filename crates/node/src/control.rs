@@ -5,7 +5,9 @@
 use std::net::SocketAddr;
 use tokio::sync::watch;
 use warren_broker::admin::{Admin, Refusal};
-use warren_cluster::ctl::{Answer, BINDING_COLUMNS, Request, decode, encode, exit};
+use warren_cluster::ctl::{
+    Answer, BINDING_COLUMNS, CONSUMER_COLUMNS, Request, decode, encode, exit,
+};
 use warren_cluster::{Channel, Mesh};
 
 pub struct Control {
@@ -166,6 +168,47 @@ impl Control {
                     })
                     .collect(),
             ),
+            "list_connections" => table(
+                &["user", "peer_host", "peer_port", "state", "vhost", "name"],
+                admin
+                    .connections()
+                    .into_iter()
+                    .map(|c| {
+                        vec![
+                            c.user.into(),
+                            c.peer.ip().to_string().into(),
+                            c.peer.port().into(),
+                            "running".into(),
+                            c.vhost.into(),
+                            c.name.into(),
+                        ]
+                    })
+                    .collect(),
+            ),
+            "list_consumers" => {
+                let me = &self.mesh.me().name;
+                table(
+                    CONSUMER_COLUMNS,
+                    admin
+                        .consumers(Self::vhost(&req))
+                        .await
+                        .into_iter()
+                        .map(|(q, c)| {
+                            // No Erlang pids here: the channel named as RabbitMQ prints a pid.
+                            let channel = format!("<{me}.{}.{}>", c.conn.n, c.channel);
+                            vec![
+                                q.into(),
+                                channel.into(),
+                                c.tag.to_string().into(),
+                                c.ack_required.into(),
+                                c.prefetch.into(),
+                                c.active.into(),
+                                serde_json::json!([]),
+                            ]
+                        })
+                        .collect(),
+                )
+            }
             other => Answer::failed(exit::USAGE, format!("Command '{other}' not found.")),
         }
     }

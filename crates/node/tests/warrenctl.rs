@@ -452,6 +452,54 @@ fn listings_cluster_status_and_stop() {
         out,
         "Timeout: 60.0 seconds ...\nListing queues for vhost / ...\nname\tmessages\nwork\t3\n"
     );
+    // A consumer, on a connection that stays open while it is listed.
+    let consumer = rt.block_on(async {
+        use lapin::options::{BasicConsumeOptions, BasicQosOptions};
+        let url = format!("amqp://guest:guest@{}/%2f", node.amqp);
+        let conn = lapin::Connection::connect(&url, lapin::ConnectionProperties::default())
+            .await
+            .unwrap();
+        let ch = conn.create_channel().await.unwrap();
+        ch.basic_qos(7, BasicQosOptions::default()).await.unwrap();
+        let c = ch
+            .basic_consume(
+                "work".into(),
+                "ctag1".into(),
+                BasicConsumeOptions::default(),
+                Default::default(),
+            )
+            .await
+            .unwrap();
+        (conn, ch, c)
+    });
+    let (_, out, _) = node.ctl(&["list_connections"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[..2],
+        [
+            "Listing connections ...",
+            "user\tpeer_host\tpeer_port\tstate"
+        ]
+    );
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(
+        lines[2].starts_with("guest\t127.0.0.1\t") && lines[2].ends_with("\trunning"),
+        "{out}"
+    );
+    let (_, out, _) = node.ctl(&[
+        "-q",
+        "list_consumers",
+        "queue_name",
+        "consumer_tag",
+        "ack_required",
+        "prefetch_count",
+        "active",
+    ]);
+    assert_eq!(
+        out,
+        "queue_name\tconsumer_tag\tack_required\tprefetch_count\tactive\nwork\tctag1\ttrue\t7\ttrue\n"
+    );
+    rt.block_on(consumer.0.close(200, "bye".into())).unwrap();
     let (_, out, _) = node.ctl(&[
         "list_queues",
         "name",

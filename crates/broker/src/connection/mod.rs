@@ -137,6 +137,13 @@ pub async fn serve<S>(
         peer,
     };
     conn.broker.post.register(&conn.handle);
+    conn.broker.post.describe(crate::mail::ConnInfo {
+        id,
+        user: conn.opened.user.name.clone(),
+        vhost: conn.vhost.name.clone(),
+        peer,
+        name,
+    });
     conn.run(shutdown).await;
     conn.cleanup().await;
     conn.broker.post.unregister(id);

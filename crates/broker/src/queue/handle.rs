@@ -15,7 +15,7 @@
 use super::actor::QueueCmd;
 use super::command::{ConsumerSpec, GetReply, Settle, Ticket};
 use super::flow::Flow;
-use super::state::{Command, Reply};
+use super::state::{Command, ConsumerRow, Reply};
 use crate::message::Message;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -240,6 +240,14 @@ impl QueueHandle {
                 messages,
                 consumers,
             } => Ok((messages, consumers)),
+            other => Err(self.unexpected(other)),
+        }
+    }
+
+    /// The queue's consumers, for listings.
+    pub async fn consumers(&self) -> AmqpResult<Vec<ConsumerRow>> {
+        match self.ask(Command::Consumers).await? {
+            Reply::Consumers(rows) => Ok(rows),
             other => Err(self.unexpected(other)),
         }
     }

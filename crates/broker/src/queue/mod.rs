@@ -19,7 +19,7 @@ pub use command::{ConsumerSpec, Settle, Ticket, credit_cost, ticket_mail};
 pub use deadletter::DeadLetterSink;
 pub use handle::QueueHandle;
 pub use ready::Ready;
-pub use state::Start;
+pub use state::{ConsumerRow, Start};
 pub use storage::{QueueDisk, Storage};
 
 use std::sync::Arc;

@@ -93,6 +93,28 @@ impl Consumers {
         self.list.drain(..)
     }
 
+    /// The consumers as listings show them, oldest first.
+    pub fn rows(&self, single_active: bool) -> Vec<super::ConsumerRow> {
+        let oldest = self.list.iter().map(|c| c.id).min();
+        let mut rows: Vec<(u64, super::ConsumerRow)> = self
+            .list
+            .iter()
+            .map(|c| {
+                let row = super::ConsumerRow {
+                    tag: c.spec.tag.clone(),
+                    conn: c.spec.conn,
+                    channel: c.spec.channel,
+                    ack_required: !c.spec.no_ack,
+                    prefetch: c.spec.prefetch,
+                    active: !single_active || Some(c.id) == oldest,
+                };
+                (c.id, row)
+            })
+            .collect();
+        rows.sort_by_key(|(id, _)| *id);
+        rows.into_iter().map(|(_, r)| r).collect()
+    }
+
     /// Whether some consumer could take a message now.
     pub fn can_any_take(&self) -> bool {
         self.list.iter().any(Consumer::can_take)

@@ -73,6 +73,8 @@ pub(crate) enum Command {
     Purge,
     /// Message and consumer counts, as declare-ok reports them.
     Counts,
+    /// The consumers, for listings.
+    Consumers,
     Delete {
         if_unused: bool,
         if_empty: bool,
@@ -93,8 +95,21 @@ pub(crate) enum Reply {
         messages: u32,
         consumers: u32,
     },
+    Consumers(Vec<ConsumerRow>),
     /// The number of messages the queue held; once deleted, the queue takes no more commands.
     Deleted(AmqpResult<u32>),
+}
+
+/// A consumer as `list_consumers` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerRow {
+    pub tag: ShortStr,
+    pub conn: ConnId,
+    pub channel: u16,
+    pub ack_required: bool,
+    pub prefetch: u32,
+    /// Whether it receives (with single-active-consumer, only one does).
+    pub active: bool,
 }
 
 /// What must happen outside the queue.
@@ -265,6 +280,10 @@ impl QueueState {
                 if_unused,
                 if_empty,
             } => return Reply::Deleted(self.delete(if_unused, if_empty)),
+            Command::Consumers => {
+                let single_active = self.info.args.single_active_consumer;
+                return Reply::Consumers(self.consumers.rows(single_active));
+            }
             Command::Synced(ok) => {
                 if !ok {
                     tracing::error!(queue = %self.info.name, "fsync failed: publishes waiting for it are nacked");
