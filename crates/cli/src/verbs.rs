@@ -68,6 +68,20 @@ const VERBS: &[Verb] = &[
         Some("Stopping and halting node {node} ..."),
     ),
     verb(
+        "stop_app",
+        0,
+        Some(0),
+        Shape::Done,
+        Some("Stopping warren application on node {node} ..."),
+    ),
+    verb(
+        "start_app",
+        0,
+        Some(0),
+        Shape::Done,
+        Some("Starting node {node} ..."),
+    ),
+    verb(
         "list_users",
         0,
         Some(0),

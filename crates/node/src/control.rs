@@ -1,8 +1,12 @@
 //! Answers warrenctl: each request on the control channel is a rabbitmqctl verb, carried out
 //! through the broker's admin surface and answered with rows, a report or a refusal carrying
-//! rabbitmqctl's exit code.
+//! rabbitmqctl's exit code. Each request is answered by a task of its own, so that one that
+//! waits (`await_startup`) does not hold up the others.
 
+use crate::app::{App, StartError};
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::watch;
 use warren_broker::admin::{Admin, Refusal};
 use warren_cluster::ctl::{
@@ -11,10 +15,19 @@ use warren_cluster::ctl::{
 use warren_cluster::{Channel, Mesh};
 
 pub struct Control {
-    admin: Admin,
+    app: Arc<App>,
     mesh: Mesh,
-    amqp: SocketAddr,
     stop: watch::Sender<bool>,
+}
+
+/// How long `await_startup` waits for the application.
+const AWAIT_STARTUP: Duration = Duration::from_secs(60);
+
+fn app_stopped() -> Answer {
+    Answer::failed(
+        exit::USAGE,
+        "this command requires the 'warren' app to be running on the target node. Start it with 'warrenctl start_app'.",
+    )
 }
 
 fn refused(r: Refusal) -> Answer {
@@ -38,30 +51,63 @@ fn table(columns: &[&str], rows: Vec<Vec<serde_json::Value>>) -> Answer {
 }
 
 impl Control {
-    pub fn new(admin: Admin, mesh: Mesh, amqp: SocketAddr, stop: watch::Sender<bool>) -> Control {
-        Control {
-            admin,
-            mesh,
-            amqp,
-            stop,
+    pub fn new(app: Arc<App>, mesh: Mesh, stop: watch::Sender<bool>) -> Arc<Control> {
+        Arc::new(Control { app, mesh, stop })
+    }
+
+    pub async fn serve(self: Arc<Self>) {
+        let mut requests = self.mesh.receive(Channel::Control);
+        while let Some(msg) = requests.recv().await {
+            let control = self.clone();
+            tokio::spawn(async move {
+                let answer = match decode::<Request>(&msg.payload) {
+                    Ok(req) => {
+                        tracing::info!(from = %msg.from, verb = %req.verb, "control request");
+                        control.answer(req).await
+                    }
+                    Err(e) => Answer::failed(exit::USAGE, e),
+                };
+                let _ = control
+                    .mesh
+                    .send(&msg.from, Channel::Control, encode(&answer))
+                    .await;
+            });
         }
     }
 
-    pub async fn serve(self) {
-        let mut requests = self.mesh.receive(Channel::Control);
-        while let Some(msg) = requests.recv().await {
-            let answer = match decode::<Request>(&msg.payload) {
-                Ok(req) => {
-                    tracing::info!(from = %msg.from, verb = %req.verb, "control request");
-                    self.answer(req).await
+    /// The verbs about the application itself, which work whether or not it runs.
+    async fn lifecycle(&self, verb: &str) -> Option<Answer> {
+        Some(match verb {
+            "ping" => Answer::Done,
+            "stop" => {
+                let _ = self.stop.send(true);
+                Answer::Done
+            }
+            "stop_app" => {
+                self.app.stop().await;
+                Answer::Done
+            }
+            "start_app" => match self.app.start().await {
+                Ok(_) => Answer::Done,
+                Err(StartError::Open(e) | StartError::Listen(e)) => {
+                    Answer::failed(exit::SOFTWARE, e)
                 }
-                Err(e) => Answer::failed(exit::USAGE, e),
-            };
-            let _ = self
-                .mesh
-                .send(&msg.from, Channel::Control, encode(&answer))
-                .await;
-        }
+            },
+            "await_startup" => {
+                let deadline = tokio::time::Instant::now() + AWAIT_STARTUP;
+                while self.app.admin().await.is_none() {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Some(Answer::failed(
+                            exit::TEMP_FAIL,
+                            "the application did not start in time",
+                        ));
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Answer::Done
+            }
+            _ => return None,
+        })
     }
 
     fn vhost(req: &Request) -> &str {
@@ -69,17 +115,18 @@ impl Control {
     }
 
     async fn answer(&self, req: Request) -> Answer {
+        if let Some(answer) = self.lifecycle(&req.verb).await {
+            return answer;
+        }
+        let Some((admin, amqp)) = self.app.admin().await else {
+            return app_stopped();
+        };
+        let admin = &admin;
         let a = &req.args;
         let arg = |i: usize| a.get(i).map(String::as_str).unwrap_or_default();
-        let admin = &self.admin;
         match req.verb.as_str() {
-            "await_startup" | "ping" => Answer::Done,
-            "stop" => {
-                let _ = self.stop.send(true);
-                Answer::Done
-            }
-            "status" => self.status(),
-            "cluster_status" => self.cluster_status(),
+            "status" => self.status(admin, amqp),
+            "cluster_status" => self.cluster_status(amqp),
             "list_users" => table(
                 &["user", "tags"],
                 admin
@@ -213,36 +260,36 @@ impl Control {
         }
     }
 
-    fn listeners(&self) -> serde_json::Value {
+    fn listeners(&self, amqp: SocketAddr) -> serde_json::Value {
         let me = &self.mesh.me().name;
         let cluster = self.mesh.listen_addr();
         serde_json::json!([
             {"node": me, "interface": cluster.ip().to_string(), "port": cluster.port(),
              "protocol": "clustering", "purpose": "inter-node and CLI tool communication"},
-            {"node": me, "interface": self.amqp.ip().to_string(), "port": self.amqp.port(),
+            {"node": me, "interface": amqp.ip().to_string(), "port": amqp.port(),
              "protocol": "amqp", "purpose": "AMQP 0-9-1"},
         ])
     }
 
-    fn status(&self) -> Answer {
+    fn status(&self, admin: &Admin, amqp: SocketAddr) -> Answer {
         let me = &self.mesh.me().name;
         let json = serde_json::json!({
             "node": me,
             "product_name": "warren",
             "product_version": env!("CARGO_PKG_VERSION"),
-            "listeners": self.listeners(),
-            "connections": self.admin.connection_count(),
+            "listeners": self.listeners(amqp),
+            "connections": admin.connection_count(),
             "alarms": [],
         });
         let text = format!(
             "Status of node {me} ...\nRuntime\n\nProduct name: warren\nProduct version: {}\n\nListeners\n\n{}",
             env!("CARGO_PKG_VERSION"),
-            listener_lines(&self.listeners())
+            listener_lines(&self.listeners(amqp))
         );
         Answer::Report { json, text }
     }
 
-    fn cluster_status(&self) -> Answer {
+    fn cluster_status(&self, amqp: SocketAddr) -> Answer {
         let me = self.mesh.me().name.clone();
         let mut running = vec![me.clone()];
         running.extend(self.mesh.connected());
@@ -255,14 +302,14 @@ impl Control {
             "alarms": [],
             "partitions": {},
             "network_partitions": {},
-            "listeners": { me.clone(): self.listeners() },
+            "listeners": { me.clone(): self.listeners(amqp) },
             "versions": { me.clone(): {"product_name": "warren", "product_version": env!("CARGO_PKG_VERSION")} },
         });
         let text = format!(
             "Cluster status of node {me} ...\nBasics\n\nCluster name: {me}\n\nDisk Nodes\n\n{me}\n\nRunning Nodes\n\n{}\n\nVersions\n\n{me}: warren {}\n\nAlarms\n\n(none)\n\nNetwork Partitions\n\n(none)\n\nListeners\n\n{}",
             running.join("\n"),
             env!("CARGO_PKG_VERSION"),
-            listener_lines(&self.listeners())
+            listener_lines(&self.listeners(amqp))
         );
         Answer::Report { json, text }
     }

@@ -1,6 +1,7 @@
 //! `warren`: runs a broker node: the AMQP listener, and the cluster port on which other nodes
 //! and warrenctl reach it once they have proven the cookie.
 
+mod app;
 mod control;
 
 use clap::Parser;
@@ -8,7 +9,7 @@ use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use warren_broker::{Broker, Config, Server};
+use warren_broker::Config;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -107,7 +108,6 @@ async fn run(config: Config) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let listen = config.amqp.listen;
     let cookie = match warren_cluster::Cookie::find(config.cluster.cookie_file.as_deref()) {
         Ok(c) => c,
         Err(e) => {
@@ -123,17 +123,15 @@ async fn run(config: Config) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let broker = match Broker::open(config) {
-        Ok(b) => b,
-        Err(e) => {
+    let app = app::App::new(config);
+    let amqp = match app.start().await {
+        Ok(addr) => addr,
+        Err(app::StartError::Open(e)) => {
             eprintln!("warren: {e}");
             return ExitCode::from(2);
         }
-    };
-    let server = match Server::start(broker.clone()).await {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("warren: cannot listen on {listen}: {e}");
+        Err(app::StartError::Listen(e)) => {
+            eprintln!("warren: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -142,26 +140,21 @@ async fn run(config: Config) -> ExitCode {
         Ok(m) => m,
         Err(e) => {
             eprintln!("warren: cannot listen on {cluster_listen}: {e}");
-            server.shutdown().await;
+            app.stop().await;
             return ExitCode::FAILURE;
         }
     };
     tracing::info!(local_addr = %mesh.listen_addr(), "cluster listener started");
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let control = control::Control::new(
-        warren_broker::admin::Admin::new(broker.clone()),
-        mesh.clone(),
-        server.local_addr,
-        stop_tx,
-    );
+    let control = control::Control::new(app.clone(), mesh.clone(), stop_tx);
     tokio::spawn(control.serve());
-    tracing::info!(%node, addr = %server.local_addr, "warren node running");
+    tracing::info!(%node, addr = %amqp, "warren node running");
     tokio::select! {
         _ = wait_for_signal() => {}
         _ = stop_rx.changed() => {}
     }
     tracing::info!("shutting down");
-    server.shutdown().await;
+    app.stop().await;
     mesh.shut_down();
     ExitCode::SUCCESS
 }

@@ -584,3 +584,48 @@ fn a_cookie_file_others_can_read_stops_the_node_from_starting() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("must be accessible by owner only"), "{err}");
 }
+
+#[test]
+fn stop_app_and_start_app_stop_the_broker_but_not_the_node() {
+    let node = Node::start();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let connect = |amqp: SocketAddr| {
+        rt.block_on(async {
+            let url = format!("amqp://guest:guest@{amqp}/%2f");
+            lapin::Connection::connect(&url, lapin::ConnectionProperties::default()).await
+        })
+    };
+    assert!(connect(node.amqp).is_ok());
+    assert_eq!(node.ctl(&["add_user", "kept", "pw"]).0, 0);
+    let (code, out, _) = node.ctl(&["stop_app"]);
+    assert_eq!(
+        (code, out.as_str()),
+        (
+            0,
+            "Stopping warren application on node warren@localhost ...\n"
+        )
+    );
+    assert!(
+        connect(node.amqp).is_err(),
+        "no AMQP while the app is stopped"
+    );
+    let (code, _, err) = node.ctl(&["list_users"]);
+    assert_eq!(code, 64);
+    assert!(
+        err.contains("this command requires the 'warren' app to be running on the target node"),
+        "{err}"
+    );
+    assert_eq!(node.ctl(&["stop_app"]).0, 0, "stopping twice is fine");
+    let (code, out, _) = node.ctl(&["start_app"]);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "Starting node warren@localhost ...\n")
+    );
+    assert_eq!(node.ctl(&["await_startup"]).0, 0);
+    let (_, out, _) = node.ctl(&["-q", "list_users"]);
+    assert!(out.contains("kept\t[]"), "the data is the same: {out}");
+    let (_, out, _) = node.ctl(&["status", "--formatter", "json"]);
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let port = status["listeners"][1]["port"].as_u64().unwrap() as u16;
+    assert!(connect(SocketAddr::from(([127, 0, 0, 1], port))).is_ok());
+}

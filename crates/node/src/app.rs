@@ -1,0 +1,74 @@
+//! The broker application of this node: what `stop_app` stops and `start_app` starts again
+//! while the node itself, and its cluster port, stay up (as RabbitMQ's `rabbit` application
+//! inside its Erlang node; the article's `join_cluster` runs between the two).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::Mutex;
+use warren_broker::admin::Admin;
+use warren_broker::{Broker, Config, Server};
+
+/// Why the application did not start.
+pub enum StartError {
+    /// The data directory could not be read (exit code 2).
+    Open(String),
+    /// The AMQP address could not be listened on.
+    Listen(String),
+}
+
+struct Running {
+    server: Server,
+    admin: Admin,
+}
+
+pub struct App {
+    config: Config,
+    running: Mutex<Option<Running>>,
+}
+
+impl App {
+    pub fn new(config: Config) -> Arc<App> {
+        Arc::new(App {
+            config,
+            running: Mutex::new(None),
+        })
+    }
+
+    /// Opens the broker over the data directory and listens for clients; nothing if it runs.
+    pub async fn start(&self) -> Result<SocketAddr, StartError> {
+        let mut running = self.running.lock().await;
+        if let Some(r) = running.as_ref() {
+            return Ok(r.server.local_addr);
+        }
+        let broker = Broker::open(self.config.clone()).map_err(StartError::Open)?;
+        let listen = self.config.amqp.listen;
+        let server = Server::start(broker.clone())
+            .await
+            .map_err(|e| StartError::Listen(format!("cannot listen on {listen}: {e}")))?;
+        let addr = server.local_addr;
+        *running = Some(Running {
+            server,
+            admin: Admin::new(broker),
+        });
+        Ok(addr)
+    }
+
+    /// Closes every client connection and stops every queue (keeping their logs); nothing if
+    /// it is stopped.
+    pub async fn stop(&self) {
+        // Held throughout, so that a start waits for the stop to finish with the data.
+        let mut running = self.running.lock().await;
+        if let Some(r) = running.take() {
+            r.server.shutdown().await;
+        }
+    }
+
+    /// The running application's admin surface and AMQP address.
+    pub async fn admin(&self) -> Option<(Admin, SocketAddr)> {
+        self.running
+            .lock()
+            .await
+            .as_ref()
+            .map(|r| (r.admin.clone(), r.server.local_addr))
+    }
+}
