@@ -26,8 +26,6 @@ pub struct ClusterConfig {
     pub listen: SocketAddr,
     /// The cookie file, when `WARREN_COOKIE` is not set [default: ~/.warren.cookie].
     pub cookie_file: Option<PathBuf>,
-    /// Nodes to form a cluster with at first start, `name@host[:port]`.
-    pub peers: Vec<String>,
 }
 
 impl Default for ClusterConfig {
@@ -35,7 +33,6 @@ impl Default for ClusterConfig {
         ClusterConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 25672)),
             cookie_file: None,
-            peers: Vec::new(),
         }
     }
 }

@@ -94,30 +94,31 @@ pub struct ConnInfo {
 /// The mailboxes of this node's open connections, by connection id, with what they are.
 #[derive(Debug, Default)]
 pub struct Mailboxes {
-    map: RwLock<HashMap<ConnId, Mailbox>>,
-    info: RwLock<HashMap<ConnId, ConnInfo>>,
+    map: RwLock<HashMap<ConnId, (Mailbox, Option<ConnInfo>)>>,
 }
 
 impl Mailboxes {
     pub fn register(&self, conn: &ConnHandle) {
         if let Ok(mut m) = self.map.write() {
-            m.insert(conn.id, conn.tx.clone());
+            m.insert(conn.id, (conn.tx.clone(), None));
         }
     }
 
     /// Says who a registered connection is, for listings.
     pub fn describe(&self, info: ConnInfo) {
-        if let Ok(mut m) = self.info.write() {
-            m.insert(info.id, info);
+        if let Ok(mut m) = self.map.write() {
+            if let Some(entry) = m.get_mut(&info.id) {
+                entry.1 = Some(info);
+            }
         }
     }
 
     /// The open connections, oldest first.
     pub fn connections(&self) -> Vec<ConnInfo> {
         let mut all: Vec<ConnInfo> = self
-            .info
+            .map
             .read()
-            .map(|m| m.values().cloned().collect())
+            .map(|m| m.values().filter_map(|(_, i)| i.clone()).collect())
             .unwrap_or_default();
         all.sort_by_key(|c| c.id);
         all
@@ -127,13 +128,10 @@ impl Mailboxes {
         if let Ok(mut m) = self.map.write() {
             m.remove(&id);
         }
-        if let Ok(mut m) = self.info.write() {
-            m.remove(&id);
-        }
     }
 
     pub fn get(&self, id: ConnId) -> Option<Mailbox> {
-        self.map.read().ok()?.get(&id).cloned()
+        self.map.read().ok()?.get(&id).map(|(m, _)| m.clone())
     }
 }
 

@@ -202,6 +202,7 @@ async fn two_nodes_dialling_each_other_keep_one_link() {
     let c = cookie("SECRET");
     let (a, b) = (node("a", &c).await, node("b", &c).await);
     let mut b_queue = b.receive(Channel::Queue);
+    let mut a_queue = a.receive(Channel::Queue);
     a.keep_connected(addr(&b));
     b.keep_connected(addr(&a));
     until("linked", || {
@@ -221,8 +222,16 @@ async fn two_nodes_dialling_each_other_keep_one_link() {
             .unwrap();
         assert_eq!(got.payload, Bytes::from(vec![i]));
     }
-    assert_eq!(a.connected().len(), 1);
-    assert_eq!(b.connected().len(), 1);
+    // Had each side kept a different link, what one sends would go down a link the other
+    // closed: both ways must work.
+    b.send("a@127.0.0.1", Channel::Queue, Bytes::from_static(b"back"))
+        .await
+        .unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(2), a_queue.recv())
+        .await
+        .expect("the other way too")
+        .unwrap();
+    assert_eq!(got.payload, Bytes::from_static(b"back"));
     a.shut_down();
     b.shut_down();
 }

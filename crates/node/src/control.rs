@@ -290,10 +290,10 @@ impl Control {
     }
 
     fn cluster_status(&self, amqp: SocketAddr) -> Answer {
+        // Linked nodes are not members: until membership is replicated, the cluster is this
+        // node alone.
         let me = self.mesh.me().name.clone();
-        let mut running = vec![me.clone()];
-        running.extend(self.mesh.connected());
-        running.sort();
+        let running = vec![me.clone()];
         let json = serde_json::json!({
             "cluster_name": me,
             "disk_nodes": [me],

@@ -135,6 +135,16 @@ impl Node {
     }
 }
 
+/// A lapin connection to the node as guest, and a channel on it.
+async fn lapin_channel(amqp: SocketAddr) -> (lapin::Connection, lapin::Channel) {
+    let url = format!("amqp://guest:guest@{amqp}/%2f");
+    let conn = lapin::Connection::connect(&url, lapin::ConnectionProperties::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    (conn, ch)
+}
+
 impl Drop for Node {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -210,11 +220,7 @@ fn durable_changes_survive_kill_9_from_the_journal() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
-        let url = format!("amqp://guest:guest@{}/%2f", node.amqp);
-        let conn = lapin::Connection::connect(&url, lapin::ConnectionProperties::default())
-            .await
-            .unwrap();
-        let ch = conn.create_channel().await.unwrap();
+        let (_conn, ch) = lapin_channel(node.amqp).await;
         let durable = QueueDeclareOptions {
             durable: true,
             ..Default::default()
@@ -420,11 +426,7 @@ fn listings_cluster_status_and_stop() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         use lapin::options::{BasicPublishOptions, QueueDeclareOptions};
-        let url = format!("amqp://guest:guest@{}/%2f", node.amqp);
-        let conn = lapin::Connection::connect(&url, lapin::ConnectionProperties::default())
-            .await
-            .unwrap();
-        let ch = conn.create_channel().await.unwrap();
+        let (conn, ch) = lapin_channel(node.amqp).await;
         ch.queue_declare(
             "work".into(),
             QueueDeclareOptions::default(),
@@ -455,11 +457,7 @@ fn listings_cluster_status_and_stop() {
     // A consumer, on a connection that stays open while it is listed.
     let consumer = rt.block_on(async {
         use lapin::options::{BasicConsumeOptions, BasicQosOptions};
-        let url = format!("amqp://guest:guest@{}/%2f", node.amqp);
-        let conn = lapin::Connection::connect(&url, lapin::ConnectionProperties::default())
-            .await
-            .unwrap();
-        let ch = conn.create_channel().await.unwrap();
+        let (conn, ch) = lapin_channel(node.amqp).await;
         ch.basic_qos(7, BasicQosOptions::default()).await.unwrap();
         let c = ch
             .basic_consume(

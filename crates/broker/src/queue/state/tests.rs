@@ -101,6 +101,19 @@ fn delivered(q: &mut QueueState, now: u64) -> Vec<(String, String, u64)> {
         .collect()
 }
 
+/// Runs the queue and returns what it delivered, as (body, redelivered).
+fn redelivery(q: &mut QueueState) -> Vec<(String, bool)> {
+    q.run(T0);
+    q.take_effects()
+        .into_iter()
+        .flat_map(|e| match e {
+            Effect::Deliver { deliveries, .. } => deliveries,
+            _ => Vec::new(),
+        })
+        .map(|d| (body(&d.message), d.redelivered))
+        .collect()
+}
+
 fn tags(ds: &[(String, String, u64)]) -> Vec<&str> {
     ds.iter().map(|(t, _, _)| t.as_str()).collect()
 }
@@ -266,16 +279,7 @@ fn a_closed_channel_gives_its_deliveries_back_redelivered_in_order() {
         T0,
     );
     consume(&mut q, spec(2, "b"));
-    q.run(T0);
-    let redelivered: Vec<(String, bool)> = q
-        .take_effects()
-        .into_iter()
-        .flat_map(|e| match e {
-            Effect::Deliver { deliveries, .. } => deliveries,
-            _ => Vec::new(),
-        })
-        .map(|d| (body(&d.message), d.redelivered))
-        .collect();
+    let redelivered = redelivery(&mut q);
     assert_eq!(redelivered, [("1".into(), true), ("2".into(), true)]);
 }
 
@@ -619,15 +623,6 @@ fn a_delivery_its_client_never_saw_goes_back_not_redelivered() {
         T0,
     );
     consume(&mut q, spec(2, "b"));
-    q.run(T0);
-    let again: Vec<(String, bool)> = q
-        .take_effects()
-        .into_iter()
-        .flat_map(|e| match e {
-            Effect::Deliver { deliveries, .. } => deliveries,
-            _ => Vec::new(),
-        })
-        .map(|d| (body(&d.message), d.redelivered))
-        .collect();
+    let again = redelivery(&mut q);
     assert_eq!(again, [("held".into(), false), ("seen".into(), true)]);
 }
