@@ -5,6 +5,7 @@
 use crate::constants::reply;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct AmqpError {
     pub code: u16,
     /// The explanation, without the leading "CODE_NAME - ".

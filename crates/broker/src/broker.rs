@@ -4,15 +4,15 @@
 
 use crate::alarms::Alarms;
 use crate::config::Config;
+use crate::group::ClusterSetup;
 use crate::mail::{ConnHandle, Mailboxes};
 use crate::metadata::Metadata;
-use crate::persist::MetaStore;
 use crate::vhost::{StoreLayout, VHost};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use warren_amqp::ShortStr;
-use warren_meta::{Command, ConnId, NodeId, PasswordHash, Permissions};
+use warren_meta::{Command, ConnId, PasswordHash, Permissions};
 
 /// A channel consuming from `amq.rabbitmq.reply-to`, found by the token in its address.
 #[derive(Debug, Clone)]
@@ -36,15 +36,20 @@ pub struct Broker {
 }
 
 impl Broker {
-    /// Opens the node over its data directory: recreates the durable topology and users from
-    /// the definitions snapshot and the metadata journal if there are any, else starts with
-    /// the default user and vhost `/`.
-    /// Must run inside the tokio runtime (queues are tasks).
-    pub fn open(config: Config) -> Result<Arc<Broker>, String> {
+    /// Opens a node alone over its data directory (see [`Broker::open_in`]).
+    pub async fn open(config: Config) -> Result<Arc<Broker>, String> {
+        let alone = ClusterSetup::alone(&config.node.name);
+        Broker::open_in(config, &alone).await
+    }
+
+    /// Opens the node over its data directory: rebuilds the topology from the metadata's Raft
+    /// snapshot and log (or, at the first start, from what the directory held before, else
+    /// with the default user and vhost `/`), starts this node's queues from their logs, and
+    /// starts the metadata group with the cluster `setup` describes.
+    pub async fn open_in(config: Config, setup: &ClusterSetup) -> Result<Arc<Broker>, String> {
         let dir = &config.node.data_dir;
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create data directory {}: {e}", dir.display()))?;
-        let (journal, saved) = MetaStore::open(dir)?;
         // Transient queues' pages from an earlier run are garbage now.
         let _ = std::fs::remove_dir_all(dir.join("transient"));
         let layout = StoreLayout {
@@ -54,27 +59,12 @@ impl Broker {
         };
         let post = Arc::new(Mailboxes::default());
         let meta = Metadata::new(
-            NodeId::from_name(&config.node.name),
-            journal,
+            &config.node.name,
             layout,
             config.auth.loopback_users.clone(),
             post.clone(),
         );
-        if saved.is_empty() {
-            first_start(&meta, &config)?;
-        } else {
-            meta.recover(&saved)?;
-            // Queues from a definitions file that did not record their ids (one written by
-            // RabbitMQ, or by an older warren) were given ids now; keep them, since a
-            // queue's log is found by its id.
-            let unplaced = saved
-                .definitions
-                .as_ref()
-                .is_some_and(|d| d.queues.iter().any(|q| q.warren.is_none()));
-            if unplaced {
-                meta.store.write_snapshot(&meta.snapshot());
-            }
-        }
+        crate::group::start(&meta, &config, setup).await?;
         let alarms = Alarms::new(&config.alarms, dir);
         Ok(Arc::new(Broker {
             config,
@@ -132,12 +122,12 @@ impl Broker {
     }
 }
 
-/// A node's first start: the vhost `/` and the default user (hashed) with every permission on
-/// it, as RabbitMQ creates them; written to the definitions file from then on.
-fn first_start(meta: &Arc<Metadata>, config: &Config) -> Result<(), String> {
+/// What a new cluster starts with: the vhost `/` and the default user (hashed) with every
+/// permission on it, as RabbitMQ creates them.
+pub(crate) fn defaults(config: &Config) -> Vec<Command> {
     let user = config.auth.default_user.clone();
     let all = ".*".to_owned();
-    let cmds = [
+    vec![
         Command::AddVhost {
             name: "/".to_owned(),
         },
@@ -155,9 +145,5 @@ fn first_start(meta: &Arc<Metadata>, config: &Config) -> Result<(), String> {
                 read: all,
             },
         },
-    ];
-    for c in &cmds {
-        meta.apply(c).map_err(|e| e.to_string())?;
-    }
-    Ok(())
+    ]
 }

@@ -26,6 +26,13 @@ pub struct ClusterConfig {
     pub listen: SocketAddr,
     /// The cookie file, when `WARREN_COOKIE` is not set [default: ~/.warren.cookie].
     pub cookie_file: Option<PathBuf>,
+    /// The nodes (`name@host[:port]`) to form a cluster with at the first start, as
+    /// RabbitMQ's classic config peer discovery: the one with the smallest name starts the
+    /// metadata group with all of them as voters, the others join it.
+    pub peers: Vec<String>,
+    /// How long a metadata change may wait for a majority before it fails (Khepri's
+    /// `default_timeout` in RabbitMQ 4: 30 s).
+    pub metadata_timeout_ms: u64,
 }
 
 impl Default for ClusterConfig {
@@ -33,6 +40,8 @@ impl Default for ClusterConfig {
         ClusterConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 25672)),
             cookie_file: None,
+            peers: Vec::new(),
+            metadata_timeout_ms: 30_000,
         }
     }
 }

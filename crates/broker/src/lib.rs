@@ -13,7 +13,8 @@
 //! connection id and bounded by the credit each consumer grants its queue. Connections write replies
 //! and deliveries in batches. [`broker`] holds what the whole node shares: configuration,
 //! alarms, and the topology ([`metadata`], around the pure core in `warren-meta`), which
-//! every declaration changes by a command.
+//! every declaration changes by a command committed through the metadata's Raft [`group`]
+//! (`warren-raft`), applied on every node of the cluster by [`meta_machine`].
 
 pub mod admin;
 pub mod alarms;
@@ -23,8 +24,10 @@ pub(crate) mod channel;
 pub mod config;
 pub(crate) mod connection;
 pub mod data_lock;
+pub mod group;
 pub(crate) mod mail;
 pub(crate) mod message;
+pub(crate) mod meta_machine;
 pub(crate) mod metadata;
 pub(crate) mod names;
 pub(crate) mod persist;
@@ -36,4 +39,5 @@ pub(crate) mod vhost;
 
 pub use broker::Broker;
 pub use config::Config;
+pub use group::ClusterSetup;
 pub use server::Server;

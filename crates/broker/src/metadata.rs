@@ -1,26 +1,51 @@
 //! The node's topology at run time: the pure [`Topology`] behind one lock, and the work each
-//! change brings with it. Every change goes the same way: a [`Command`] is applied (checked,
-//! deterministic, all or nothing), then its [`Effect`]s are carried out in order (queues
-//! started or stopped, routing snapshots swapped), then, if something durable changed, the
-//! caller waits until the definitions file holds it. Applying and carrying out happen under
-//! the same lock so that effects land in the order of their commands; neither does I/O or
-//! waits.
+//! change brings with it. Every change is a [`Command`] committed through the metadata's Raft
+//! group ([`crate::group`]), then applied here, in log order, on every node: checked,
+//! deterministic, all or nothing. Its [`Effect`]s are carried out at once (queues of this node
+//! started or stopped, routing snapshots swapped), under the same lock, so that effects land in
+//! the order of their commands; neither applying nor carrying out does I/O or waits. The
+//! caller of [`Metadata::change`] hears back once its change is applied on this node.
 //!
-//! This is where a replicated log will sit: commands will go through it before being applied
-//! here, and the effects stay the same.
+//! Reads never go through the group: a redeclaration equivalent to what exists is answered
+//! from this node's copy, so applications that declare on every connect keep working while a
+//! majority is out of reach.
 
 use crate::auth::{self, LoginError};
+use crate::group::Group;
 use crate::mail::Mailboxes;
-use crate::persist::{MetaStore, Saved};
+use crate::persist::Saved;
 use crate::queue::{self, QueueHandle};
 use crate::routing::Changes;
 use crate::vhost::{StoreLayout, VHost};
 use foldhash::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
+use tokio::sync::watch;
 use warren_amqp::{AmqpError, AmqpResult};
 use warren_meta::{
     Applied, Command, Definitions, Effect, NodeId, Queue, Scope, Topology, UidSource, User,
 };
+use warren_raft::openraft::{BasicNode, EntryPayload, LogId, StoredMembership};
+use warren_raft::{Meta, Outcome, ProposeError};
+
+/// A change that no majority committed in time, as RabbitMQ (with Khepri) words it for a
+/// queue or an exchange: 541 INTERNAL_ERROR, which closes the connection.
+fn timed_out(cmd: &Command, node: &str) -> AmqpError {
+    use warren_meta::rules::describe;
+    let text = match cmd {
+        Command::DeclareQueue { vhost, queue } => format!(
+            "Could not declare {} on node '{node}' because the metadata store operation timed out",
+            describe("queue", &queue.name, vhost)
+        ),
+        Command::DeclareExchange { vhost, exchange } => format!(
+            "failed to declare {} because the operation timed out",
+            describe("exchange", &exchange.name, vhost)
+        ),
+        _ => format!(
+            "the metadata store operation timed out on node '{node}' (the cluster could be in minority)"
+        ),
+    };
+    AmqpError::internal_error(text)
+}
 
 /// What a batch of changes touched in each vhost's routing.
 #[derive(Default)]
@@ -42,20 +67,32 @@ impl Rebuild {
 /// Why a queue is being started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Origin {
-    /// Declared now: it starts empty, whatever an earlier queue of its name left on disk.
+    /// Applied from the log now: a new queue starts empty; one whose log exists (the entry
+    /// was applied before, in an earlier life of this node) takes its messages back.
     Declared,
-    /// Recreated at start-up: a durable queue takes its messages back from its log.
-    Recovered,
     /// Being replayed at start-up (the snapshot, then the journal): queues start only once
     /// everything is applied, so that a queue deleted and declared again under its name
     /// starts once, from the one log that is its own.
     Replaying,
 }
 
+/// What the lock holds: the topology, and how far into the log it is.
+pub(crate) struct Held {
+    pub topology: Topology,
+    /// The last log entry applied.
+    pub applied: Option<LogId<u64>>,
+    /// The cluster's members as of that entry.
+    pub membership: StoredMembership<u64, BasicNode>,
+}
+
 pub struct Metadata {
-    topology: Mutex<Topology>,
+    held: Mutex<Held>,
     vhosts: RwLock<HashMap<String, Arc<VHost>>>,
-    pub store: MetaStore,
+    /// The index of the last log entry applied, for callers waiting to see their change.
+    applied_index: watch::Sender<u64>,
+    /// The metadata's Raft group, once started.
+    group: OnceLock<Group>,
+    name: String,
     pub ids: UidSource,
     settings: StoreLayout,
     loopback_users: Vec<String>,
@@ -65,17 +102,22 @@ pub struct Metadata {
 
 impl Metadata {
     pub fn new(
-        node: NodeId,
-        store: MetaStore,
+        name: &str,
         settings: StoreLayout,
         loopback_users: Vec<String>,
         post: Arc<Mailboxes>,
     ) -> Arc<Metadata> {
         Arc::new(Metadata {
-            topology: Mutex::new(Topology::new()),
+            held: Mutex::new(Held {
+                topology: Topology::new(),
+                applied: None,
+                membership: StoredMembership::default(),
+            }),
             vhosts: RwLock::new(HashMap::default()),
-            store,
-            ids: UidSource::new(node),
+            applied_index: watch::Sender::new(0),
+            group: OnceLock::new(),
+            name: name.to_owned(),
+            ids: UidSource::new(NodeId::from_name(name)),
             settings,
             loopback_users,
             post,
@@ -86,40 +128,108 @@ impl Metadata {
         self.ids.node()
     }
 
-    fn lock(&self) -> MutexGuard<'_, Topology> {
+    /// The node's name, `name@host`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Held> {
         // A poisoned lock means a panic elsewhere; the topology itself is consistent because
         // `apply` changes nothing when it fails.
-        self.topology.lock().unwrap_or_else(|e| e.into_inner())
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Reads the topology.
     pub fn read<T>(&self, f: impl FnOnce(&Topology) -> T) -> T {
-        f(&self.lock())
+        f(&self.lock().topology)
+    }
+
+    pub(crate) fn set_group(&self, group: Group) {
+        let _ = self.group.set(group);
+    }
+
+    pub fn group(&self) -> Option<&Group> {
+        self.group.get()
     }
 
     pub fn vhost(&self, name: &str) -> Option<Arc<VHost>> {
         self.vhosts.read().ok()?.get(name).cloned()
     }
 
-    /// Applies a change and carries out its effects; returns what changed and, if it must be
-    /// on disk before the client hears of it, the definitions generation to wait for.
-    pub fn apply(self: &Arc<Self>, cmd: &Command) -> AmqpResult<(Applied, Option<u64>)> {
-        self.apply_from(cmd, Origin::Declared)
+    /// Makes a change through the group and waits until it is applied on this node; returns
+    /// whether it changed anything. Without a majority it fails within the group's timeout
+    /// (RabbitMQ with Khepri answers 541 the same way, after its own timeout).
+    pub async fn change(&self, cmd: &Command) -> AmqpResult<bool> {
+        let group = self
+            .group
+            .get()
+            .ok_or_else(|| AmqpError::internal_error("the node is shutting down"))?;
+        match group.propose(cmd.clone()).await {
+            Ok((index, outcome)) => {
+                let mut applied = self.applied_index.subscribe();
+                // Applied here shortly after the leader applied it; the wait is bounded all
+                // the same, as the leader may be all this node hears from.
+                let seen = tokio::time::timeout(group.timeout(), applied.wait_for(|a| *a >= index));
+                if !matches!(seen.await, Ok(Ok(_))) {
+                    return Err(timed_out(cmd, &self.name));
+                }
+                outcome
+            }
+            Err(ProposeError::TimedOut) => Err(timed_out(cmd, &self.name)),
+            Err(ProposeError::Stopped(why)) => Err(AmqpError::internal_error(format!(
+                "the metadata store has stopped: {why}"
+            ))),
+        }
     }
 
-    fn apply_from(
+    /// Applies committed log entries, in order, and carries out their effects; what each
+    /// answered goes back to whoever proposed it.
+    pub(crate) fn apply_committed(
         self: &Arc<Self>,
-        cmd: &Command,
-        origin: Origin,
-    ) -> AmqpResult<(Applied, Option<u64>)> {
-        let mut topology = self.lock();
+        entries: impl IntoIterator<Item = warren_raft::openraft::Entry<Meta>>,
+    ) -> Vec<Outcome> {
+        let mut held = self.lock();
         let mut rebuild = Rebuild::default();
-        let applied = self.apply_locked(&mut topology, cmd, origin, &mut rebuild)?;
-        // Recorded under the lock, so the journal holds changes in the order they were made.
-        let index = applied.durable.then(|| self.store.record(cmd));
-        self.rebuild_routes(&topology, rebuild);
-        drop(topology);
-        Ok((applied, index))
+        let mut out = Vec::new();
+        for e in entries {
+            held.applied = Some(e.log_id);
+            match e.payload {
+                EntryPayload::Blank => out.push(Ok(false)),
+                EntryPayload::Normal(cmd) => out.push(
+                    self.apply_locked(&mut held.topology, &cmd, Origin::Declared, &mut rebuild)
+                        .map(|a| !a.is_unchanged()),
+                ),
+                EntryPayload::Membership(m) => {
+                    held.membership = StoredMembership::new(Some(e.log_id), m);
+                    out.push(Ok(false));
+                }
+            }
+        }
+        self.rebuild_routes(&held.topology, rebuild);
+        let last = held.applied.map_or(0, |l| l.index);
+        drop(held);
+        self.applied_index.send_replace(last);
+        out
+    }
+
+    /// Where the topology stands in the log.
+    pub(crate) fn applied_state(&self) -> (Option<LogId<u64>>, StoredMembership<u64, BasicNode>) {
+        let held = self.lock();
+        (held.applied, held.membership.clone())
+    }
+
+    /// Sets where the topology stands in the log (after building it at start-up).
+    pub(crate) fn set_applied(
+        &self,
+        applied: Option<LogId<u64>>,
+        membership: StoredMembership<u64, BasicNode>,
+    ) {
+        let mut held = self.lock();
+        held.applied = applied;
+        held.membership = membership;
+        drop(held);
+        self.applied_index
+            .send_replace(applied.map_or(0, |l| l.index));
     }
 
     /// Applies one command and carries out its effects; notes the vhosts whose routing must
@@ -147,22 +257,6 @@ impl Metadata {
         }
     }
 
-    /// Waits until a change is in the metadata journal on disk.
-    pub async fn persisted(&self, index: Option<u64>) -> AmqpResult<()> {
-        let Some(i) = index else { return Ok(()) };
-        self.store
-            .wait(i)
-            .await
-            .map_err(|e| AmqpError::internal_error(format!("cannot write definitions: {e}")))
-    }
-
-    /// Applies a change and waits until it is durable where it must be.
-    pub async fn change(self: &Arc<Self>, cmd: &Command) -> AmqpResult<Applied> {
-        let (applied, generation) = self.apply(cmd)?;
-        self.persisted(generation).await?;
-        Ok(applied)
-    }
-
     fn carry_out(self: &Arc<Self>, e: &Effect, origin: Origin, rebuild: &mut Rebuild) {
         match e {
             Effect::VhostAdded(name) => {
@@ -178,9 +272,10 @@ impl Metadata {
                 }
             }
             Effect::QueueAdded { vhost, queue } => {
-                if origin != Origin::Replaying {
+                // Only the queue's home node runs it.
+                if origin != Origin::Replaying && queue.home == self.node() {
                     if let Some(v) = self.vhost(vhost) {
-                        if let Some(h) = self.start_queue(&v, queue, origin) {
+                        if let Some(h) = self.start_queue(&v, queue) {
                             v.queue_started(h);
                         }
                     }
@@ -212,18 +307,22 @@ impl Metadata {
         }
     }
 
-    /// Starts the actor of a queue that lives on this node.
-    fn start_queue(&self, v: &Arc<VHost>, q: &Queue, origin: Origin) -> Option<QueueHandle> {
+    /// Starts the actor of a queue that lives on this node. A durable queue whose log exists
+    /// takes its messages back: logs are named by queue id, so an existing one is this very
+    /// queue's (applied again after a restart, or recovered).
+    fn start_queue(&self, v: &Arc<VHost>, q: &Queue) -> Option<QueueHandle> {
         let s = &self.settings;
         let start = if q.durable {
             let dir = s.durable_dir(q.id);
-            if origin == Origin::Recovered {
+            if !dir.exists() {
                 let legacy = s.legacy_durable_dir(&v.name, &q.name);
-                if !dir.exists() && legacy.exists() {
+                if legacy.exists() {
                     if let Err(e) = std::fs::rename(&legacy, &dir) {
                         tracing::error!(queue = %q.name, vhost = %v.name, error = %e, "cannot move the queue's log to its new place");
                     }
                 }
+            }
+            if dir.exists() {
                 let levels = q.args.max_priority.map_or(1, |p| p as u16 + 1);
                 match queue::recover(s.config(dir, q), levels) {
                     Ok((start, repairs)) => {
@@ -238,8 +337,6 @@ impl Metadata {
                     }
                 }
             } else {
-                // A new queue starts empty, whatever an earlier queue of that name left.
-                let _ = std::fs::remove_dir_all(&dir);
                 queue::empty(s.config(dir, q))
             }
         } else {
@@ -259,7 +356,8 @@ impl Metadata {
     /// not with its square.
     pub fn recover(self: &Arc<Self>, saved: &Saved) -> Result<(), String> {
         let node = self.node();
-        let mut topology = self.lock();
+        let mut held = self.lock();
+        let topology = &mut held.topology;
         let mut cmds = match &saved.definitions {
             Some(defs) => topology.import_commands(defs, node, &mut || self.ids.next())?,
             None => Vec::new(),
@@ -268,14 +366,13 @@ impl Metadata {
         cmds.extend(saved.changes.iter().cloned());
         let mut rebuild = Rebuild::default();
         for (n, cmd) in cmds.into_iter().enumerate() {
-            let Err(e) = self.apply_locked(&mut topology, &cmd, Origin::Replaying, &mut rebuild)
-            else {
+            let Err(e) = self.apply_locked(topology, &cmd, Origin::Replaying, &mut rebuild) else {
                 continue;
             };
             if n >= snapshot_len {
-                // The journal replays what was accepted once; a change that no longer
-                // applies (it depended on something transient) is skipped, as it was moot.
-                tracing::debug!(error = %e, "journal entry skipped at recovery");
+                // The log replays what was applied once, refusals included (they were
+                // refused then too, and changed nothing).
+                tracing::debug!(error = %e, "log entry refused again at recovery");
                 continue;
             }
             match cmd {
@@ -285,25 +382,31 @@ impl Metadata {
                     tracing::warn!(queue = %queue.name, %vhost, error = %e, "ignoring invalid queue arguments");
                     queue.arguments = Default::default();
                     let retry = Command::DeclareQueue { vhost, queue };
-                    self.apply_locked(&mut topology, &retry, Origin::Replaying, &mut rebuild)
+                    self.apply_locked(topology, &retry, Origin::Replaying, &mut rebuild)
                         .map_err(|e| e.to_string())?;
                 }
                 other => return Err(format!("cannot recreate {other:?}: {e}")),
             }
         }
-        // Now the queues that survived the replay start, each from its log.
+        // Now the queues of this node that survived the replay start, each from its log. Its
+        // transient and exclusive queues are gone with its memory; the group is told so (see
+        // `Command::ForgetTransient`) once it runs.
+        let me = self.node();
         for v in topology.vhosts() {
             let Some(rt) = self.vhost(&v.name) else {
                 continue;
             };
-            for q in v.queues() {
-                if let Some(h) = self.start_queue(&rt, q, Origin::Recovered) {
+            let survivors = v
+                .queues()
+                .filter(|q| q.home == me && q.durable && q.exclusive_owner.is_none());
+            for q in survivors {
+                if let Some(h) = self.start_queue(&rt, q) {
                     rt.queue_started(h);
                 }
             }
             rebuild.of(&v.name).all = true;
         }
-        self.rebuild_routes(&topology, rebuild);
+        self.rebuild_routes(topology, rebuild);
         for v in topology.vhosts() {
             let (exchanges, queues) = (v.exchanges().count(), v.queues().count());
             tracing::info!(vhost = %v.name, exchanges, queues, bindings = v.bindings().len(), "recovered the durable topology");
@@ -329,14 +432,97 @@ impl Metadata {
         self.read(|t| t.export(scope))
     }
 
-    /// The durable topology with the journal index it covers, taken under the lock that
-    /// changes are recorded under, so the two agree.
-    pub fn snapshot(&self) -> Definitions {
-        let topology = self.lock();
-        Definitions {
-            warren_journal_index: Some(self.store.last_index()),
-            ..topology.export(Scope::Durable)
+    /// The whole topology (transient and exclusive queues included, with their ids and
+    /// homes) and where it stands in the log, taken under one lock so the two agree: a Raft
+    /// snapshot.
+    pub(crate) fn snapshot_state(
+        &self,
+    ) -> (
+        Definitions,
+        Option<LogId<u64>>,
+        StoredMembership<u64, BasicNode>,
+    ) {
+        let held = self.lock();
+        (
+            held.topology.export(Scope::All),
+            held.applied,
+            held.membership.clone(),
+        )
+    }
+
+    /// Replaces the topology by a snapshot the leader sent (this node was too far behind for
+    /// the log): queues of this node that the snapshot no longer holds are deleted, those it
+    /// holds and that do not run yet start (from their logs, if they have any), and every
+    /// vhost's routing is compiled again.
+    pub(crate) fn install(
+        self: &Arc<Self>,
+        defs: &Definitions,
+        applied: Option<LogId<u64>>,
+        membership: StoredMembership<u64, BasicNode>,
+    ) -> Result<(), String> {
+        let mut fresh = Topology::new();
+        let cmds = fresh.import_commands(defs, self.node(), &mut || self.ids.next())?;
+        for c in &cmds {
+            if let Err(e) = fresh.apply(c) {
+                tracing::warn!(error = %e, "a snapshot entry does not apply");
+            }
         }
+        let me = self.node();
+        let mut held = self.lock();
+        let old = std::mem::replace(&mut held.topology, fresh);
+        let topology = &held.topology;
+        for v in old.vhosts() {
+            if topology.vhost(&v.name).is_some() {
+                continue;
+            }
+            if let Ok(mut m) = self.vhosts.write() {
+                if let Some(rt) = m.remove(&v.name) {
+                    for q in rt.running_queues() {
+                        tokio::spawn(async move {
+                            let _ = q.delete(false, false).await;
+                        });
+                    }
+                }
+            }
+        }
+        let mut rebuild = Rebuild::default();
+        for v in topology.vhosts() {
+            let rt = match self.vhost(&v.name) {
+                Some(rt) => rt,
+                None => {
+                    let rt = VHost::new(&v.name, Arc::downgrade(self));
+                    if let Ok(mut m) = self.vhosts.write() {
+                        m.insert(v.name.clone(), rt.clone());
+                    }
+                    rt
+                }
+            };
+            for h in rt.running_queues() {
+                let kept = v.queue(h.name()).is_some_and(|q| q.id == h.id());
+                if !kept {
+                    if let Some(h) = rt.queue_stopped(h.name(), h.id()) {
+                        tokio::spawn(async move {
+                            let _ = h.delete(false, false).await;
+                        });
+                    }
+                }
+            }
+            for q in v.queues().filter(|q| q.home == me) {
+                if rt.queue(&q.name).is_none() {
+                    if let Some(h) = self.start_queue(&rt, q) {
+                        rt.queue_started(h);
+                    }
+                }
+            }
+            rebuild.of(&v.name).all = true;
+        }
+        self.rebuild_routes(topology, rebuild);
+        held.applied = applied;
+        held.membership = membership;
+        drop(held);
+        self.applied_index
+            .send_replace(applied.map_or(0, |l| l.index));
+        Ok(())
     }
 
     pub fn login(

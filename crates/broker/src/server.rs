@@ -16,7 +16,6 @@ pub struct Server {
     broker: Arc<Broker>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
-    meta_writer: tokio::task::JoinHandle<()>,
     alarm_monitor: tokio::task::JoinHandle<()>,
     trimmer: tokio::task::JoinHandle<()>,
 }
@@ -31,17 +30,6 @@ impl Server {
             let broker = broker.clone();
             tokio::spawn(async move { broker.alarms.run().await })
         };
-        let meta_writer = {
-            let broker = broker.clone();
-            tokio::spawn(async move {
-                let b = broker.clone();
-                broker
-                    .meta
-                    .store
-                    .run_writer(move || b.meta.snapshot())
-                    .await
-            })
-        };
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(accept_loop(listener, broker.clone(), stopped));
         tracing::info!(%local_addr, "AMQP listener started");
@@ -50,7 +38,6 @@ impl Server {
             broker,
             stop,
             task,
-            meta_writer,
             alarm_monitor,
             trimmer,
         })
@@ -64,12 +51,9 @@ impl Server {
         // Connections are closed: queues stop now, writing out what they hold (durable
         // queues keep their logs for the next start).
         self.broker.meta.shut_down().await;
-        self.meta_writer.abort();
-        // A clean stop leaves the whole durable topology in definitions.json and an empty
-        // journal, which is also the quickest start.
-        let meta = self.broker.meta.clone();
-        let _ =
-            tokio::task::spawn_blocking(move || meta.store.write_snapshot(&meta.snapshot())).await;
+        if let Some(g) = self.broker.meta.group() {
+            g.shut_down().await;
+        }
         self.alarm_monitor.abort();
         self.trimmer.abort();
     }

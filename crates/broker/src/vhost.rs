@@ -99,6 +99,9 @@ impl StoreLayout {
     }
 }
 
+/// How long a closing connection waits for its exclusive queues to leave the topology.
+const FORGET_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 fn metadata_gone() -> AmqpError {
     AmqpError::internal_error("the node is shutting down")
 }
@@ -196,7 +199,7 @@ impl VHost {
         .await
     }
 
-    /// Makes a change and waits until it is durable where it must be.
+    /// Makes a change and waits until it is applied on this node.
     async fn change(&self, cmd: Command) -> AmqpResult<()> {
         self.meta()?.change(&cmd).await.map(drop)
     }
@@ -257,14 +260,14 @@ impl VHost {
         })?;
         if existing.is_none() {
             let name = declaration.name.clone();
-            let applied = meta
+            let changed = meta
                 .change(&Command::DeclareQueue {
                     vhost: self.name.clone(),
                     queue: declaration,
                 })
                 .await?;
             let handle = self.queue(&name).ok_or_else(|| self.no_queue(&name))?;
-            return Ok((handle, !applied.is_unchanged()));
+            return Ok((handle, changed));
         }
         let handle = self
             .queue(&declaration.name)
@@ -330,23 +333,31 @@ impl VHost {
             .collect();
         for q in owned {
             let _ = q.delete(false, false).await;
-            // Exclusive queues are never durable: nothing to wait for.
-            let _ = self.forget(&q).await;
+            // Taken out of the topology through the group; without a majority that waits, and
+            // a closing connection does not wait long for it.
+            let Some(v) = self.this.upgrade() else { return };
+            let forgetting = tokio::spawn(async move { v.forget(&q).await });
+            let _ = tokio::time::timeout(FORGET_WAIT, forgetting).await;
         }
     }
 
-    /// What a queue calls when it removes itself (auto-delete, x-expires).
+    /// What a queue calls when it removes itself (auto-delete, x-expires): the group is
+    /// told, without the queue waiting for it.
     pub(crate) fn on_remove(&self) -> OnRemove {
         let vhost = self.this.clone();
         Arc::new(move |name: &ShortStr, id: QueueId| {
             let Some(v) = vhost.upgrade() else { return };
-            if let Ok(meta) = v.meta() {
-                let _ = meta.apply(&Command::DeleteQueue {
-                    vhost: v.name.clone(),
-                    name: name.clone(),
-                    id,
-                });
-            }
+            let Ok(meta) = v.meta() else { return };
+            let cmd = Command::DeleteQueue {
+                vhost: v.name.clone(),
+                name: name.clone(),
+                id,
+            };
+            tokio::spawn(async move {
+                if let Err(e) = meta.change(&cmd).await {
+                    tracing::warn!(error = %e, "cannot take a removed queue out of the topology");
+                }
+            });
         })
     }
 

@@ -7,8 +7,9 @@
 //! ([`handshake`]: HMAC-SHA256 challenge-response; the cookie itself never crosses). After
 //! that the link carries frames ([`wire`]) for a few channels (the metadata's Raft group, queue
 //! traffic, control requests), with heartbeats that notice a silent peer in seconds, and is
-//! redialled with backoff when it drops. warrenctl connects the same way, as a tool rather
-//! than a node ([`mesh::ToolLink`]).
+//! redialled with backoff when it drops. Nodes call each other over a channel with [`rpc`]
+//! (requests and their answers, matched by number). warrenctl connects the same way, as a
+//! tool rather than a node ([`mesh::ToolLink`]).
 
 pub mod cookie;
 pub mod ctl;
@@ -16,10 +17,12 @@ pub mod handshake;
 mod link;
 pub mod mesh;
 pub mod name;
+pub mod rpc;
 pub mod wire;
 
 pub use cookie::Cookie;
 pub use link::{Inbound, Timing};
 pub use mesh::{Mesh, NotConnected, PeerEvent, ToolLink};
 pub use name::NodeAddr;
+pub use rpc::Rpc;
 pub use wire::{Channel, PeerKind};

@@ -235,3 +235,54 @@ async fn two_nodes_dialling_each_other_keep_one_link() {
     a.shut_down();
     b.shut_down();
 }
+
+/// Calls between nodes: answers find their callers while several calls are outstanding; a
+/// node with no link answers NotConnected at once, and one that never answers, TimedOut.
+#[tokio::test]
+async fn calls_between_nodes_get_their_own_answers() {
+    use std::sync::Arc;
+    use warren_cluster::Rpc;
+    use warren_cluster::rpc::{CallError, Handler};
+    let c = cookie("SECRET");
+    let (a, b) = (node("a", &c).await, node("b", &c).await);
+    let echo: Handler = Arc::new(|from: String, body: Bytes| {
+        Box::pin(async move {
+            // The later the request, the sooner its answer: answers overtake each other.
+            let n = body.first().copied().unwrap_or(0);
+            tokio::time::sleep(Duration::from_millis(200 - 20 * u64::from(n))).await;
+            let mut out = from.into_bytes();
+            out.extend_from_slice(&body);
+            Bytes::from(out)
+        })
+    });
+    let silent: Handler = Arc::new(|_, _| Box::pin(std::future::pending()));
+    let on_a = Rpc::start(&a, Channel::Meta, echo.clone());
+    let on_b = Rpc::start(&b, Channel::Meta, echo);
+    a.keep_connected(addr(&b));
+    until("a and b linked", || b.connected() == ["a@127.0.0.1"]).await;
+    let t = Duration::from_secs(5);
+    let calls = (0u8..5).map(|n| {
+        let on_a = on_a.clone();
+        tokio::spawn(async move { on_a.call("b@127.0.0.1", &[n], t).await })
+    });
+    for (n, call) in calls.enumerate() {
+        let mut want = b"a@127.0.0.1".to_vec();
+        want.push(n as u8);
+        assert_eq!(call.await.unwrap().unwrap(), Bytes::from(want));
+    }
+    let back = on_b.call("a@127.0.0.1", &[9], t).await.unwrap();
+    assert_eq!(back, Bytes::from(b"b@127.0.0.1\x09".to_vec()));
+    assert_eq!(
+        on_a.call("c@127.0.0.1", b"x", t).await,
+        Err(CallError::NotConnected)
+    );
+    drop(on_b);
+    let _quiet_b = Rpc::start(&b, Channel::Meta, silent);
+    assert_eq!(
+        on_a.call("b@127.0.0.1", b"x", Duration::from_millis(300))
+            .await,
+        Err(CallError::TimedOut)
+    );
+    a.shut_down();
+    b.shut_down();
+}

@@ -83,6 +83,15 @@ pub enum Command {
         name: ShortStr,
         id: QueueId,
     },
+    /// Node `home` started again: the queues that lived only in its memory (transient and
+    /// exclusive ones) did not survive, so they leave the topology with their bindings, as
+    /// RabbitMQ deletes them when their node goes. With `exchanges`, transient exchanges go
+    /// too (the proposer sets it when the node is the cluster's only voter, i.e. the whole
+    /// cluster restarted).
+    ForgetTransient {
+        home: NodeId,
+        exchanges: bool,
+    },
     /// `by`: the connection asking, checked against exclusive destination queues.
     Bind {
         vhost: String,
@@ -145,6 +154,12 @@ impl Applied {
     /// Nothing changed: a redeclaration of what exists, a delete of what does not.
     pub fn unchanged() -> Applied {
         Applied::default()
+    }
+
+    /// Adds what another change did.
+    pub fn merge(&mut self, other: Applied) {
+        self.durable |= other.durable;
+        self.effects.extend(other.effects);
     }
 
     pub fn is_unchanged(&self) -> bool {

@@ -674,3 +674,66 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_restarted_node_forgets_only_its_own_transient_and_exclusive_queues() {
+    let mut t = with_root();
+    let other = NodeId(8);
+    t.apply(&queue("durable", 1, true)).unwrap();
+    t.apply(&queue("transient", 2, false)).unwrap();
+    t.apply(&Command::DeclareQueue {
+        vhost: "/".into(),
+        queue: decl("exclusive", 3, false, Some(uid(100))),
+    })
+    .unwrap();
+    t.apply(&Command::DeclareQueue {
+        vhost: "/".into(),
+        queue: QueueDeclaration {
+            home: other,
+            ..decl("elsewhere", 4, false, None)
+        },
+    })
+    .unwrap();
+    t.apply(&exchange("fleeting", ExchangeKind::Direct, false, false))
+        .unwrap();
+    t.apply(&bind("amq.direct", "transient", "k")).unwrap();
+    let a = t
+        .apply(&Command::ForgetTransient {
+            home: HOME,
+            exchanges: false,
+        })
+        .unwrap();
+    let gone: Vec<&str> = a
+        .effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::QueueDeleted { queue, .. } => std::str::from_utf8(queue.name.as_bytes()).ok(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(gone, ["exclusive", "transient"]);
+    let v = t.vhost("/").unwrap();
+    assert!(v.queue(&"durable".into()).is_some());
+    assert!(
+        v.queue(&"elsewhere".into()).is_some(),
+        "another node's queue stays"
+    );
+    assert!(
+        v.bindings().is_empty(),
+        "the bindings went with their queue"
+    );
+    assert!(v.exchange(&"fleeting".into()).is_some());
+    // The whole cluster restarted: transient exchanges go too.
+    t.apply(&Command::ForgetTransient {
+        home: HOME,
+        exchanges: true,
+    })
+    .unwrap();
+    assert!(t.vhost("/").unwrap().exchange(&"fleeting".into()).is_none());
+    assert!(
+        t.vhost("/")
+            .unwrap()
+            .exchange(&"amq.direct".into())
+            .is_some()
+    );
+}

@@ -8,7 +8,7 @@ use crate::bindings::Bindings;
 use crate::command::{Applied, Command, Effect, QueueDeclaration};
 use crate::equivalence;
 use crate::headers::HeadersBinding;
-use crate::ids::ConnId;
+use crate::ids::{ConnId, QueueId};
 use crate::model::{
     Binding, Destination, Exchange, ExchangeKind, Permissions, Policy, Queue, QueueType, User,
 };
@@ -519,6 +519,56 @@ impl Topology {
                     vhost: vhost.clone(),
                     queue,
                 });
+                Ok(out)
+            }
+            Command::ForgetTransient { home, exchanges } => {
+                let mut out = Applied::unchanged();
+                let names: Vec<String> = self.vhosts.keys().cloned().collect();
+                for vhost in names {
+                    let Some(v) = self.vhosts.get(&vhost) else {
+                        continue;
+                    };
+                    let gone: Vec<(ShortStr, QueueId)> = v
+                        .queues
+                        .values()
+                        .filter(|q| q.home == *home && (!q.durable || q.exclusive_owner.is_some()))
+                        .map(|q| (q.name.clone(), q.id))
+                        .collect();
+                    for (name, id) in gone {
+                        let cmd = Command::DeleteQueue {
+                            vhost: vhost.clone(),
+                            name,
+                            id,
+                        };
+                        // Each part stands alone: one that no longer applies is skipped, so
+                        // that the command never stops halfway.
+                        if let Ok(a) = self.apply(&cmd) {
+                            out.merge(a);
+                        }
+                    }
+                    if !*exchanges {
+                        continue;
+                    }
+                    let Some(v) = self.vhosts.get(&vhost) else {
+                        continue;
+                    };
+                    let transient: Vec<ShortStr> = v
+                        .exchanges
+                        .values()
+                        .filter(|x| !x.durable)
+                        .map(|x| x.name.clone())
+                        .collect();
+                    for name in transient {
+                        let cmd = Command::DeleteExchange {
+                            vhost: vhost.clone(),
+                            name,
+                            if_unused: false,
+                        };
+                        if let Ok(a) = self.apply(&cmd) {
+                            out.merge(a);
+                        }
+                    }
+                }
                 Ok(out)
             }
             Command::Bind { vhost, binding, by } => {

@@ -40,7 +40,9 @@ impl App {
         if let Some(r) = running.as_ref() {
             return Ok(r.server.local_addr);
         }
-        let broker = Broker::open(self.config.clone()).map_err(StartError::Open)?;
+        let broker = Broker::open(self.config.clone())
+            .await
+            .map_err(StartError::Open)?;
         let listen = self.config.amqp.listen;
         let server = Server::start(broker.clone())
             .await

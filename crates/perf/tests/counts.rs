@@ -32,7 +32,7 @@ async fn node() -> (Node, String) {
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!("warren-perf-test-{}-{n}", std::process::id()));
     config.node.data_dir = dir.clone();
-    let broker = Broker::open(config).unwrap();
+    let broker = Broker::open(config).await.unwrap();
     let server = Server::start(broker).await.unwrap();
     let uri = format!("amqp://guest:guest@{}/%2f", server.local_addr);
     (

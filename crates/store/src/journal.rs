@@ -1,12 +1,11 @@
-//! An index-addressed log of opaque entries: what the node's metadata is written to as it
-//! changes (one short record per change, fsynced in groups), instead of rewriting the whole
-//! definitions file each time. It is the shape a Raft log needs too: entries numbered from 1,
-//! appended at the end, and dropped from the front once a snapshot covers them.
+//! An append-only file of checksummed records, written in groups and fsynced: what the
+//! metadata's Raft log is kept in (entries, votes, commit points and truncations, each one
+//! record), replayed in order when the node starts.
 //!
-//! One file of framed, checksummed records (`record`), each `index (u64) | entry`. Opening it
-//! reads every entry back; a torn tail (a crash mid-write) is cut off, and so is anything
-//! after a damaged record, since a log must not skip. Dropping a prefix rewrites the file
-//! (to a temporary one, fsync, rename), which is rare: once per snapshot.
+//! One file of framed records (`record`). Opening it reads every record back; a torn tail (a
+//! crash mid-write) is cut off, and so is anything after a damaged record, since a log must not
+//! skip. The owner compacts it now and then by [`Journal::rewrite`]: the records that still
+//! matter go to a temporary file, which is fsynced and renamed over the old one.
 
 use crate::record::{FRAME, Framed, seal, unframe};
 use bytes::{BufMut, Bytes, BytesMut};
@@ -17,24 +16,23 @@ use std::path::{Path, PathBuf};
 pub struct Journal {
     path: PathBuf,
     file: File,
-    /// The index the next entry gets.
-    next: u64,
-    /// Encoded entries not yet written.
+    /// Framed records not yet written.
     pending: BytesMut,
+    /// Bytes of records in the file (written or taken to be written).
+    len: u64,
 }
 
 /// What a journal held when it was opened.
 #[derive(Debug, Default)]
 pub struct Replay {
-    pub entries: Vec<(u64, Bytes)>,
+    pub records: Vec<Bytes>,
     /// Bytes cut off the end (a torn or damaged tail).
     pub cut: u64,
 }
 
 impl Journal {
-    /// Opens (or creates) the journal at `path` and reads back what it holds. `after`: the
-    /// index of the last entry a snapshot already covers; a new journal starts after it.
-    pub fn open(path: &Path, after: u64) -> std::io::Result<(Journal, Replay)> {
+    /// Opens (or creates) the journal at `path` and reads back what it holds.
+    pub fn open(path: &Path) -> std::io::Result<(Journal, Replay)> {
         let mut file = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -46,10 +44,9 @@ impl Journal {
         let mut at = 0;
         while at < bytes.len() {
             match unframe(&bytes.slice(at..)) {
-                Framed::Ok(payload) if payload.len() >= 8 => {
-                    let index = u64::from_be_bytes(payload[..8].try_into().unwrap_or_default());
-                    replay.entries.push((index, payload.slice(8..)));
+                Framed::Ok(payload) => {
                     at += FRAME + payload.len();
+                    replay.records.push(payload);
                 }
                 _ => break,
             }
@@ -60,45 +57,45 @@ impl Journal {
             file.sync_all()?;
         }
         file.seek(SeekFrom::End(0))?;
-        let last = replay.entries.last().map_or(after, |(i, _)| *i);
         Ok((
             Journal {
                 path: path.to_path_buf(),
                 file,
-                next: last.max(after) + 1,
                 pending: BytesMut::new(),
+                len: at as u64,
             },
             replay,
         ))
     }
 
-    /// Adds an entry (written at the next [`Journal::write`]); returns its index.
-    pub fn append(&mut self, entry: &[u8]) -> u64 {
-        let index = self.next;
-        self.next += 1;
+    /// Adds a record, written at the next [`write_out`].
+    pub fn append(&mut self, record: &[u8]) {
         let start = self.pending.len();
         self.pending.put_bytes(0, FRAME);
-        self.pending.put_u64(index);
-        self.pending.extend_from_slice(entry);
-        seal(&mut self.pending, start);
-        index
+        self.pending.extend_from_slice(record);
+        self.len += seal(&mut self.pending, start) as u64;
     }
 
-    /// The index of the last entry appended (0: none yet).
-    pub fn last_index(&self) -> u64 {
-        self.next - 1
+    /// Bytes of records in the file, counting those appended and not yet written: how the
+    /// owner tells when to compact.
+    pub fn len(&self) -> u64 {
+        self.len
     }
 
-    /// Takes the appended entries out, to be written with [`write_out`] (possibly on another
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Takes the appended records out, to be written with [`write_out`] (possibly on another
     /// thread, while more are appended).
     pub fn take_pending(&mut self) -> Bytes {
         self.pending.split().freeze()
     }
 
-    /// Puts back entries taken but not written (a write failed), ahead of newer ones.
-    pub fn restore_pending(&mut self, entries: Bytes) {
+    /// Puts back records taken but not written (a write failed), ahead of newer ones.
+    pub fn restore_pending(&mut self, records: Bytes) {
         let newer = self.pending.split();
-        self.pending.extend_from_slice(&entries);
+        self.pending.extend_from_slice(&records);
         self.pending.extend_from_slice(&newer);
     }
 
@@ -107,28 +104,29 @@ impl Journal {
         self.file.try_clone()
     }
 
-    /// Drops every entry up to `index` (a snapshot covers them), keeping the rest in order.
-    /// Entries taken but not yet written must be written first.
-    pub fn drop_through(&mut self, index: u64) -> std::io::Result<()> {
-        let (_, replay) = Journal::open(&self.path, 0)?;
+    /// Replaces the whole file by `records` (what still matters, in order), durably: a crash
+    /// leaves the old file or the new one. Records taken but not yet written must be written
+    /// first; records appended and not yet taken stay pending, to follow the new ones.
+    pub fn rewrite<'a>(
+        &mut self,
+        records: impl IntoIterator<Item = &'a [u8]>,
+    ) -> std::io::Result<()> {
         let tmp = self.path.with_extension("tmp");
-        {
-            let mut out = BytesMut::new();
-            for (i, entry) in replay.entries.iter().filter(|(i, _)| *i > index) {
-                let start = out.len();
-                out.put_bytes(0, FRAME);
-                out.put_u64(*i);
-                out.extend_from_slice(entry);
-                seal(&mut out, start);
-            }
-            let mut f = File::create(&tmp)?;
-            f.write_all(&out)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &self.path)?;
-            // The handle of the file now in place, so that no later write can go to the
-            // replaced one, whatever fails below.
-            self.file = f;
+        let mut out = BytesMut::new();
+        for r in records {
+            let start = out.len();
+            out.put_bytes(0, FRAME);
+            out.extend_from_slice(r);
+            seal(&mut out, start);
         }
+        let mut f = File::create(&tmp)?;
+        f.write_all(&out)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &self.path)?;
+        // The handle of the file now in place, so that no later write can go to the replaced
+        // one, whatever fails below.
+        self.file = f;
+        self.len = (out.len() + self.pending.len()) as u64;
         if let Some(dir) = self.path.parent() {
             File::open(dir)?.sync_all()?;
         }
@@ -136,11 +134,19 @@ impl Journal {
     }
 }
 
-/// Writes taken entries at the end of the journal's file and fsyncs them. On failure the
-/// file is cut back to where it was, so that a retry does not follow a torn record.
-pub fn write_out(file: &mut File, entries: &[u8]) -> std::io::Result<()> {
+/// Writes taken records at the end of the journal's file and fsyncs them. On failure the file
+/// is cut back to where it was, so that a retry does not follow a torn record.
+pub fn write_out(file: &mut File, records: &[u8]) -> std::io::Result<()> {
+    write_records(file, records, true)
+}
+
+/// [`write_out`], with the fsync left out when `sync` is false: for records that may be lost
+/// in a crash without harm (the next fsync carries them).
+pub fn write_records(file: &mut File, records: &[u8], sync: bool) -> std::io::Result<()> {
     let before = file.seek(SeekFrom::End(0))?;
-    let written = file.write_all(entries).and_then(|()| file.sync_data());
+    let written = file
+        .write_all(records)
+        .and_then(|()| if sync { file.sync_data() } else { Ok(()) });
     if written.is_err() {
         let _ = file.set_len(before);
     }
@@ -164,24 +170,25 @@ mod tests {
         write_out(&mut j.file().unwrap(), &pending).unwrap();
     }
 
-    fn entries(r: &Replay) -> Vec<(u64, &[u8])> {
-        r.entries.iter().map(|(i, e)| (*i, e.as_ref())).collect()
+    fn records(r: &Replay) -> Vec<&[u8]> {
+        r.records.iter().map(|e| e.as_ref()).collect()
     }
 
     #[test]
-    fn entries_come_back_in_order_with_their_indexes() {
+    fn records_come_back_in_order() {
         let dir = scratch("order");
         let path = dir.join("journal");
-        let (mut j, r) = Journal::open(&path, 0).unwrap();
-        assert!(r.entries.is_empty());
-        assert_eq!((j.append(b"one"), j.append(b"two")), (1, 2));
+        let (mut j, r) = Journal::open(&path).unwrap();
+        assert!(r.records.is_empty());
+        j.append(b"one");
+        j.append(b"two");
         write(&mut j);
-        assert_eq!(j.append(b"three"), 3);
+        j.append(b"three");
         write(&mut j);
         drop(j);
-        let (mut j, r) = Journal::open(&path, 0).unwrap();
-        assert_eq!(entries(&r), [(1, &b"one"[..]), (2, b"two"), (3, b"three")]);
-        assert_eq!(j.append(b"four"), 4, "numbering goes on");
+        let (j, r) = Journal::open(&path).unwrap();
+        assert_eq!(records(&r), [&b"one"[..], b"two", b"three"]);
+        assert_eq!(j.len(), std::fs::metadata(&path).unwrap().len());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -189,7 +196,7 @@ mod tests {
     fn a_torn_tail_is_cut_off_and_never_returned() {
         let dir = scratch("torn");
         let path = dir.join("journal");
-        let (mut j, _) = Journal::open(&path, 0).unwrap();
+        let (mut j, _) = Journal::open(&path).unwrap();
         j.append(b"kept");
         j.append(b"torn by a crash");
         write(&mut j);
@@ -201,39 +208,35 @@ mod tests {
             .unwrap()
             .set_len(len - 3)
             .unwrap();
-        let (mut j, r) = Journal::open(&path, 0).unwrap();
-        assert_eq!(entries(&r), [(1, &b"kept"[..])]);
+        let (mut j, r) = Journal::open(&path).unwrap();
+        assert_eq!(records(&r), [&b"kept"[..]]);
         assert!(r.cut > 0);
-        assert_eq!(j.append(b"after"), 2, "the lost entry's index is reused");
+        j.append(b"after");
         write(&mut j);
         drop(j);
-        let (_, r) = Journal::open(&path, 0).unwrap();
-        assert_eq!(entries(&r), [(1, &b"kept"[..]), (2, b"after")]);
+        let (_, r) = Journal::open(&path).unwrap();
+        assert_eq!(records(&r), [&b"kept"[..], b"after"]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
-    fn a_snapshot_drops_the_prefix_it_covers() {
-        let dir = scratch("drop");
+    fn a_rewrite_keeps_what_it_is_given_and_what_is_still_pending() {
+        let dir = scratch("rewrite");
         let path = dir.join("journal");
-        let (mut j, _) = Journal::open(&path, 0).unwrap();
+        let (mut j, _) = Journal::open(&path).unwrap();
         for e in [b"a", b"b", b"c", b"d"] {
             j.append(e);
         }
         write(&mut j);
-        j.drop_through(2).unwrap();
+        j.append(b"pending");
+        j.rewrite([&b"c"[..], b"d"]).unwrap();
+        write(&mut j);
         j.append(b"e");
         write(&mut j);
         drop(j);
-        let (_, r) = Journal::open(&path, 2).unwrap();
-        assert_eq!(entries(&r), [(3, &b"c"[..]), (4, b"d"), (5, b"e")]);
-        // Everything dropped: a reopened journal numbers on from the snapshot.
-        let (mut j, _) = Journal::open(&path, 0).unwrap();
-        j.drop_through(5).unwrap();
-        drop(j);
-        let (mut j, r) = Journal::open(&path, 5).unwrap();
-        assert!(r.entries.is_empty());
-        assert_eq!(j.append(b"f"), 6);
+        let (j, r) = Journal::open(&path).unwrap();
+        assert_eq!(records(&r), [&b"c"[..], b"d", b"pending", b"e"]);
+        assert_eq!(j.len(), std::fs::metadata(&path).unwrap().len());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -8,8 +8,8 @@
 //! messages are all acknowledged is deleted. Opening a log recovers its live messages as
 //! [`log::Run`]s (stretches of consecutive records), so even millions of stored messages cost
 //! almost no memory; torn or damaged data is cut off or skipped, never returned. The node's
-//! metadata goes to a [`journal::Journal`]: an index-addressed log of changes, the shape of a
-//! Raft log.
+//! metadata goes to a [`journal::Journal`]: an append-only file of checksummed records, which
+//! its Raft log is kept in.
 
 pub mod journal;
 pub mod log;

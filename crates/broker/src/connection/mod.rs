@@ -326,8 +326,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     return;
                 }
                 Err(Stop::Closed) => {
-                    self.flush().await;
+                    // The connection's exclusive queues are gone before the client hears
+                    // close-ok, so that it can declare them again at once.
                     self.cleanup().await;
+                    self.flush().await;
                     self.linger().await;
                     return;
                 }

@@ -67,7 +67,7 @@ impl TestNode {
         config.node.data_dir = own.to_path_buf();
         f(&mut config);
         let data_dir = config.node.data_dir.clone();
-        let broker = Broker::open(config).expect("open the node");
+        let broker = Broker::open(config).await.expect("open the node");
         let server = Server::start(broker.clone()).await.expect("listen");
         TestNode {
             addr: server.local_addr,

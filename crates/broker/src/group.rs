@@ -1,0 +1,311 @@
+//! Starting the metadata's Raft group on this node, and handing it changes.
+//!
+//! At a node's first start its Raft state is empty. The seed (a node alone, or the one with
+//! the smallest name among the configured peers) builds the initial topology (the default
+//! vhost and user, or what the data directory held from before the group: a definitions file
+//! and journal), writes it as the group's first snapshot, with every configured node a voter,
+//! and starts the group from it. Any other node starts empty and receives that snapshot from
+//! the leader. At a restart the node rebuilds its topology from its snapshot and the entries
+//! committed after it, starts its queues, and only then joins the group: what it applies from
+//! then on comes from the log.
+
+use crate::config::Config;
+use crate::meta_machine::{MetaMachine, load_snapshot, write_snapshot};
+use crate::metadata::Metadata;
+use crate::persist::{Saved, load_legacy, retire_legacy};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use warren_meta::{Command, NodeId};
+use warren_raft::openraft::{
+    BasicNode, EntryPayload, LogId, Membership, ServerState, StoredMembership,
+};
+use warren_raft::{LogStore, Meta, MetaRaft, Network, Outcome, ProposeError, Proposer, Transport};
+
+/// How this node takes part in a cluster (the binary fills it in; a node alone needs none).
+#[derive(Clone)]
+pub struct ClusterSetup {
+    /// How to reach other nodes.
+    pub transport: Arc<dyn Transport>,
+    /// Where other nodes reach this one: `name@host:port`.
+    pub address: String,
+    /// The nodes to form a cluster with at the first start, by `(name, address)`.
+    pub peers: Vec<(String, String)>,
+}
+
+impl ClusterSetup {
+    /// A node that has no one to talk to.
+    pub fn alone(name: &str) -> ClusterSetup {
+        ClusterSetup {
+            transport: Arc::new(Alone),
+            address: name.to_owned(),
+            peers: Vec::new(),
+        }
+    }
+}
+
+/// The transport of a node alone: there is never anyone to call.
+struct Alone;
+
+impl Transport for Alone {
+    fn call(
+        &self,
+        to: &str,
+        _request: bytes::Bytes,
+        _timeout: Duration,
+    ) -> warren_raft::network::BoxFuture<Result<bytes::Bytes, warren_raft::CallError>> {
+        let to = to.to_owned();
+        Box::pin(async move { Err(warren_raft::CallError::Unreachable(to)) })
+    }
+}
+
+/// Entries at least between two snapshots (more when the topology is larger, so that what
+/// snapshots cost per change stays flat).
+const SNAPSHOT_EVERY: u64 = 20_000;
+
+/// The node's raft id: from its name, so it needs no coordination and survives restarts.
+pub fn raft_id(name: &str) -> u64 {
+    NodeId::from_name(name).0
+}
+
+/// The metadata group as this node runs it.
+pub struct Group {
+    raft: MetaRaft,
+    log: LogStore<Meta>,
+    proposer: Proposer<Meta>,
+    timeout: Duration,
+    snapshots: tokio::task::JoinHandle<()>,
+}
+
+impl Group {
+    pub fn raft(&self) -> &MetaRaft {
+        &self.raft
+    }
+
+    /// How long a change may take before it fails (no majority).
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    pub(crate) async fn propose(&self, cmd: Command) -> Result<(u64, Outcome), ProposeError> {
+        self.proposer.propose(cmd, self.timeout).await
+    }
+
+    /// Whether this node is the only voter (a node alone, or a cluster reduced to it).
+    pub fn is_sole_voter(&self) -> bool {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        let voters: Vec<u64> = m.membership_config.membership().voter_ids().collect();
+        voters == [m.id]
+    }
+
+    /// Stops the group on this node. A snapshot is taken first if the log has grown since
+    /// the last one, so that the next start has little to replay.
+    pub async fn shut_down(&self) {
+        self.snapshots.abort();
+        let mut metrics = self.raft.metrics();
+        let (applied, snapshot) = {
+            let m = metrics.borrow();
+            (m.last_applied.map(|l| l.index), m.snapshot.map(|l| l.index))
+        };
+        if applied > snapshot && self.raft.trigger().snapshot().await.is_ok() {
+            let taken = metrics.wait_for(|m| m.snapshot.map(|l| l.index) >= applied);
+            let _ = tokio::time::timeout(Duration::from_secs(10), taken).await;
+        }
+        let _ = self.raft.shutdown().await;
+        // The last commit point too, so that the next start applies everything at once.
+        let _ = self.log.flush().await;
+    }
+}
+
+/// Starts the group over `data_dir/raft` and makes `meta` its state machine.
+pub(crate) async fn start(
+    meta: &Arc<Metadata>,
+    config: &Config,
+    setup: &ClusterSetup,
+) -> Result<(), String> {
+    let data_dir = &config.node.data_dir;
+    let raft_dir = data_dir.join("raft");
+    std::fs::create_dir_all(&raft_dir)
+        .map_err(|e| format!("cannot create {}: {e}", raft_dir.display()))?;
+    let (log, opened) = LogStore::<Meta>::open(&raft_dir.join("log"))?;
+    if opened.cut > 0 {
+        tracing::warn!(
+            bytes = opened.cut,
+            "cut a torn end off the metadata log (written by a crash, never acknowledged)"
+        );
+    }
+    let snapshot = load_snapshot(&raft_dir)?;
+    let fresh = snapshot.is_none() && log.is_empty();
+    let me = raft_id(meta.name());
+    if fresh {
+        let seed = setup
+            .peers
+            .iter()
+            .all(|(name, _)| meta.name() < name.as_str());
+        if seed {
+            seed_topology(meta, config, data_dir)?;
+            let mut nodes: BTreeMap<u64, BasicNode> = setup
+                .peers
+                .iter()
+                .map(|(name, addr)| (raft_id(name), BasicNode::new(addr)))
+                .collect();
+            nodes.insert(me, BasicNode::new(&setup.address));
+            let voters: BTreeSet<u64> = nodes.keys().copied().collect();
+            let at = LogId::default();
+            let membership = Membership::new(vec![voters], nodes);
+            meta.set_applied(Some(at), StoredMembership::new(Some(at), membership));
+            write_snapshot(meta, &raft_dir)?;
+            log.start_after(at).await.map_err(|e| e.to_string())?;
+            retire_legacy(data_dir);
+            tracing::info!(peers = setup.peers.len(), "formed the metadata group");
+        } else {
+            tracing::info!("waiting for the metadata group's leader to send the topology");
+        }
+    } else {
+        rebuild(meta, &log, snapshot)?;
+    }
+    let machine = MetaMachine::new(meta.clone(), raft_dir);
+    let sizes = machine.snapshot_size.clone();
+    let raft_config = Arc::new(warren_raft::config("warren")?);
+    let raft = MetaRaft::new(
+        me,
+        raft_config,
+        Network::new(setup.transport.clone()),
+        log.clone(),
+        machine,
+    )
+    .await
+    .map_err(|e| format!("cannot start the metadata group: {e}"))?;
+    let snapshots = tokio::spawn(take_snapshots(raft.clone(), sizes));
+    let group = Group {
+        proposer: Proposer::new(raft.clone(), setup.transport.clone()),
+        raft,
+        log,
+        timeout: Duration::from_millis(config.cluster.metadata_timeout_ms),
+        snapshots,
+    };
+    // From the membership the topology was rebuilt with: openraft's metrics may not be
+    // filled in yet.
+    let alone = {
+        let (_, membership) = meta.applied_state();
+        let voters: Vec<u64> = membership.membership().voter_ids().collect();
+        voters == [me]
+    };
+    if alone && !matches!(group.raft.metrics().borrow().state, ServerState::Leader) {
+        // A node alone need not wait out an election timeout to lead.
+        let _ = group.raft.trigger().elect().await;
+    }
+    meta.set_group(group);
+    if !fresh {
+        forget_transient(meta, alone).await;
+    }
+    Ok(())
+}
+
+/// The topology a new group starts from: what the data directory held from before the group,
+/// or a fresh node's defaults.
+fn seed_topology(meta: &Arc<Metadata>, config: &Config, data_dir: &Path) -> Result<(), String> {
+    let legacy = load_legacy(data_dir)?;
+    if legacy.is_empty() {
+        return meta.recover(&Saved {
+            definitions: None,
+            changes: crate::broker::defaults(config),
+        });
+    }
+    meta.recover(&legacy)
+}
+
+/// Rebuilds the topology at a restart: the snapshot, then the log's entries up to the last
+/// commit point written.
+fn rebuild(
+    meta: &Arc<Metadata>,
+    log: &LogStore<Meta>,
+    snapshot: Option<crate::meta_machine::SnapshotFile>,
+) -> Result<(), String> {
+    let (definitions, mut applied, mut membership) = match snapshot {
+        Some(s) => (
+            Some(s.definitions),
+            s.meta.last_log_id,
+            s.meta.last_membership,
+        ),
+        None => (None, None, StoredMembership::default()),
+    };
+    let from = applied.map_or(0, |l| l.index + 1);
+    let mut changes = Vec::new();
+    // The commit point is written lazily and may be behind the snapshot.
+    let to = log.committed().map_or(0, |c| c.index);
+    if to >= from {
+        for e in log.entries(from..=to) {
+            applied = Some(e.log_id);
+            match e.payload {
+                EntryPayload::Normal(cmd) => changes.push(cmd),
+                EntryPayload::Membership(m) => {
+                    membership = StoredMembership::new(Some(e.log_id), m)
+                }
+                EntryPayload::Blank => {}
+            }
+        }
+    }
+    meta.recover(&Saved {
+        definitions,
+        changes,
+    })?;
+    meta.set_applied(applied, membership);
+    Ok(())
+}
+
+/// Tells the group that this node's transient and exclusive queues are gone (it restarted).
+/// A node alone waits for it, so that its clients never see them; in a cluster it is retried
+/// in the background until a majority takes it.
+async fn forget_transient(meta: &Arc<Metadata>, alone: bool) {
+    let cmd = Command::ForgetTransient {
+        home: meta.node(),
+        exchanges: alone,
+    };
+    let weak = Arc::downgrade(meta);
+    let task = tokio::spawn(async move {
+        loop {
+            let Some(meta) = weak.upgrade() else { return };
+            match meta.change(&cmd).await {
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot forget this node's transient queues yet")
+                }
+            }
+            drop(meta);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+    if alone {
+        let _ = task.await;
+    }
+}
+
+/// Asks for a snapshot whenever as many entries have accumulated since the last one as it
+/// held things (and at least [`SNAPSHOT_EVERY`]).
+async fn take_snapshots(raft: MetaRaft, sizes: Arc<std::sync::atomic::AtomicU64>) {
+    let mut metrics = raft.metrics();
+    loop {
+        if metrics.changed().await.is_err() {
+            return;
+        }
+        let (applied, snapshot) = {
+            let m = metrics.borrow_and_update();
+            (
+                m.last_applied.map_or(0, |l| l.index),
+                m.snapshot.map_or(0, |l| l.index),
+            )
+        };
+        let due = SNAPSHOT_EVERY.max(sizes.load(Ordering::Acquire));
+        if applied.saturating_sub(snapshot) >= due {
+            let _ = raft.trigger().snapshot().await;
+            // One at a time: wait until it is taken before looking again.
+            let _ = metrics
+                .wait_for(|m| m.snapshot.map_or(0, |l| l.index) > snapshot)
+                .await;
+        }
+    }
+}

@@ -1,0 +1,232 @@
+//! The metadata group's state machine, as openraft sees it: a thin shell around
+//! [`Metadata`], which applies committed commands to the topology. A snapshot is the whole
+//! topology as definitions JSON (RabbitMQ's format, with warren's ids and homes), with the log
+//! position and membership it covers; it is kept in `raft/snapshot.json` and is what a node
+//! too far behind the log receives.
+
+use crate::metadata::Metadata;
+use crate::persist::{read_json, write_atomically};
+use serde::{Deserialize, Serialize};
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use warren_meta::Definitions;
+use warren_raft::openraft::storage::{RaftSnapshotBuilder, RaftStateMachine, Snapshot};
+use warren_raft::openraft::{
+    BasicNode, Entry, LogId, SnapshotMeta, StorageError, StorageIOError, StoredMembership,
+};
+use warren_raft::{Meta, Outcome};
+
+/// A snapshot as written to disk and sent to other nodes.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct SnapshotFile {
+    pub meta: SnapshotMeta<u64, BasicNode>,
+    pub definitions: Definitions,
+}
+
+pub(crate) fn snapshot_path(raft_dir: &Path) -> PathBuf {
+    raft_dir.join("snapshot.json")
+}
+
+/// Reads the node's snapshot, if it has one.
+pub(crate) fn load_snapshot(raft_dir: &Path) -> Result<Option<SnapshotFile>, String> {
+    read_json(&snapshot_path(raft_dir))
+}
+
+/// A snapshot just written.
+pub(crate) struct Written {
+    pub meta: SnapshotMeta<u64, BasicNode>,
+    pub bytes: Vec<u8>,
+    /// How many things (users, exchanges, queues, bindings) it holds.
+    pub size: u64,
+}
+
+/// Writes a snapshot of the topology as it stands now.
+pub(crate) fn write_snapshot(meta: &Metadata, raft_dir: &Path) -> Result<Written, String> {
+    let (definitions, applied, membership) = meta.snapshot_state();
+    let size = (definitions.users.len()
+        + definitions.exchanges.len()
+        + definitions.queues.len()
+        + definitions.bindings.len()) as u64;
+    let snapshot_meta = SnapshotMeta {
+        last_log_id: applied,
+        last_membership: membership,
+        snapshot_id: format!("{}-{}", applied.map_or(0, |l| l.index), meta.ids.next().n),
+    };
+    let file = SnapshotFile {
+        meta: snapshot_meta.clone(),
+        definitions,
+    };
+    let bytes = serde_json::to_vec(&file).map_err(|e| e.to_string())?;
+    write_atomically(&snapshot_path(raft_dir), &bytes).map_err(|e| e.to_string())?;
+    Ok(Written {
+        meta: snapshot_meta,
+        bytes,
+        size,
+    })
+}
+
+#[derive(Clone)]
+pub(crate) struct MetaMachine {
+    meta: Arc<Metadata>,
+    raft_dir: PathBuf,
+    /// How many things the last snapshot held (see `group`: snapshots come as often as
+    /// that many entries accumulate).
+    pub snapshot_size: Arc<AtomicU64>,
+}
+
+impl MetaMachine {
+    pub fn new(meta: Arc<Metadata>, raft_dir: PathBuf) -> MetaMachine {
+        MetaMachine {
+            meta,
+            raft_dir,
+            snapshot_size: Arc::new(AtomicU64::new(0)),
+        }
+    }
+}
+
+fn io_error(e: impl ToString) -> StorageError<u64> {
+    StorageIOError::write_snapshot(None, &std::io::Error::other(e.to_string())).into()
+}
+
+impl RaftSnapshotBuilder<Meta> for MetaMachine {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<Meta>, StorageError<u64>> {
+        let (meta, dir) = (self.meta.clone(), self.raft_dir.clone());
+        // Exporting holds the topology's lock for as long as it takes to copy it; writing runs
+        // off the async workers.
+        let written = tokio::task::spawn_blocking(move || write_snapshot(&meta, &dir))
+            .await
+            .map_err(io_error)?;
+        let w = written.map_err(io_error)?;
+        self.snapshot_size.store(w.size, Ordering::Release);
+        Ok(Snapshot {
+            meta: w.meta,
+            snapshot: Box::new(Cursor::new(w.bytes)),
+        })
+    }
+}
+
+impl RaftStateMachine<Meta> for MetaMachine {
+    type SnapshotBuilder = MetaMachine;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<u64>>, StoredMembership<u64, BasicNode>), StorageError<u64>> {
+        Ok(self.meta.applied_state())
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Outcome>, StorageError<u64>>
+    where
+        I: IntoIterator<Item = Entry<Meta>> + Send,
+        I::IntoIter: Send,
+    {
+        Ok(self.meta.apply_committed(entries))
+    }
+
+    async fn get_snapshot_builder(&mut self) -> MetaMachine {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<u64>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<u64, BasicNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError<u64>> {
+        let bytes = snapshot.into_inner();
+        let file: SnapshotFile = serde_json::from_slice(&bytes).map_err(io_error)?;
+        self.meta
+            .install(
+                &file.definitions,
+                meta.last_log_id,
+                meta.last_membership.clone(),
+            )
+            .map_err(io_error)?;
+        let path = snapshot_path(&self.raft_dir);
+        tokio::task::spawn_blocking(move || write_atomically(&path, &bytes))
+            .await
+            .map_err(io_error)?
+            .map_err(io_error)?;
+        tracing::info!(
+            index = meta.last_log_id.map_or(0, |l| l.index),
+            "installed a metadata snapshot from the leader"
+        );
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<Meta>>, StorageError<u64>> {
+        let dir = self.raft_dir.clone();
+        let file = tokio::task::spawn_blocking(move || {
+            std::fs::read(snapshot_path(&dir)).ok().and_then(|bytes| {
+                let f: SnapshotFile = serde_json::from_slice(&bytes).ok()?;
+                Some((f.meta, bytes))
+            })
+        })
+        .await
+        .map_err(io_error)?;
+        Ok(file.map(|(meta, bytes)| Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(bytes)),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mail::Mailboxes;
+    use crate::vhost::StoreLayout;
+    use warren_raft::LogStore;
+    use warren_raft::openraft::testing::{StoreBuilder, Suite};
+
+    /// Removes a test's directory when dropped.
+    struct Scratch(PathBuf);
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    struct Builder;
+
+    impl StoreBuilder<Meta, LogStore<Meta>, MetaMachine, Scratch> for Builder {
+        async fn build(&self) -> Result<(Scratch, LogStore<Meta>, MetaMachine), StorageError<u64>> {
+            static N: AtomicU64 = AtomicU64::new(0);
+            let dir = std::env::temp_dir().join(format!(
+                "warren-raft-suite-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).map_err(io_error)?;
+            let layout = StoreLayout {
+                data_dir: dir.clone(),
+                segment_bytes: 1 << 20,
+                queue_memory_bytes: 1 << 20,
+            };
+            let meta = Metadata::new(
+                "suite@localhost",
+                layout,
+                Vec::new(),
+                Arc::new(Mailboxes::default()),
+            );
+            let (log, _) = LogStore::open(&dir.join("log")).map_err(io_error)?;
+            Ok((Scratch(dir.clone()), log, MetaMachine::new(meta, dir)))
+        }
+    }
+
+    /// openraft's own conformance suite for log storage and state machines: appends,
+    /// truncation, purges, votes, the membership read back from log and state machine,
+    /// snapshots built, sent and installed.
+    #[test]
+    fn the_log_and_state_machine_pass_openraft_s_storage_suite() {
+        Suite::test_all(Builder).unwrap();
+    }
+}

@@ -1,0 +1,131 @@
+//! Requests and answers between nodes over one channel of the [`Mesh`]: each request carries
+//! a number, its answer the same number, so that many calls can be outstanding on one link.
+//! A handler answers what other nodes ask, each request in a task of its own. Only nodes
+//! (never tools) may ask: warrenctl has its own channel.
+
+use crate::mesh::Mesh;
+use crate::wire::{Channel, PeerKind};
+use bytes::{BufMut, Bytes, BytesMut};
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+const REQUEST: u8 = 1;
+const ANSWER: u8 = 2;
+/// Kind and number.
+const HEADER: usize = 9;
+
+/// Why a call got no answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallError {
+    /// There is no link to that node: the request was not sent.
+    NotConnected,
+    /// Sent, and no answer in time.
+    TimedOut,
+}
+
+pub type Answering = Pin<Box<dyn Future<Output = Bytes> + Send>>;
+
+/// Answers a request from the node named first.
+pub type Handler = Arc<dyn Fn(String, Bytes) -> Answering + Send + Sync>;
+
+pub struct Rpc {
+    mesh: Mesh,
+    channel: Channel,
+    pending: Mutex<HashMap<u64, oneshot::Sender<Bytes>>>,
+    next: AtomicU64,
+}
+
+fn frame(kind: u8, id: u64, body: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(HEADER + body.len());
+    out.put_u8(kind);
+    out.put_u64(id);
+    out.extend_from_slice(body);
+    out.freeze()
+}
+
+impl Rpc {
+    /// Takes over what arrives on `channel` and answers requests with `handler`.
+    pub fn start(mesh: &Mesh, channel: Channel, handler: Handler) -> Arc<Rpc> {
+        let mut inbound = mesh.receive(channel);
+        let rpc = Arc::new(Rpc {
+            mesh: mesh.clone(),
+            channel,
+            pending: Mutex::new(HashMap::new()),
+            next: AtomicU64::new(1),
+        });
+        let weak = Arc::downgrade(&rpc);
+        tokio::spawn(async move {
+            while let Some(msg) = inbound.recv().await {
+                let Some(rpc) = weak.upgrade() else { return };
+                if msg.kind != PeerKind::Node || msg.payload.len() < HEADER {
+                    continue;
+                }
+                let kind = msg.payload[0];
+                let mut id = [0u8; 8];
+                id.copy_from_slice(&msg.payload[1..HEADER]);
+                let id = u64::from_be_bytes(id);
+                let body = msg.payload.slice(HEADER..);
+                match kind {
+                    REQUEST => {
+                        let answering = handler(msg.from.clone(), body);
+                        tokio::spawn(async move {
+                            let answer = answering.await;
+                            let _ = rpc
+                                .mesh
+                                .send(&msg.from, rpc.channel, frame(ANSWER, id, &answer))
+                                .await;
+                        });
+                    }
+                    ANSWER => {
+                        let waiting = rpc.pending.lock().ok().and_then(|mut p| p.remove(&id));
+                        if let Some(tx) = waiting {
+                            let _ = tx.send(body);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        });
+        rpc
+    }
+
+    /// Asks node `peer` (by name) and waits at most `timeout` for its answer.
+    pub async fn call(
+        &self,
+        peer: &str,
+        body: &[u8],
+        timeout: Duration,
+    ) -> Result<Bytes, CallError> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut p) = self.pending.lock() {
+            p.insert(id, tx);
+        }
+        let forget = || {
+            if let Ok(mut p) = self.pending.lock() {
+                p.remove(&id);
+            }
+        };
+        if self
+            .mesh
+            .send(peer, self.channel, frame(REQUEST, id, body))
+            .await
+            .is_err()
+        {
+            forget();
+            return Err(CallError::NotConnected);
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(answer)) => Ok(answer),
+            _ => {
+                forget();
+                Err(CallError::TimedOut)
+            }
+        }
+    }
+}

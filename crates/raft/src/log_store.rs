@@ -1,0 +1,444 @@
+//! openraft's log, kept in a [`Journal`]: every change to the log (an entry appended, the
+//! vote, the commit point, a truncation, a purge) is one record, replayed in order at start.
+//! Appends are fsynced in groups by one writer task, which tells openraft when its entries
+//! are on disk; the whole log since the last purge is also held in memory, since it is short
+//! (the snapshot covers the rest). After a purge the writer rewrites the file with only what
+//! still matters.
+
+use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
+use openraft::{LogId, RaftLogId, RaftTypeConfig, StorageError, StorageIOError, Vote};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::ops::RangeBounds;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::{Notify, watch};
+use warren_store::Journal;
+use warren_store::journal::write_records;
+
+const ENTRY: u8 = 1;
+const VOTE: u8 = 2;
+const COMMITTED: u8 = 3;
+const TRUNCATE: u8 = 4;
+const PURGED: u8 = 5;
+
+/// One change to the log, as written.
+enum Record<C: RaftTypeConfig> {
+    Entry(C::Entry),
+    Vote(Vote<C::NodeId>),
+    Committed(Option<LogId<C::NodeId>>),
+    /// Entries from this index on are gone.
+    Truncate(u64),
+    /// Entries up to this one are gone (a snapshot covers them).
+    Purged(LogId<C::NodeId>),
+}
+
+fn encode<T: Serialize>(kind: u8, value: &T) -> Result<Vec<u8>, postcard::Error> {
+    let mut out = vec![kind];
+    out.extend(postcard::to_stdvec(value)?);
+    Ok(out)
+}
+
+impl<C: RaftTypeConfig> Record<C> {
+    fn encode(&self) -> Result<Vec<u8>, postcard::Error> {
+        match self {
+            Record::Entry(e) => encode(ENTRY, e),
+            Record::Vote(v) => encode(VOTE, v),
+            Record::Committed(c) => encode(COMMITTED, c),
+            Record::Truncate(i) => encode(TRUNCATE, i),
+            Record::Purged(l) => encode(PURGED, l),
+        }
+    }
+
+    fn decode(raw: &[u8]) -> Result<Record<C>, String> {
+        fn de<T: DeserializeOwned>(b: &[u8]) -> Result<T, String> {
+            postcard::from_bytes(b).map_err(|e| e.to_string())
+        }
+        let (kind, body) = raw.split_first().ok_or("an empty record")?;
+        Ok(match *kind {
+            ENTRY => Record::Entry(de(body)?),
+            VOTE => Record::Vote(de(body)?),
+            COMMITTED => Record::Committed(de(body)?),
+            TRUNCATE => Record::Truncate(de(body)?),
+            PURGED => Record::Purged(de(body)?),
+            other => return Err(format!("unknown record kind {other}")),
+        })
+    }
+}
+
+/// The log as it stands.
+struct State<C: RaftTypeConfig> {
+    journal: Journal,
+    entries: BTreeMap<u64, C::Entry>,
+    vote: Option<Vote<C::NodeId>>,
+    committed: Option<LogId<C::NodeId>>,
+    last_purged: Option<LogId<C::NodeId>>,
+    /// Records appended so far (the writer reports how many are on disk).
+    appended: u64,
+    /// openraft's callbacks, each waiting for the records appended before it.
+    flush_waiters: Vec<(u64, LogFlushed<C>)>,
+    /// A purge happened: the file holds records that no longer matter.
+    compact: bool,
+    /// Something pending must be fsynced before it counts (anything but a commit point).
+    sync: bool,
+}
+
+impl<C: RaftTypeConfig> State<C>
+where
+    C::Entry: Clone,
+{
+    fn replay(&mut self, r: Record<C>) {
+        match r {
+            Record::Entry(e) => {
+                self.entries.insert(e.get_log_id().index, e);
+            }
+            Record::Vote(v) => self.vote = Some(v),
+            Record::Committed(c) => self.committed = c,
+            Record::Truncate(i) => {
+                self.entries.split_off(&i);
+            }
+            Record::Purged(l) => {
+                self.entries = self.entries.split_off(&(l.index + 1));
+                self.last_purged = Some(l);
+            }
+        }
+    }
+
+    fn write(&mut self, r: &Record<C>) -> Result<u64, StorageError<C::NodeId>> {
+        let raw = r.encode().map_err(|e| StorageIOError::write_logs(&e))?;
+        self.sync |= !matches!(r, Record::Committed(_));
+        self.journal.append(&raw);
+        self.appended += 1;
+        Ok(self.appended)
+    }
+
+    /// What the file must hold for the log to come back as it is now.
+    fn essentials(&self) -> Vec<Record<C>> {
+        let mut out = Vec::with_capacity(self.entries.len() + 3);
+        if let Some(l) = &self.last_purged {
+            out.push(Record::Purged(l.clone()));
+        }
+        if let Some(v) = &self.vote {
+            out.push(Record::Vote(v.clone()));
+        }
+        out.push(Record::Committed(self.committed.clone()));
+        out.extend(self.entries.values().cloned().map(Record::Entry));
+        out
+    }
+}
+
+struct Shared<C: RaftTypeConfig> {
+    state: Mutex<State<C>>,
+    wake: Notify,
+    /// How many records are on disk.
+    flushed: watch::Sender<u64>,
+}
+
+/// openraft's log storage (and, cloned, its log reader).
+pub struct LogStore<C: RaftTypeConfig> {
+    shared: Arc<Shared<C>>,
+}
+
+impl<C: RaftTypeConfig> Clone for LogStore<C> {
+    fn clone(&self) -> Self {
+        LogStore {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// What opening the log found.
+#[derive(Debug, Default)]
+pub struct Opened {
+    /// Bytes cut off a torn or damaged end.
+    pub cut: u64,
+}
+
+impl<C: RaftTypeConfig> LogStore<C>
+where
+    C::Entry: Clone,
+{
+    /// Opens the log at `path` and starts its writer on the current runtime.
+    pub fn open(path: &Path) -> Result<(LogStore<C>, Opened), String> {
+        let (journal, replay) =
+            Journal::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        let mut state = State {
+            journal,
+            entries: BTreeMap::new(),
+            vote: None,
+            committed: None,
+            last_purged: None,
+            appended: 0,
+            flush_waiters: Vec::new(),
+            compact: false,
+            sync: false,
+        };
+        for (n, raw) in replay.records.iter().enumerate() {
+            let r = Record::decode(raw)
+                .map_err(|e| format!("{}: record {n} is unreadable: {e}", path.display()))?;
+            state.replay(r);
+        }
+        let store = LogStore {
+            shared: Arc::new(Shared {
+                state: Mutex::new(state),
+                wake: Notify::new(),
+                flushed: watch::Sender::new(0),
+            }),
+        };
+        tokio::spawn(store.clone().run_writer());
+        Ok((store, Opened { cut: replay.cut }))
+    }
+
+    fn state(&self) -> MutexGuard<'_, State<C>> {
+        // The state is changed only in whole steps; a panic elsewhere leaves it consistent.
+        self.shared.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the log has never held anything: a node's first start.
+    pub fn is_empty(&self) -> bool {
+        let s = self.state();
+        s.entries.is_empty() && s.vote.is_none() && s.last_purged.is_none()
+    }
+
+    /// The last commit point written (it may lag the real one: entries after it are applied
+    /// again once a leader commits them).
+    pub fn committed(&self) -> Option<LogId<C::NodeId>> {
+        self.state().committed.clone()
+    }
+
+    /// The entries in `range` that the log holds.
+    pub fn entries(&self, range: impl RangeBounds<u64>) -> Vec<C::Entry> {
+        self.state()
+            .entries
+            .range(range)
+            .map(|(_, e)| e.clone())
+            .collect()
+    }
+
+    /// Writes down where a snapshot put the log, when a node's log starts from one (its
+    /// first start, or an imported topology): everything up to `at` counts as purged.
+    pub async fn start_after(&self, at: LogId<C::NodeId>) -> Result<(), StorageError<C::NodeId>> {
+        let n = {
+            let mut s = self.state();
+            s.entries = s.entries.split_off(&(at.index + 1));
+            s.last_purged = Some(at.clone());
+            s.committed = Some(at.clone());
+            s.write(&Record::Purged(at.clone()))?;
+            s.write(&Record::Committed(Some(at)))?
+        };
+        self.flushed_to(n).await
+    }
+
+    /// Waits until everything appended so far is written (a clean stop).
+    pub async fn flush(&self) -> Result<(), StorageError<C::NodeId>> {
+        let n = {
+            let mut s = self.state();
+            s.sync = true;
+            s.appended
+        };
+        self.flushed_to(n).await
+    }
+
+    async fn flushed_to(&self, n: u64) -> Result<(), StorageError<C::NodeId>> {
+        self.shared.wake.notify_one();
+        let mut rx = self.shared.flushed.subscribe();
+        rx.wait_for(|f| *f >= n)
+            .await
+            .map(drop)
+            .map_err(|e| StorageIOError::write_logs(&e).into())
+    }
+
+    /// Writes what was appended, many records to one fsync, and answers openraft's callbacks;
+    /// compacts the file after a purge (in place, on this task: purges come once per
+    /// snapshot, and the log is short then). Runs as long as the runtime.
+    async fn run_writer(self) {
+        loop {
+            let taken = {
+                let mut s = self.state();
+                if s.compact {
+                    s.compact = false;
+                    let records: Vec<Vec<u8>> = s
+                        .essentials()
+                        .iter()
+                        .filter_map(|r| r.encode().ok())
+                        .collect();
+                    // What is pending is in the state already: the rewrite holds it.
+                    let _ = s.journal.take_pending();
+                    let appended = s.appended;
+                    let rewritten = s.journal.rewrite(records.iter().map(Vec::as_slice));
+                    match rewritten {
+                        Ok(()) => {
+                            drop(s);
+                            self.done(appended);
+                            continue;
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot compact the metadata log");
+                            // Everything is written again, to a file in a known state.
+                            for r in &records {
+                                s.journal.append(r);
+                            }
+                        }
+                    }
+                }
+                let sync = std::mem::take(&mut s.sync);
+                (s.journal.take_pending(), s.appended, s.journal.file(), sync)
+            };
+            let (pending, upto, file, sync) = taken;
+            if pending.is_empty() {
+                self.shared.wake.notified().await;
+                continue;
+            }
+            let done = tokio::task::spawn_blocking(move || {
+                let r = file.and_then(|mut f| write_records(&mut f, &pending, sync));
+                (r, pending)
+            })
+            .await;
+            match done {
+                Ok((Ok(()), _)) => self.done(upto),
+                Ok((Err(e), pending)) => {
+                    // A full or failing disk: nothing is acknowledged until it writes again,
+                    // and what could not be written is tried again first.
+                    tracing::error!(error = %e, "cannot write the metadata log");
+                    {
+                        let mut s = self.state();
+                        s.journal.restore_pending(pending);
+                        s.sync |= sync;
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Records up to `upto` are on disk.
+    fn done(&self, upto: u64) {
+        let ready: Vec<LogFlushed<C>> = {
+            let mut s = self.state();
+            let (ready, waiting) = s.flush_waiters.drain(..).partition(|(n, _)| *n <= upto);
+            s.flush_waiters = waiting;
+            ready.into_iter().map(|(_, cb)| cb).collect()
+        };
+        self.shared.flushed.send_replace(upto);
+        for cb in ready {
+            cb.log_io_completed(Ok(()));
+        }
+    }
+}
+
+impl<C: RaftTypeConfig> RaftLogReader<C> for LogStore<C>
+where
+    C::Entry: Clone,
+{
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<C::Entry>, StorageError<C::NodeId>> {
+        Ok(self.entries(range))
+    }
+}
+
+impl<C: RaftTypeConfig> RaftLogStorage<C> for LogStore<C>
+where
+    C::Entry: Clone,
+{
+    type LogReader = LogStore<C>;
+
+    async fn get_log_state(&mut self) -> Result<LogState<C>, StorageError<C::NodeId>> {
+        let s = self.state();
+        let last = s
+            .entries
+            .values()
+            .next_back()
+            .map(|e| e.get_log_id().clone())
+            .or_else(|| s.last_purged.clone());
+        Ok(LogState {
+            last_purged_log_id: s.last_purged.clone(),
+            last_log_id: last,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<C::NodeId>) -> Result<(), StorageError<C::NodeId>> {
+        let n = {
+            let mut s = self.state();
+            s.vote = Some(vote.clone());
+            s.write(&Record::Vote(vote.clone()))?
+        };
+        self.flushed_to(n).await
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<C::NodeId>>, StorageError<C::NodeId>> {
+        Ok(self.state().vote.clone())
+    }
+
+    /// Written with the next group of records, not waited for: a commit point that lags only
+    /// means entries are applied again after a restart, which applying tolerates.
+    async fn save_committed(
+        &mut self,
+        committed: Option<LogId<C::NodeId>>,
+    ) -> Result<(), StorageError<C::NodeId>> {
+        let mut s = self.state();
+        s.committed = committed.clone();
+        s.write(&Record::Committed(committed))?;
+        drop(s);
+        self.shared.wake.notify_one();
+        Ok(())
+    }
+
+    async fn read_committed(
+        &mut self,
+    ) -> Result<Option<LogId<C::NodeId>>, StorageError<C::NodeId>> {
+        Ok(self.state().committed.clone())
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<C>,
+    ) -> Result<(), StorageError<C::NodeId>>
+    where
+        I: IntoIterator<Item = C::Entry> + Send,
+        I::IntoIter: Send,
+    {
+        {
+            let mut s = self.state();
+            let mut n = s.appended;
+            for e in entries {
+                n = s.write(&Record::Entry(e.clone()))?;
+                s.entries.insert(e.get_log_id().index, e);
+            }
+            s.flush_waiters.push((n, callback));
+        }
+        self.shared.wake.notify_one();
+        Ok(())
+    }
+
+    async fn truncate(&mut self, log_id: LogId<C::NodeId>) -> Result<(), StorageError<C::NodeId>> {
+        let mut s = self.state();
+        s.entries.split_off(&log_id.index);
+        // In order before whatever is appended next, so it need not be waited for here.
+        s.write(&Record::Truncate(log_id.index))?;
+        drop(s);
+        self.shared.wake.notify_one();
+        Ok(())
+    }
+
+    async fn purge(&mut self, log_id: LogId<C::NodeId>) -> Result<(), StorageError<C::NodeId>> {
+        let mut s = self.state();
+        s.entries = s.entries.split_off(&(log_id.index + 1));
+        s.last_purged = Some(log_id.clone());
+        s.write(&Record::Purged(log_id))?;
+        s.compact = true;
+        drop(s);
+        self.shared.wake.notify_one();
+        Ok(())
+    }
+}
