@@ -6,6 +6,7 @@
 use crate::broker::Broker;
 use std::sync::Arc;
 use warren_meta::{Command, PasswordHash, Permissions, Topology};
+use warren_raft::ProposeError;
 
 /// Why an operation was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,6 +14,8 @@ pub enum Refusal {
     NoSuchUser(String),
     NoSuchVhost(String),
     UserExists(String),
+    /// No majority committed the change in time (on the node named).
+    TimedOut(String),
     /// Anything else the topology refused, with its message.
     Other(String),
 }
@@ -23,6 +26,11 @@ impl std::fmt::Display for Refusal {
             Refusal::NoSuchUser(u) => write!(f, "User \"{u}\" does not exist"),
             Refusal::NoSuchVhost(v) => write!(f, "Virtual host '{v}' does not exist"),
             Refusal::UserExists(u) => write!(f, "User \"{u}\" already exists"),
+            // rabbitmqctl's words for Khepri's timeout, naming warren's metadata store.
+            Refusal::TimedOut(node) => write!(
+                f,
+                "The metadata store has timed out on node {node}.\nThe cluster could be in minority."
+            ),
             Refusal::Other(m) => f.write_str(m),
         }
     }
@@ -47,7 +55,7 @@ pub struct QueueRow {
     pub auto_delete: bool,
     pub messages: u64,
     pub consumers: u64,
-    /// The queue's home node id.
+    /// The queue's home node, by name.
     pub node: String,
 }
 
@@ -67,12 +75,12 @@ impl Admin {
     }
 
     async fn change(&self, cmd: Command) -> AdminResult<()> {
-        self.broker
-            .meta
-            .change(&cmd)
-            .await
-            .map(|_| ())
-            .map_err(|e| Refusal::Other(e.text))
+        let meta = &self.broker.meta;
+        match meta.submit(&cmd).await {
+            Ok(outcome) => outcome.map(drop).map_err(|e| Refusal::Other(e.text)),
+            Err(ProposeError::TimedOut) => Err(Refusal::TimedOut(meta.name().to_owned())),
+            Err(e) => Err(Refusal::Other(e.to_string())),
+        }
     }
 
     fn user_must_exist(&self, name: &str) -> AdminResult<()> {
@@ -204,6 +212,11 @@ impl Admin {
 
     /// The queues of `vhost` with their message and consumer counts (an unknown vhost has
     /// none, as rabbitmqctl shows it).
+    /// The cluster's members by name: disc nodes (voters) and RAM nodes (learners).
+    pub fn members(&self) -> (Vec<String>, Vec<String>) {
+        self.broker.meta.members()
+    }
+
     pub async fn queues(&self, vhost: &str) -> Vec<QueueRow> {
         let declared: Vec<warren_meta::Queue> = self.read(|t| {
             t.vhost(vhost)
@@ -211,6 +224,7 @@ impl Admin {
                 .unwrap_or_default()
         });
         let running = self.broker.vhost(vhost);
+        let names = self.broker.meta.node_names();
         let mut rows = Vec::with_capacity(declared.len());
         for q in declared {
             let counts = match running.as_ref().and_then(|v| v.queue(&q.name)) {
@@ -223,7 +237,10 @@ impl Admin {
                 auto_delete: q.auto_delete,
                 messages: u64::from(counts.0),
                 consumers: u64::from(counts.1),
-                node: q.home.to_string(),
+                node: names
+                    .get(&q.home)
+                    .cloned()
+                    .unwrap_or_else(|| q.home.to_string()),
             });
         }
         rows

@@ -180,6 +180,7 @@ pub(crate) async fn start(
     .await
     .map_err(|e| format!("cannot start the metadata group: {e}"))?;
     let snapshots = tokio::spawn(take_snapshots(raft.clone(), sizes));
+    tokio::spawn(report_leaders(raft.clone()));
     let group = Group {
         proposer: Proposer::new(raft.clone(), setup.transport.clone()),
         raft,
@@ -281,6 +282,34 @@ async fn forget_transient(meta: &Arc<Metadata>, alone: bool) {
     });
     if alone {
         let _ = task.await;
+    }
+}
+
+/// Logs each change of the group's leader, as this node sees it.
+async fn report_leaders(raft: MetaRaft) {
+    let mut metrics = raft.metrics();
+    let mut last = None;
+    loop {
+        let (leader, term, addr) = {
+            let m = metrics.borrow_and_update();
+            let addr = m.current_leader.and_then(|l| {
+                m.membership_config
+                    .membership()
+                    .get_node(&l)
+                    .map(|n| n.addr.clone())
+            });
+            (m.current_leader, m.current_term, addr)
+        };
+        if leader != last {
+            match &addr {
+                Some(addr) => tracing::info!(leader = %addr, term, "metadata leader"),
+                None => tracing::info!(term, "no metadata leader"),
+            }
+            last = leader;
+        }
+        if metrics.changed().await.is_err() {
+            return;
+        }
     }
 }
 

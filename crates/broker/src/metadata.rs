@@ -27,6 +27,14 @@ use warren_meta::{
 use warren_raft::openraft::{BasicNode, EntryPayload, LogId, StoredMembership};
 use warren_raft::{Meta, Outcome, ProposeError};
 
+/// A node's name from its address in the membership (`name@host:port`).
+pub(crate) fn node_name(addr: &str) -> &str {
+    match addr.rsplit_once(':') {
+        Some((name, port)) if name.contains('@') && port.parse::<u16>().is_ok() => name,
+        _ => addr,
+    }
+}
+
 /// A change that no majority committed in time, as RabbitMQ (with Khepri) words it for a
 /// queue or an exchange: 541 INTERNAL_ERROR, which closes the connection.
 fn timed_out(cmd: &Command, node: &str) -> AmqpError {
@@ -160,25 +168,30 @@ impl Metadata {
     /// whether it changed anything. Without a majority it fails within the group's timeout
     /// (RabbitMQ with Khepri answers 541 the same way, after its own timeout).
     pub async fn change(&self, cmd: &Command) -> AmqpResult<bool> {
-        let group = self
-            .group
-            .get()
-            .ok_or_else(|| AmqpError::internal_error("the node is shutting down"))?;
-        match group.propose(cmd.clone()).await {
-            Ok((index, outcome)) => {
-                let mut applied = self.applied_index.subscribe();
-                // Applied here shortly after the leader applied it; the wait is bounded all
-                // the same, as the leader may be all this node hears from.
-                let seen = tokio::time::timeout(group.timeout(), applied.wait_for(|a| *a >= index));
-                if !matches!(seen.await, Ok(Ok(_))) {
-                    return Err(timed_out(cmd, &self.name));
-                }
-                outcome
-            }
+        match self.submit(cmd).await {
+            Ok(outcome) => outcome,
             Err(ProposeError::TimedOut) => Err(timed_out(cmd, &self.name)),
             Err(ProposeError::Stopped(why)) => Err(AmqpError::internal_error(format!(
                 "the metadata store has stopped: {why}"
             ))),
+        }
+    }
+
+    /// Hands a change to the group and waits until it is applied on this node: what applying
+    /// it answered, or why it was not committed.
+    pub async fn submit(&self, cmd: &Command) -> Result<Outcome, ProposeError> {
+        let group = self
+            .group
+            .get()
+            .ok_or_else(|| ProposeError::Stopped("the node is shutting down".into()))?;
+        let (index, outcome) = group.propose(cmd.clone()).await?;
+        let mut applied = self.applied_index.subscribe();
+        // Applied here shortly after the leader applied it; the wait is bounded all the same,
+        // as the leader may be all this node hears from.
+        let seen = tokio::time::timeout(group.timeout(), applied.wait_for(|a| *a >= index));
+        match seen.await {
+            Ok(Ok(_)) => Ok(outcome),
+            _ => Err(ProposeError::TimedOut),
         }
     }
 
@@ -210,6 +223,35 @@ impl Metadata {
         drop(held);
         self.applied_index.send_replace(last);
         out
+    }
+
+    /// The cluster's members by name: the voters (RabbitMQ's disc nodes) and the learners
+    /// (its RAM nodes), each sorted.
+    pub fn members(&self) -> (Vec<String>, Vec<String>) {
+        let held = self.lock();
+        let m = held.membership.membership();
+        let named = |ids: &mut dyn Iterator<Item = u64>| {
+            let mut names: Vec<String> = ids
+                .filter_map(|id| m.get_node(&id))
+                .map(|n| node_name(&n.addr).to_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        (named(&mut m.voter_ids()), named(&mut m.learner_ids()))
+    }
+
+    /// The cluster's nodes by id, named as RabbitMQ names nodes (`name@host`).
+    pub fn node_names(&self) -> std::collections::HashMap<NodeId, String> {
+        let held = self.lock();
+        let mut names: std::collections::HashMap<NodeId, String> = held
+            .membership
+            .membership()
+            .nodes()
+            .map(|(id, n)| (NodeId(*id), node_name(&n.addr).to_owned()))
+            .collect();
+        names.insert(self.node(), self.name.clone());
+        names
     }
 
     /// Where the topology stands in the log.

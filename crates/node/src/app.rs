@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::Mutex;
 use warren_broker::admin::Admin;
-use warren_broker::{Broker, Config, Server};
+use warren_broker::{Broker, ClusterSetup, Config, Server};
 
 /// Why the application did not start.
 pub enum StartError {
@@ -18,18 +18,21 @@ pub enum StartError {
 
 struct Running {
     server: Server,
+    broker: Arc<Broker>,
     admin: Admin,
 }
 
 pub struct App {
     config: Config,
+    setup: ClusterSetup,
     running: Mutex<Option<Running>>,
 }
 
 impl App {
-    pub fn new(config: Config) -> Arc<App> {
+    pub fn new(config: Config, setup: ClusterSetup) -> Arc<App> {
         Arc::new(App {
             config,
+            setup,
             running: Mutex::new(None),
         })
     }
@@ -40,7 +43,7 @@ impl App {
         if let Some(r) = running.as_ref() {
             return Ok(r.server.local_addr);
         }
-        let broker = Broker::open(self.config.clone())
+        let broker = Broker::open_in(self.config.clone(), &self.setup)
             .await
             .map_err(StartError::Open)?;
         let listen = self.config.amqp.listen;
@@ -50,7 +53,8 @@ impl App {
         let addr = server.local_addr;
         *running = Some(Running {
             server,
-            admin: Admin::new(broker),
+            admin: Admin::new(broker.clone()),
+            broker,
         });
         Ok(addr)
     }
@@ -63,6 +67,11 @@ impl App {
         if let Some(r) = running.take() {
             r.server.shutdown().await;
         }
+    }
+
+    /// The running broker.
+    pub async fn broker(&self) -> Option<Arc<Broker>> {
+        self.running.lock().await.as_ref().map(|r| r.broker.clone())
     }
 
     /// The running application's admin surface and AMQP address.

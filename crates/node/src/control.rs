@@ -34,6 +34,7 @@ fn refused(r: Refusal) -> Answer {
     let code = match r {
         Refusal::NoSuchUser(_) => exit::NO_USER,
         Refusal::NoSuchVhost(_) => exit::DATA,
+        Refusal::TimedOut(_) => exit::TEMP_FAIL,
         Refusal::UserExists(_) | Refusal::Other(_) => exit::SOFTWARE,
     };
     Answer::failed(code, r.to_string())
@@ -126,7 +127,7 @@ impl Control {
         let arg = |i: usize| a.get(i).map(String::as_str).unwrap_or_default();
         match req.verb.as_str() {
             "status" => self.status(admin, amqp),
-            "cluster_status" => self.cluster_status(amqp),
+            "cluster_status" => self.cluster_status(admin, amqp),
             "list_users" => table(
                 &["user", "tags"],
                 admin
@@ -185,7 +186,7 @@ impl Control {
                             q.consumers.into(),
                             q.durable.into(),
                             q.auto_delete.into(),
-                            self.mesh.me().name.clone().into(),
+                            q.node.into(),
                         ]
                     })
                     .collect(),
@@ -289,28 +290,54 @@ impl Control {
         Answer::Report { json, text }
     }
 
-    fn cluster_status(&self, amqp: SocketAddr) -> Answer {
-        // Linked nodes are not members: until membership is replicated, the cluster is this
-        // node alone.
+    fn cluster_status(&self, admin: &Admin, amqp: SocketAddr) -> Answer {
         let me = self.mesh.me().name.clone();
-        let running = vec![me.clone()];
+        let (disk, ram) = admin.members();
+        // Members this node is linked to are running, as far as it can tell.
+        let running: Vec<String> = disk
+            .iter()
+            .chain(&ram)
+            .filter(|n| **n == me || self.mesh.is_connected(n))
+            .cloned()
+            .collect();
+        let cluster_name = disk.first().cloned().unwrap_or_else(|| me.clone());
+        let versions: serde_json::Map<String, serde_json::Value> = running
+            .iter()
+            .map(|n| {
+                (
+                    n.clone(),
+                    serde_json::json!({"product_name": "warren", "product_version": env!("CARGO_PKG_VERSION")}),
+                )
+            })
+            .collect();
         let json = serde_json::json!({
-            "cluster_name": me,
-            "disk_nodes": [me],
-            "ram_nodes": [],
+            "cluster_name": cluster_name,
+            "disk_nodes": disk,
+            "ram_nodes": ram,
             "running_nodes": running,
             "alarms": [],
             "partitions": {},
             "network_partitions": {},
             "listeners": { me.clone(): self.listeners(amqp) },
-            "versions": { me.clone(): {"product_name": "warren", "product_version": env!("CARGO_PKG_VERSION")} },
+            "versions": versions,
         });
-        let text = format!(
-            "Cluster status of node {me} ...\nBasics\n\nCluster name: {me}\n\nDisk Nodes\n\n{me}\n\nRunning Nodes\n\n{}\n\nVersions\n\n{me}: warren {}\n\nAlarms\n\n(none)\n\nNetwork Partitions\n\n(none)\n\nListeners\n\n{}",
-            running.join("\n"),
-            env!("CARGO_PKG_VERSION"),
-            listener_lines(&self.listeners(amqp))
+        let mut text = format!(
+            "Cluster status of node {me} ...\nBasics\n\nCluster name: {cluster_name}\n\nDisk Nodes\n\n{}\n\n",
+            disk.join("\n")
         );
+        if !ram.is_empty() {
+            text.push_str(&format!("RAM Nodes\n\n{}\n\n", ram.join("\n")));
+        }
+        text.push_str(&format!(
+            "Running Nodes\n\n{}\n\nVersions\n\n{}\n\nAlarms\n\n(none)\n\nNetwork Partitions\n\n(none)\n\nListeners\n\n{}",
+            running.join("\n"),
+            running
+                .iter()
+                .map(|n| format!("{n}: warren {}", env!("CARGO_PKG_VERSION")))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            listener_lines(&self.listeners(amqp))
+        ));
         Answer::Report { json, text }
     }
 }

@@ -3,13 +3,15 @@
 
 mod app;
 mod control;
+mod transport;
 
 use clap::Parser;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use warren_broker::Config;
+use std::sync::{Arc, OnceLock};
+use warren_broker::{ClusterSetup, Config};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -74,7 +76,9 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                // openraft reports every failed call to a node that is down, several times a
+                // second; the node logs links going down and leaders changing instead.
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=off")),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
@@ -123,24 +127,49 @@ async fn run(config: Config) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let app = app::App::new(config);
+    // The cluster port first: the metadata group starts with the broker and talks over it.
+    let timing = warren_cluster::Timing::default();
+    let mesh = match warren_cluster::Mesh::start(me.clone(), cluster_listen, cookie, timing).await {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("warren: cannot listen on {cluster_listen}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut peers = Vec::new();
+    for p in &config.cluster.peers {
+        match warren_cluster::NodeAddr::parse(p) {
+            Ok(p) if p.name == me.name => {}
+            Ok(p) => peers.push((p.name.clone(), format!("{}:{}", p.name, p.port))),
+            Err(e) => {
+                eprintln!("warren: [cluster] peers: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    for (_, addr) in &peers {
+        if let Ok(p) = warren_cluster::NodeAddr::parse(addr) {
+            mesh.keep_connected(p);
+        }
+    }
+    let running = Arc::new(OnceLock::new());
+    let setup = ClusterSetup {
+        transport: transport::MeshTransport::start(&mesh, running.clone()),
+        address: format!("{}:{}", me.name, mesh.listen_addr().port()),
+        peers,
+    };
+    let app = app::App::new(config, setup);
+    let _ = running.set(app.clone());
     let amqp = match app.start().await {
         Ok(addr) => addr,
         Err(app::StartError::Open(e)) => {
             eprintln!("warren: {e}");
+            mesh.shut_down();
             return ExitCode::from(2);
         }
         Err(app::StartError::Listen(e)) => {
             eprintln!("warren: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let timing = warren_cluster::Timing::default();
-    let mesh = match warren_cluster::Mesh::start(me, cluster_listen, cookie, timing).await {
-        Ok(m) => m,
-        Err(e) => {
-            eprintln!("warren: cannot listen on {cluster_listen}: {e}");
-            app.stop().await;
+            mesh.shut_down();
             return ExitCode::FAILURE;
         }
     };

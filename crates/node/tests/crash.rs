@@ -4,6 +4,7 @@
 
 #[path = "../../broker/tests/common/mod.rs"]
 mod common;
+mod support;
 
 use futures_lite::StreamExt;
 use lapin::options::*;
@@ -13,14 +14,6 @@ use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Starts the node and waits until it listens.
 fn start(port: u16, dir: &std::path::Path) -> Child {
@@ -64,7 +57,7 @@ impl Rng {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_confirmed_message_survives_repeated_kill_9() {
     let dir = common::temp_data_dir();
-    let port = free_port();
+    let port = support::free_port();
     let url = format!("amqp://guest:guest@127.0.0.1:{port}/%2f");
     let mut rng = Rng(0x5eed_1234_abcd_0042 ^ std::process::id() as u64);
     let mut confirmed: HashSet<u64> = HashSet::new();

@@ -1,0 +1,208 @@
+//! Clusters of `warren` processes on loopback, formed from `[cluster] peers`: one topology on
+//! every node whichever node a change goes through; a node that was down catches up; a
+//! majority goes on without a node; a minority refuses changes within the configured time,
+//! with RabbitMQ's (Khepri's) answers, and still answers redeclarations of what exists.
+
+mod support;
+
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use std::time::{Duration, Instant};
+use support::{Node, Spec, eventually, free_port, lapin_channel, scratch_dir};
+
+/// How long a change may wait for a majority in these clusters.
+const TIMEOUT_MS: u64 = 2_000;
+
+/// Starts `n` nodes named c1@localhost... that form a cluster from their peers list, and waits
+/// until each sees all of them as running disc nodes.
+fn cluster(n: usize) -> Vec<Node> {
+    let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+    let names: Vec<String> = (1..=n).map(|i| format!("c{i}@localhost")).collect();
+    let peers: Vec<String> = names
+        .iter()
+        .zip(&ports)
+        .map(|(name, port)| format!("\"{name}:{port}\""))
+        .collect();
+    let config = format!(
+        "[cluster]\npeers = [{}]\nmetadata_timeout_ms = {TIMEOUT_MS}\n",
+        peers.join(", ")
+    );
+    let nodes: Vec<Node> = names
+        .iter()
+        .zip(&ports)
+        .map(|(name, port)| {
+            Node::start_as(Spec {
+                name: name.clone(),
+                cluster_port: *port,
+                config: Some(config.clone()),
+                dir: scratch_dir("cluster"),
+            })
+        })
+        .collect();
+    for node in &nodes {
+        eventually("the cluster to form", Duration::from_secs(30), || {
+            let s = status(node);
+            s["disk_nodes"] == serde_json::json!(names)
+                && s["running_nodes"] == serde_json::json!(names)
+        });
+    }
+    nodes
+}
+
+/// `cluster_status --formatter json` on a node (null while its application is not running).
+fn status(node: &Node) -> serde_json::Value {
+    let (code, out, _) = node.ctl(&["cluster_status", "--formatter", "json"]);
+    if code != 0 {
+        return serde_json::Value::Null;
+    }
+    serde_json::from_str(&out).unwrap_or(serde_json::Value::Null)
+}
+
+fn lines(node: &Node, args: &[&str]) -> Vec<String> {
+    let mut all = vec!["-q"];
+    all.extend(args);
+    let (code, out, err) = node.ctl(&all);
+    assert_eq!(code, 0, "{args:?}: {err}");
+    out.lines().skip(1).map(str::to_owned).collect()
+}
+
+/// Declares a durable fanout exchange.
+async fn declare_exchange(ch: &lapin::Channel, name: &str) -> lapin::Result<()> {
+    let durable = ExchangeDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    ch.exchange_declare(
+        name.into(),
+        lapin::ExchangeKind::Fanout,
+        durable,
+        FieldTable::default(),
+    )
+    .await
+}
+
+fn durable() -> QueueDeclareOptions {
+    QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn three_nodes_from_a_peers_list_share_one_topology() {
+    let nodes = cluster(3);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let (_c2, on_c2) = lapin_channel(nodes[1].amqp).await;
+        on_c2
+            .queue_declare("shared".into(), durable(), FieldTable::default())
+            .await
+            .unwrap();
+        let (_c3, on_c3) = lapin_channel(nodes[2].amqp).await;
+        declare_exchange(&on_c3, "x").await.unwrap();
+        // The queue was declared through another node: it is bound through a third.
+        let (_c1, on_c1) = lapin_channel(nodes[0].amqp).await;
+        on_c1
+            .queue_bind(
+                "shared".into(),
+                "x".into(),
+                "a.#".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+    });
+    let (code, _, err) = nodes[0].ctl(&["add_user", "alice", "s3cret"]);
+    assert_eq!(code, 0, "{err}");
+    for node in &nodes {
+        eventually(
+            "every change on every node",
+            Duration::from_secs(10),
+            || {
+                let queues = lines(node, &["list_queues", "name", "durable", "node"]);
+                let users = lines(node, &["list_users"]);
+                let bindings = lines(
+                    node,
+                    &[
+                        "list_bindings",
+                        "source_name",
+                        "destination_name",
+                        "routing_key",
+                    ],
+                );
+                queues == ["shared\ttrue\tc2@localhost"]
+                    && users.iter().any(|u| u.starts_with("alice\t"))
+                    && bindings.contains(&"x\tshared\ta.#".to_owned())
+            },
+        );
+    }
+    let (code, text, _) = nodes[2].ctl(&["cluster_status"]);
+    assert_eq!(code, 0);
+    assert!(
+        text.contains("Disk Nodes\n\nc1@localhost\nc2@localhost\nc3@localhost\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_majority_goes_on_without_a_node_and_a_minority_refuses_changes_in_time() {
+    let mut nodes = cluster(3);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // One node down: the other two go on, and it catches up when it is back.
+    let c3 = nodes.pop().unwrap().kill();
+    let (code, _, err) = nodes[0].ctl(&["add_vhost", "while-c3-was-down"]);
+    assert_eq!(code, 0, "{err}");
+    rt.block_on(async {
+        let (_c, ch) = lapin_channel(nodes[1].amqp).await;
+        declare_exchange(&ch, "kept").await.unwrap();
+    });
+    nodes.push(c3.start());
+    eventually(
+        "the restarted node to catch up",
+        Duration::from_secs(20),
+        || lines(&nodes[2], &["list_vhosts"]).contains(&"while-c3-was-down".to_owned()),
+    );
+
+    // Two nodes down: the one left refuses changes, within the timeout.
+    let c2 = nodes.remove(1).kill();
+    let c3 = nodes.remove(1).kill();
+    let alone = &nodes[0];
+    let t = Instant::now();
+    let (code, _, err) = alone.ctl(&["add_vhost", "in-minority"]);
+    let took = t.elapsed();
+    assert_eq!(code, 75, "{err}");
+    assert!(err.contains("has timed out on node c1@localhost"), "{err}");
+    assert!(
+        took >= Duration::from_millis(TIMEOUT_MS) && took < Duration::from_millis(TIMEOUT_MS * 4),
+        "answered after {took:?}"
+    );
+    assert!(!lines(alone, &["list_vhosts"]).contains(&"in-minority".to_owned()));
+    rt.block_on(async {
+        // What exists is still answered from the node's own copy.
+        let (_c, ch) = lapin_channel(alone.amqp).await;
+        declare_exchange(&ch, "kept").await.unwrap();
+        // A new declaration fails as RabbitMQ's does without a majority: 541, which closes
+        // the connection.
+        let err = declare_exchange(&ch, "new").await.unwrap_err();
+        let text = format!("{err:?}");
+        assert!(text.contains("Hard(INTERNALERROR)"), "{text}");
+        assert!(
+            text.contains(
+                "failed to declare exchange 'new' in vhost '/' because the operation timed out"
+            ),
+            "{text}"
+        );
+    });
+    // A majority again: changes go through.
+    nodes.push(c2.start());
+    eventually("a majority again", Duration::from_secs(20), || {
+        nodes[0].ctl(&["add_vhost", "healed"]).0 == 0
+    });
+    eventually(
+        "the change on the other node",
+        Duration::from_secs(10),
+        || lines(&nodes[1], &["list_vhosts"]).contains(&"healed".to_owned()),
+    );
+    drop(c3);
+}

@@ -1,0 +1,226 @@
+//! Running `warren` processes for tests, as an operator runs them: each node on loopback with
+//! its own data directory, its log read line by line, warrenctl pointed at it. Dropping a
+//! node kills it and removes its directory.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub const COOKIE: &str = "TEST-COOKIE-VALUE";
+
+pub fn warrenctl_path() -> PathBuf {
+    let p = Path::new(env!("CARGO_BIN_EXE_warren")).with_file_name("warrenctl");
+    assert!(p.exists(), "build warrenctl first (cargo build --bins)");
+    p
+}
+
+#[path = "../../../lb/tests/common/ports.rs"]
+mod ports;
+#[allow(unused_imports)]
+pub use ports::free_port;
+
+/// A directory of its own for a test node.
+pub fn scratch_dir(what: &str) -> PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    std::env::temp_dir().join(format!(
+        "warren-{what}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+/// How a node is started (kept, so that it can be started again the same way).
+#[derive(Clone, Debug)]
+pub struct Spec {
+    /// `name@host`.
+    pub name: String,
+    /// 0: any.
+    pub cluster_port: u16,
+    /// A config file's text, written into the node's directory.
+    pub config: Option<String>,
+    pub dir: PathBuf,
+}
+
+pub struct Node {
+    pub child: Child,
+    pub amqp: SocketAddr,
+    pub cluster: SocketAddr,
+    pub spec: Spec,
+    /// The node's log lines, as they come.
+    pub log: mpsc::Receiver<String>,
+}
+
+impl Node {
+    /// A node alone, named `warren@localhost`.
+    pub fn start() -> Node {
+        Node::start_as(Spec {
+            name: "warren@localhost".into(),
+            cluster_port: 0,
+            config: None,
+            dir: scratch_dir("ctl"),
+        })
+    }
+
+    pub fn start_as(spec: Spec) -> Node {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_warren"));
+        cmd.args(["--amqp-listen", "127.0.0.1:0", "--cluster-listen"])
+            .arg(format!("127.0.0.1:{}", spec.cluster_port))
+            .args(["--node-name", &spec.name, "--data-dir"])
+            .arg(spec.dir.join("data"));
+        if let Some(text) = &spec.config {
+            std::fs::create_dir_all(&spec.dir).unwrap();
+            let path = spec.dir.join("warren.toml");
+            std::fs::write(&path, text).unwrap();
+            cmd.arg("--config").arg(path);
+        }
+        let mut child = cmd
+            .env("WARREN_COOKIE", COOKIE)
+            .env("RUST_LOG", "info,openraft=off")
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn warren");
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let addr_in = |line: &str| -> SocketAddr {
+            let at = line.find("local_addr=").unwrap() + "local_addr=".len();
+            line[at..]
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        let (mut amqp, mut cluster) = (None, None);
+        while amqp.is_none() || cluster.is_none() {
+            let line = lines.next().expect("warren exited while starting").unwrap();
+            if line.contains("AMQP listener started") {
+                amqp = Some(addr_in(&line));
+            } else if line.contains("cluster listener started") {
+                cluster = Some(addr_in(&line));
+            }
+        }
+        let (tx, log) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Node {
+            child,
+            amqp: amqp.unwrap(),
+            cluster: cluster.unwrap(),
+            spec,
+            log,
+        }
+    }
+
+    /// Kills the node with SIGKILL (nothing is written at the end), keeping its directory
+    /// for a restart.
+    pub fn kill(mut self) -> Stopped {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let spec = self.spec.clone();
+        self.spec.dir = PathBuf::new();
+        Stopped(Some(spec))
+    }
+
+    /// Kills the node with SIGKILL and starts it again on the same data directory.
+    pub fn kill_and_restart(self) -> Node {
+        self.kill().start()
+    }
+
+    /// How warrenctl names this node.
+    pub fn name(&self) -> String {
+        format!("{}:{}", self.spec.name, self.cluster.port())
+    }
+
+    /// Runs warrenctl against this node with `cookie`: exit code, stdout, stderr.
+    pub fn ctl_with(&self, cookie: &str, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(warrenctl_path())
+            .args(["-n", &self.name()])
+            .args(args)
+            .env("WARREN_COOKIE", cookie)
+            .output()
+            .expect("run warrenctl");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    pub fn ctl(&self, args: &[&str]) -> (i32, String, String) {
+        self.ctl_with(COOKIE, args)
+    }
+
+    /// Waits up to `within` for a log line containing `what`.
+    pub fn logged_within(&self, what: &str, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while let Ok(line) = self
+            .log
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            if line.contains(what) {
+                return true;
+            }
+        }
+        false
+    }
+
+    pub fn logged(&self, what: &str) -> bool {
+        self.logged_within(what, Duration::from_secs(5))
+    }
+}
+
+/// A node that was killed: its directory, until it starts again or this is dropped.
+pub struct Stopped(Option<Spec>);
+
+impl Stopped {
+    pub fn start(mut self) -> Node {
+        Node::start_as(self.0.take().expect("a stopped node's spec"))
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        if let Some(spec) = &self.0 {
+            let _ = std::fs::remove_dir_all(&spec.dir);
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if !self.spec.dir.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(&self.spec.dir);
+        }
+    }
+}
+
+/// A lapin connection to the node as guest, and a channel on it.
+pub async fn lapin_channel(amqp: SocketAddr) -> (lapin::Connection, lapin::Channel) {
+    let url = format!("amqp://guest:guest@{amqp}/%2f");
+    let conn = lapin::Connection::connect(&url, lapin::ConnectionProperties::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    (conn, ch)
+}
+
+/// Checks `f` every 100 ms for up to `within`.
+pub fn eventually(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out waiting for {what}");
+}
