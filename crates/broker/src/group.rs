@@ -22,7 +22,9 @@ use warren_meta::{Command, NodeId};
 use warren_raft::openraft::{
     BasicNode, EntryPayload, LogId, Membership, ServerState, StoredMembership,
 };
-use warren_raft::{LogStore, Meta, MetaRaft, Network, Outcome, ProposeError, Proposer, Transport};
+use warren_raft::{
+    LogStore, MemberChange, Meta, MetaRaft, Network, Outcome, ProposeError, Proposer, Transport,
+};
 
 /// How this node takes part in a cluster (the binary fills it in; a node alone needs none).
 #[derive(Clone)]
@@ -61,6 +63,76 @@ impl Transport for Alone {
     }
 }
 
+/// How this node means to take part, when an operator said so (`join_cluster`,
+/// `change_cluster_node_type`): kept in `raft/member.json`. Without it a node is a voter, as
+/// nodes formed from a peers list are.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Intent {
+    /// A disc node (a voter) rather than a RAM node (a learner).
+    pub voter: bool,
+    /// The node it joined through, when it joined one: such a node never seeds a group of
+    /// its own; it waits for the leader's snapshot.
+    pub joined: Option<String>,
+}
+
+fn intent_path(data_dir: &Path) -> std::path::PathBuf {
+    data_dir.join("raft").join("member.json")
+}
+
+pub fn read_intent(data_dir: &Path) -> Result<Option<Intent>, String> {
+    crate::persist::read_json(&intent_path(data_dir))
+}
+
+pub fn write_intent(data_dir: &Path, intent: &Intent) -> Result<(), String> {
+    let path = intent_path(data_dir);
+    let write = || -> std::io::Result<()> {
+        std::fs::create_dir_all(data_dir.join("raft"))?;
+        let bytes = serde_json::to_vec(intent).map_err(std::io::Error::other)?;
+        crate::persist::write_atomically(&path, &bytes)
+    };
+    write().map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// Empties a node's data directory (all but its lock): `reset`.
+pub fn reset_data_dir(data_dir: &Path) -> Result<(), String> {
+    let entries = match std::fs::read_dir(data_dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(format!("cannot read {}: {e}", data_dir.display())),
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.file_name().is_some_and(|n| n == ".lock") {
+            continue;
+        }
+        let removed = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        removed.map_err(|e| format!("cannot remove {}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// The members a stopped node last knew of, by raft id and address (from its snapshot and
+/// log), for it to reach the cluster while its group is not running.
+pub fn stored_members(data_dir: &Path) -> Result<Vec<(u64, String)>, String> {
+    let raft_dir = data_dir.join("raft");
+    let mut membership = load_snapshot(&raft_dir)?.map(|s| s.meta.last_membership);
+    if let Some(m) = warren_raft::log_store::last_membership::<Meta>(&raft_dir.join("log"))? {
+        membership = Some(m);
+    }
+    Ok(membership
+        .map(|m| {
+            m.membership()
+                .nodes()
+                .map(|(id, n)| (*id, n.addr.clone()))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
 /// Entries at least between two snapshots (more when the topology is larger, so that what
 /// snapshots cost per change stays flat).
 const SNAPSHOT_EVERY: u64 = 20_000;
@@ -91,6 +163,11 @@ impl Group {
 
     pub(crate) async fn propose(&self, cmd: Command) -> Result<(u64, Outcome), ProposeError> {
         self.proposer.propose(cmd, self.timeout).await
+    }
+
+    /// Changes the group's membership, through its leader.
+    pub async fn change_members(&self, change: MemberChange) -> Result<u64, ProposeError> {
+        self.proposer.change_members(change, self.timeout).await
     }
 
     /// Whether this node is the only voter (a node alone, or a cluster reduced to it).
@@ -140,11 +217,14 @@ pub(crate) async fn start(
     let snapshot = load_snapshot(&raft_dir)?;
     let fresh = snapshot.is_none() && log.is_empty();
     let me = raft_id(meta.name());
+    let intent = read_intent(data_dir)?;
     if fresh {
-        let seed = setup
-            .peers
-            .iter()
-            .all(|(name, _)| meta.name() < name.as_str());
+        let joining = intent.as_ref().is_some_and(|i| i.joined.is_some());
+        let seed = !joining
+            && setup
+                .peers
+                .iter()
+                .all(|(name, _)| meta.name() < name.as_str());
         if seed {
             seed_topology(meta, config, data_dir)?;
             let mut nodes: BTreeMap<u64, BasicNode> = setup
@@ -199,11 +279,47 @@ pub(crate) async fn start(
         // A node alone need not wait out an election timeout to lead.
         let _ = group.raft.trigger().elect().await;
     }
+    let proposer = group.proposer.clone();
+    let timeout = group.timeout;
     meta.set_group(group);
+    if let Some(intent) = intent {
+        tokio::spawn(keep_intent(proposer, me, intent.voter, timeout));
+    }
     if !fresh {
         forget_transient(meta, alone).await;
     }
     Ok(())
+}
+
+/// Makes this node the kind of member it is meant to be (a voter or a learner) once it is a
+/// member: a node that joined as a disc node is promoted when it runs and has the log.
+async fn keep_intent(proposer: Proposer<Meta>, me: u64, voter: bool, timeout: Duration) {
+    let mut metrics = proposer.raft().metrics();
+    loop {
+        let (is_voter, is_member) = {
+            let m = metrics.borrow_and_update();
+            let membership = m.membership_config.membership();
+            (
+                membership.voter_ids().any(|v| v == me),
+                membership.get_node(&me).is_some(),
+            )
+        };
+        if is_member && is_voter != voter {
+            let change = if voter {
+                MemberChange::Promote { id: me }
+            } else {
+                MemberChange::Demote { id: me }
+            };
+            match proposer.change_members(change, timeout).await {
+                Ok(_) => tracing::info!(voter, "this node's membership changed as asked"),
+                Err(e) => tracing::debug!(error = %e, "cannot change this node's membership yet"),
+            }
+        }
+        let wait = tokio::time::timeout(Duration::from_secs(1), metrics.changed());
+        if let Ok(Err(_)) = wait.await {
+            return;
+        }
+    }
 }
 
 /// The topology a new group starts from: what the data directory held from before the group,

@@ -171,9 +171,7 @@ impl Metadata {
         match self.submit(cmd).await {
             Ok(outcome) => outcome,
             Err(ProposeError::TimedOut) => Err(timed_out(cmd, &self.name)),
-            Err(ProposeError::Stopped(why)) => Err(AmqpError::internal_error(format!(
-                "the metadata store has stopped: {why}"
-            ))),
+            Err(e) => Err(AmqpError::internal_error(e.to_string())),
         }
     }
 

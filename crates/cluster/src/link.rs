@@ -43,8 +43,10 @@ pub struct Inbound {
     pub payload: Bytes,
 }
 
-/// Where a link hands what it receives, one receiver per channel (none: dropped).
-pub(crate) type Receivers = [Option<mpsc::Sender<Inbound>>; 3];
+/// Where links hand what they receive, one receiver per channel (none: dropped). Shared by
+/// every link and looked up per frame, so that a receiver set after a link came up (a node
+/// dialled while it was still starting) gets that link's frames too.
+pub(crate) type Receivers = std::sync::Arc<std::sync::RwLock<[Option<mpsc::Sender<Inbound>>; 3]>>;
 
 /// How the rest of the node reaches a running link.
 #[derive(Debug, Clone)]
@@ -136,7 +138,11 @@ pub(crate) async fn run<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 async fn deliver(receivers: &Receivers, channel: Channel, msg: Inbound) {
-    if let Some(tx) = &receivers[channel.index()] {
+    let tx = receivers
+        .read()
+        .ok()
+        .and_then(|r| r[channel.index()].clone());
+    if let Some(tx) = tx {
         // A receiver that is behind holds the link back (TCP then slows the peer): nothing
         // piles up without bound.
         let _ = tx.send(msg).await;

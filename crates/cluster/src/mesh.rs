@@ -48,7 +48,7 @@ struct Inner {
     cookie: Cookie,
     timing: Timing,
     links: Mutex<HashMap<String, LinkHandle>>,
-    receivers: Mutex<Receivers>,
+    receivers: Receivers,
     events: broadcast::Sender<PeerEvent>,
     dialers: Mutex<HashMap<String, JoinHandle<()>>>,
     next_link: AtomicU64,
@@ -79,7 +79,7 @@ impl Mesh {
                 cookie,
                 timing,
                 links: Mutex::new(HashMap::new()),
-                receivers: Mutex::new([None, None, None]),
+                receivers: Receivers::default(),
                 events,
                 dialers: Mutex::new(HashMap::new()),
                 next_link: AtomicU64::new(1),
@@ -104,11 +104,11 @@ impl Mesh {
         self.inner.listen
     }
 
-    /// What arrives on `channel` from now on (one receiver per channel: a second call replaces
-    /// the first for links that start afterwards).
+    /// What arrives on `channel` from now on, on every link (one receiver per channel: a
+    /// second call replaces the first).
     pub fn receive(&self, channel: Channel) -> mpsc::Receiver<Inbound> {
         let (tx, rx) = mpsc::channel(RECEIVE_QUEUE);
-        if let Ok(mut r) = self.inner.receivers.lock() {
+        if let Ok(mut r) = self.inner.receivers.write() {
             r[channel.index()] = Some(tx);
         }
         rx
@@ -354,11 +354,7 @@ impl Mesh {
             }
             links.insert(peer.clone(), handle);
         }
-        let receivers = inner
-            .receivers
-            .lock()
-            .map(|r| r.clone())
-            .unwrap_or_default();
+        let receivers = inner.receivers.clone();
         tracing::info!(%peer, ?kind, "link up");
         let _ = inner.events.send(PeerEvent::Up(peer.clone(), kind));
         let why = link::run(
@@ -389,6 +385,10 @@ impl Mesh {
         }
     }
 }
+
+/// How often a tool waiting for an answer tells the node it is still there (well inside the
+/// node's silence limit).
+const TOOL_HEARTBEAT: Duration = Duration::from_secs(1);
 
 /// A tool's connection to one node (what warrenctl uses): proven by the cookie, then frames
 /// both ways.
@@ -425,15 +425,26 @@ impl ToolLink {
             .await
     }
 
-    /// The next data frame (heartbeats are skipped); none once the node hangs up.
+    /// The next data frame (heartbeats are skipped); none once the node hangs up. While it
+    /// waits, it sends heartbeats, so that the node keeps a link that is waiting for a long
+    /// answer (a membership change, `await_startup`).
     pub async fn recv(&mut self) -> Option<(Channel, Bytes)> {
-        use futures_util::StreamExt;
+        use futures_util::{SinkExt, StreamExt};
+        let mut beat = tokio::time::interval(TOOL_HEARTBEAT);
+        beat.tick().await;
         loop {
-            let raw = self.framed.next().await?.ok()?;
-            match Frame::decode(raw.freeze()).ok()? {
-                Frame::Data(c, p) => return Some((c, p)),
-                Frame::Heartbeat => {}
-                _ => return None,
+            tokio::select! {
+                raw = self.framed.next() => {
+                    let raw = raw?.ok()?;
+                    match Frame::decode(raw.freeze()).ok()? {
+                        Frame::Data(c, p) => return Some((c, p)),
+                        Frame::Heartbeat => {}
+                        _ => return None,
+                    }
+                }
+                _ = beat.tick() => {
+                    self.framed.send(Frame::Heartbeat.encode()).await.ok()?;
+                }
             }
         }
     }

@@ -286,3 +286,24 @@ async fn calls_between_nodes_get_their_own_answers() {
     a.shut_down();
     b.shut_down();
 }
+
+/// A node dialled while it is still starting sets its receivers after the link is up: what
+/// arrives on that link from then on still reaches them.
+#[tokio::test]
+async fn a_receiver_set_after_the_link_came_up_gets_its_frames() {
+    let c = cookie("SECRET");
+    let (a, b) = (node("a", &c).await, node("b", &c).await);
+    a.keep_connected(addr(&b));
+    until("a and b linked", || b.connected() == ["a@127.0.0.1"]).await;
+    let mut late = b.receive(Channel::Meta);
+    a.send("b@127.0.0.1", Channel::Meta, Bytes::from_static(b"late"))
+        .await
+        .unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(5), late.recv())
+        .await
+        .expect("the frame arrives")
+        .unwrap();
+    assert_eq!(got.payload, Bytes::from_static(b"late"));
+    a.shut_down();
+    b.shut_down();
+}

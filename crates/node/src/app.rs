@@ -26,11 +26,15 @@ pub struct App {
     config: Config,
     setup: ClusterSetup,
     running: Mutex<Option<Running>>,
+    /// Where clients connect: the configured address, then the one bound first, so that a
+    /// `start_app` after `stop_app` listens where clients found the node before.
+    listen: std::sync::Mutex<SocketAddr>,
 }
 
 impl App {
     pub fn new(config: Config, setup: ClusterSetup) -> Arc<App> {
         Arc::new(App {
+            listen: std::sync::Mutex::new(config.amqp.listen),
             config,
             setup,
             running: Mutex::new(None),
@@ -43,14 +47,26 @@ impl App {
         if let Some(r) = running.as_ref() {
             return Ok(r.server.local_addr);
         }
-        let broker = Broker::open_in(self.config.clone(), &self.setup)
+        let mut config = self.config.clone();
+        let listen = *self.listen.lock().unwrap_or_else(|e| e.into_inner());
+        config.amqp.listen = listen;
+        let broker = Broker::open_in(config, &self.setup)
             .await
             .map_err(StartError::Open)?;
-        let listen = self.config.amqp.listen;
-        let server = Server::start(broker.clone())
-            .await
-            .map_err(|e| StartError::Listen(format!("cannot listen on {listen}: {e}")))?;
+        let server = match Server::start(broker.clone()).await {
+            Ok(s) => s,
+            Err(e) => {
+                if let Some(g) = broker.meta.group() {
+                    g.shut_down().await;
+                }
+                broker.meta.shut_down().await;
+                return Err(StartError::Listen(format!(
+                    "cannot listen on {listen}: {e}"
+                )));
+            }
+        };
         let addr = server.local_addr;
+        *self.listen.lock().unwrap_or_else(|e| e.into_inner()) = addr;
         *running = Some(Running {
             server,
             admin: Admin::new(broker.clone()),
@@ -67,6 +83,18 @@ impl App {
         if let Some(r) = running.take() {
             r.server.shutdown().await;
         }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn setup(&self) -> &ClusterSetup {
+        &self.setup
+    }
+
+    pub async fn is_running(&self) -> bool {
+        self.running.lock().await.is_some()
     }
 
     /// The running broker.

@@ -4,6 +4,8 @@
 //! waits (`await_startup`) does not hold up the others.
 
 use crate::app::{App, StartError};
+use crate::membership;
+use crate::transport::MeshTransport;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +19,7 @@ use warren_cluster::{Channel, Mesh};
 pub struct Control {
     app: Arc<App>,
     mesh: Mesh,
+    links: Arc<MeshTransport>,
     stop: watch::Sender<bool>,
 }
 
@@ -52,8 +55,18 @@ fn table(columns: &[&str], rows: Vec<Vec<serde_json::Value>>) -> Answer {
 }
 
 impl Control {
-    pub fn new(app: Arc<App>, mesh: Mesh, stop: watch::Sender<bool>) -> Arc<Control> {
-        Arc::new(Control { app, mesh, stop })
+    pub fn new(
+        app: Arc<App>,
+        mesh: Mesh,
+        links: Arc<MeshTransport>,
+        stop: watch::Sender<bool>,
+    ) -> Arc<Control> {
+        Arc::new(Control {
+            app,
+            mesh,
+            links,
+            stop,
+        })
     }
 
     pub async fn serve(self: Arc<Self>) {
@@ -77,7 +90,8 @@ impl Control {
     }
 
     /// The verbs about the application itself, which work whether or not it runs.
-    async fn lifecycle(&self, verb: &str) -> Option<Answer> {
+    async fn lifecycle(&self, req: &Request) -> Option<Answer> {
+        let verb = req.verb.as_str();
         Some(match verb {
             "ping" => Answer::Done,
             "stop" => {
@@ -94,6 +108,23 @@ impl Control {
                     Answer::failed(exit::SOFTWARE, e)
                 }
             },
+            "join_cluster" => {
+                let ram = req.options.contains_key("ram");
+                let target = req.args.first().map(String::as_str).unwrap_or_default();
+                membership::join_cluster(&self.app, &self.mesh, target, ram).await
+            }
+            "change_cluster_node_type" => {
+                let kind = req.args.first().map(String::as_str).unwrap_or_default();
+                membership::change_cluster_node_type(&self.app, &self.mesh, kind).await
+            }
+            "forget_cluster_node" => {
+                let offline = req.options.contains_key("offline");
+                let node = req.args.first().map(String::as_str).unwrap_or_default();
+                membership::forget_cluster_node(&self.app, &self.mesh, &self.links, node, offline)
+                    .await
+            }
+            "reset" => membership::reset(&self.app, &self.mesh, false).await,
+            "force_reset" => membership::reset(&self.app, &self.mesh, true).await,
             "await_startup" => {
                 let deadline = tokio::time::Instant::now() + AWAIT_STARTUP;
                 while self.app.admin().await.is_none() {
@@ -116,7 +147,7 @@ impl Control {
     }
 
     async fn answer(&self, req: Request) -> Answer {
-        if let Some(answer) = self.lifecycle(&req.verb).await {
+        if let Some(answer) = self.lifecycle(&req).await {
             return answer;
         }
         let Some((admin, amqp)) = self.app.admin().await else {

@@ -3,6 +3,7 @@
 
 mod app;
 mod control;
+mod membership;
 mod transport;
 
 use clap::Parser;
@@ -153,8 +154,9 @@ async fn run(config: Config) -> ExitCode {
         }
     }
     let running = Arc::new(OnceLock::new());
+    let links = transport::MeshTransport::start(&mesh, running.clone());
     let setup = ClusterSetup {
-        transport: transport::MeshTransport::start(&mesh, running.clone()),
+        transport: links.clone(),
         address: format!("{}:{}", me.name, mesh.listen_addr().port()),
         peers,
     };
@@ -175,7 +177,7 @@ async fn run(config: Config) -> ExitCode {
     };
     tracing::info!(local_addr = %mesh.listen_addr(), "cluster listener started");
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let control = control::Control::new(app.clone(), mesh.clone(), stop_tx);
+    let control = control::Control::new(app.clone(), mesh.clone(), links, stop_tx);
     tokio::spawn(control.serve());
     tracing::info!(%node, addr = %amqp, "warren node running");
     tokio::select! {

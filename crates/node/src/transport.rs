@@ -27,6 +27,8 @@ impl MeshTransport {
                     return Bytes::new();
                 };
                 match app.broker().await {
+                    // An empty request asks whether the group runs here.
+                    Some(_) if body.is_empty() => Bytes::from_static(RUNNING),
                     Some(b) => match b.meta.group() {
                         Some(g) => warren_raft::network::serve(g.raft(), &body).await,
                         None => Bytes::new(),
@@ -40,6 +42,19 @@ impl MeshTransport {
             mesh: mesh.clone(),
             rpc: Rpc::start(mesh, Channel::Meta, handler),
         })
+    }
+}
+
+/// The answer to an empty request from a node whose group runs.
+const RUNNING: &[u8] = b"running";
+
+impl MeshTransport {
+    /// Whether node `name`'s broker (and so its part of the group) runs now.
+    pub async fn is_running(&self, name: &str) -> bool {
+        if !self.mesh.is_connected(name) {
+            return false;
+        }
+        matches!(self.rpc.call(name, &[], Duration::from_secs(2)).await, Ok(a) if a == RUNNING)
     }
 }
 

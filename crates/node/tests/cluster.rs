@@ -206,3 +206,124 @@ fn a_majority_goes_on_without_a_node_and_a_minority_refuses_changes_in_time() {
     );
     drop(c3);
 }
+
+/// A node alone, named `name`.
+fn alone(name: &str) -> Node {
+    Node::start_as(Spec {
+        name: name.into(),
+        cluster_port: 0,
+        config: Some(format!("[cluster]\nmetadata_timeout_ms = {TIMEOUT_MS}\n")),
+        dir: scratch_dir("cluster"),
+    })
+}
+
+fn ok(node: &Node, args: &[&str]) -> String {
+    let (code, out, err) = node.ctl(args);
+    assert_eq!(code, 0, "{args:?}: {out}{err}");
+    out
+}
+
+/// The article's flow, verbatim but for the tool's name: on the second node, `stop_app`,
+/// `join_cluster --ram` the first, `start_app`, then `cluster_status` lists both, the second
+/// as a RAM node. Then: declarations through either node land in one topology; with the RAM
+/// node stopped the disc node alone is a majority; a killed RAM node rejoins by itself and
+/// catches up; and, stopped, it is forgotten by the cluster.
+#[test]
+fn the_article_s_join_cluster_ram_flow() {
+    let a = alone("a@localhost");
+    let b = alone("b@localhost");
+    assert_eq!(
+        ok(&b, &["stop_app"]),
+        "Stopping warren application on node b@localhost ...\n"
+    );
+    let out = ok(&b, &["join_cluster", "--ram", &a.name()]);
+    assert!(
+        out.starts_with("Clustering node b@localhost with a@localhost"),
+        "{out}"
+    );
+    ok(&b, &["start_app"]);
+    for node in [&a, &b] {
+        eventually(
+            "both nodes in cluster_status",
+            Duration::from_secs(20),
+            || {
+                let s = status(node);
+                s["disk_nodes"] == serde_json::json!(["a@localhost"])
+                    && s["ram_nodes"] == serde_json::json!(["b@localhost"])
+                    && s["running_nodes"] == serde_json::json!(["a@localhost", "b@localhost"])
+            },
+        );
+    }
+    let text = ok(&a, &["cluster_status"]);
+    assert!(
+        text.contains("Disk Nodes\n\na@localhost\n\nRAM Nodes\n\nb@localhost\n\nRunning Nodes\n\na@localhost\nb@localhost\n"),
+        "{text}"
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let (_c, ch) = lapin_channel(b.amqp).await;
+        ch.queue_declare("via-ram-node".into(), durable(), FieldTable::default())
+            .await
+            .unwrap();
+    });
+    ok(&a, &["add_user", "carol", "pw"]);
+    eventually(
+        "both changes on both nodes",
+        Duration::from_secs(10),
+        || {
+            [&a, &b].iter().all(|n| {
+                lines(n, &["list_queues", "name", "node"]) == ["via-ram-node\tb@localhost"]
+                    && lines(n, &["list_users"])
+                        .iter()
+                        .any(|u| u.starts_with("carol\t"))
+            })
+        },
+    );
+    // The RAM node does not vote: the disc node alone is a majority.
+    ok(&b, &["stop_app"]);
+    ok(&a, &["add_vhost", "while-b-was-stopped"]);
+    ok(&b, &["start_app"]);
+    // Killed, it comes back by itself and catches up.
+    let b = b.kill_and_restart();
+    ok(&a, &["add_vhost", "while-b-restarted"]);
+    eventually(
+        "the restarted node to catch up",
+        Duration::from_secs(20),
+        || {
+            let v = lines(&b, &["list_vhosts"]);
+            v.contains(&"while-b-was-stopped".to_owned())
+                && v.contains(&"while-b-restarted".to_owned())
+        },
+    );
+    // A running member is not forgotten; a stopped one is.
+    let (code, _, err) = a.ctl(&["forget_cluster_node", "b@localhost"]);
+    assert_ne!(code, 0, "forgot a running node");
+    assert!(err.contains("b@localhost"), "{err}");
+    ok(&b, &["stop_app"]);
+    ok(&a, &["forget_cluster_node", "b@localhost"]);
+    let s = status(&a);
+    assert_eq!(s["ram_nodes"], serde_json::json!([]));
+    assert_eq!(s["disk_nodes"], serde_json::json!(["a@localhost"]));
+}
+
+/// `join_cluster` refuses while the application runs, and `change_cluster_node_type` turns a
+/// RAM node into a disc node (a voter) when its application starts again.
+#[test]
+fn joining_asks_for_a_stopped_app_and_a_ram_node_becomes_a_disc_node() {
+    let a = alone("a@localhost");
+    let b = alone("b@localhost");
+    let (code, _, err) = b.ctl(&["join_cluster", &a.name()]);
+    assert_eq!(code, 69, "{err}");
+    assert!(err.contains("stop_app"), "{err}");
+    ok(&b, &["stop_app"]);
+    ok(&b, &["join_cluster", "--ram", &a.name()]);
+    ok(&b, &["change_cluster_node_type", "disc"]);
+    ok(&b, &["start_app"]);
+    eventually("a disc node", Duration::from_secs(20), || {
+        status(&a)["disk_nodes"] == serde_json::json!(["a@localhost", "b@localhost"])
+    });
+    // Two voters: neither alone is a majority any more.
+    ok(&b, &["stop_app"]);
+    let (code, _, err) = a.ctl(&["add_vhost", "needs-both"]);
+    assert_eq!(code, 75, "{err}");
+}

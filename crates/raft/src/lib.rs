@@ -21,7 +21,7 @@ use std::time::Duration;
 pub use log_store::LogStore;
 pub use network::{CallError, Network, Transport};
 pub use openraft;
-pub use proposer::{ProposeError, Proposer};
+pub use proposer::{MemberChange, ProposeError, Proposer, ask_cluster};
 
 /// What applying a change answered: whether it changed anything, or why it was refused (the
 /// AMQP error a client gets, the same from every node).

@@ -5,6 +5,7 @@
 //! (the snapshot covers the rest). After a purge the writer rewrites the file with only what
 //! still matters.
 
+use openraft::entry::RaftPayload;
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{LogId, RaftLogId, RaftTypeConfig, StorageError, StorageIOError, Vote};
 use serde::Serialize;
@@ -67,6 +68,36 @@ impl<C: RaftTypeConfig> Record<C> {
             other => return Err(format!("unknown record kind {other}")),
         })
     }
+}
+
+/// A membership as the log stores it.
+pub type Members<C> =
+    openraft::StoredMembership<<C as RaftTypeConfig>::NodeId, <C as RaftTypeConfig>::Node>;
+
+/// The last membership a log holds (read without opening it for writing): how a stopped
+/// node finds the cluster it belongs to.
+pub fn last_membership<C: RaftTypeConfig>(path: &Path) -> Result<Option<Members<C>>, String> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let (_, replay) =
+        Journal::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let mut entries: BTreeMap<u64, C::Entry> = BTreeMap::new();
+    for raw in &replay.records {
+        match Record::<C>::decode(raw)? {
+            Record::Entry(e) => {
+                entries.insert(e.get_log_id().index, e);
+            }
+            Record::Truncate(i) => {
+                entries.split_off(&i);
+            }
+            _ => {}
+        }
+    }
+    Ok(entries.values().rev().find_map(|e| {
+        e.get_membership()
+            .map(|m| openraft::StoredMembership::new(Some(e.get_log_id().clone()), m.clone()))
+    }))
 }
 
 /// The log as it stands.

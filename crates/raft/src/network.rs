@@ -2,7 +2,7 @@
 //! request and one answer through the [`Transport`] (the cluster's authenticated links), both
 //! postcard-encoded. [`serve`] answers what other nodes send to this one.
 
-use crate::proposer::{ProposeError, Proposed};
+use crate::proposer::MemberChange;
 use bytes::Bytes;
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
@@ -66,7 +66,19 @@ pub(crate) enum Request<C: RaftTypeConfig> {
         change: C::D,
         timeout_ms: u64,
     },
+    /// A membership change for the leader.
+    Members(MemberRequest),
 }
+
+#[derive(Serialize, Deserialize)]
+pub(crate) struct MemberRequest {
+    pub change: MemberChange,
+    pub timeout_ms: u64,
+}
+
+/// The type config of a request that is only ever `Members` (sent by a node whose group is
+/// not running): it encodes as the same bytes as the running group's `Request::Members`.
+pub(crate) type MemberOnly = crate::Meta;
 
 pub(crate) fn encode<T: Serialize>(value: &T) -> Bytes {
     // Encoding into a Vec fails only for types postcard cannot represent, which these are not.
@@ -82,7 +94,7 @@ pub(crate) fn decode<T: DeserializeOwned>(raw: &[u8]) -> Result<T, String> {
 /// Answers a request from another node.
 pub async fn serve<C>(raft: &Raft<C>, request: &[u8]) -> Bytes
 where
-    C: RaftTypeConfig<Node = BasicNode, Responder = OneshotResponder<C>>,
+    C: RaftTypeConfig<Node = BasicNode, NodeId = u64, Responder = OneshotResponder<C>>,
 {
     let request: Request<C> = match decode(request) {
         Ok(r) => r,
@@ -96,9 +108,12 @@ where
         Request::Vote(r) => encode(&raft.vote(r).await),
         Request::Snapshot(r) => encode(&raft.install_snapshot(r).await),
         Request::Propose { change, timeout_ms } => {
-            let answer: Result<Proposed<C>, ProposeError> =
-                crate::proposer::commit_here(raft, change, Duration::from_millis(timeout_ms)).await;
-            encode(&answer)
+            let timeout = Duration::from_millis(timeout_ms);
+            encode(&crate::proposer::commit_here(raft, change, timeout).await)
+        }
+        Request::Members(r) => {
+            let timeout = Duration::from_millis(r.timeout_ms);
+            encode(&crate::proposer::change_members_here(raft, r.change, timeout).await)
         }
     }
 }

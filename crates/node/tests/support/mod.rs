@@ -80,7 +80,10 @@ impl Node {
         }
         let mut child = cmd
             .env("WARREN_COOKIE", COOKIE)
-            .env("RUST_LOG", "info,openraft=off")
+            .env(
+                "RUST_LOG",
+                std::env::var("WARREN_TEST_RUST_LOG").unwrap_or("info,openraft=off".into()),
+            )
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn warren");
@@ -104,8 +107,13 @@ impl Node {
             }
         }
         let (tx, log) = mpsc::channel();
+        // WARREN_TEST_LOGS=1 shows every node's log, prefixed by its name.
+        let echo = std::env::var_os("WARREN_TEST_LOGS").map(|_| spec.name.clone());
         std::thread::spawn(move || {
             for line in lines.map_while(Result::ok) {
+                if let Some(name) = &echo {
+                    eprintln!("[{name}] {line}");
+                }
                 let _ = tx.send(line);
             }
         });
