@@ -7,6 +7,8 @@ use crate::config::Config;
 use crate::group::ClusterSetup;
 use crate::mail::{ConnHandle, Mailboxes};
 use crate::metadata::Metadata;
+use crate::queue::remote::Peers;
+use crate::remote::Remote;
 use crate::vhost::{StoreLayout, VHost};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,6 +31,8 @@ pub struct Broker {
     pub alarms: Alarms,
     /// The mailboxes of this node's connections, for its queues to deliver to.
     pub post: Arc<Mailboxes>,
+    /// What other nodes send this one on the queue channel.
+    pub remote: Arc<Remote>,
     reply_consumers: Mutex<HashMap<String, ReplyConsumer>>,
     open_connections: AtomicU64,
     /// Connections closed since the node started (see `trim`).
@@ -58,12 +62,17 @@ impl Broker {
             queue_memory_bytes: config.store.queue_memory_bytes,
         };
         let post = Arc::new(Mailboxes::default());
+        let peers = Peers::new(setup.links.clone());
         let meta = Metadata::new(
             &config.node.name,
             layout,
             config.auth.loopback_users.clone(),
             post.clone(),
+            peers.clone(),
         );
+        let remote = Remote::new(peers, &meta, post.clone());
+        let router: Arc<dyn crate::mail::MailRouter> = remote.clone();
+        post.route(meta.node(), Arc::downgrade(&router));
         crate::group::start(&meta, &config, setup).await?;
         let alarms = Alarms::new(&config.alarms, dir);
         Ok(Arc::new(Broker {
@@ -71,6 +80,7 @@ impl Broker {
             meta,
             alarms,
             post,
+            remote,
             reply_consumers: Mutex::new(HashMap::new()),
             open_connections: AtomicU64::new(0),
             closed_connections: AtomicU64::new(0),

@@ -35,6 +35,8 @@ pub struct ClusterSetup {
     pub address: String,
     /// The nodes to form a cluster with at the first start, by `(name, address)`.
     pub peers: Vec<(String, String)>,
+    /// How queue traffic reaches other nodes.
+    pub links: Arc<dyn crate::queue::remote::Links>,
 }
 
 impl ClusterSetup {
@@ -44,6 +46,7 @@ impl ClusterSetup {
             transport: Arc::new(Alone),
             address: name.to_owned(),
             peers: Vec::new(),
+            links: Arc::new(crate::queue::remote::NoLinks),
         }
     }
 }

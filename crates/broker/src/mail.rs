@@ -33,9 +33,11 @@ pub struct Delivery {
     pub no_ack: bool,
 }
 
-#[derive(Debug)]
+/// Everything but deliveries crosses to another node as it is (see `queue::wire`). Variants
+/// that do not cross come last: a non-self-describing format numbers variants by position,
+/// and serde leaves skipped ones out of that count when it reads.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub enum ConnMsg {
-    Deliver(Vec<Delivery>),
     /// The queue of this consumer went away (deleted); the client is told with basic.cancel
     /// if it asked for consumer-cancel notifications.
     ConsumerGone {
@@ -59,10 +61,9 @@ pub enum ConnMsg {
         ok: bool,
     },
     /// Close the connection from the server side (admin action).
-    Close {
-        code: u16,
-        text: String,
-    },
+    Close { code: u16, text: String },
+    #[serde(skip)]
+    Deliver(Vec<Delivery>),
 }
 
 pub type Mailbox = mpsc::UnboundedSender<ConnMsg>;
@@ -91,10 +92,24 @@ pub struct ConnInfo {
     pub name: String,
 }
 
-/// The mailboxes of this node's open connections, by connection id, with what they are.
-#[derive(Debug, Default)]
+/// Where mail for connections on other nodes goes (the cluster's queue channel).
+pub trait MailRouter: Send + Sync {
+    /// A mailbox that forwards to connection `conn` on its own node.
+    fn mailbox_for(&self, conn: ConnId) -> Option<Mailbox>;
+}
+
+/// The mailboxes of this node's open connections, by connection id, with what they are; mail
+/// for a connection elsewhere goes through the router, when there is one.
+#[derive(Default)]
 pub struct Mailboxes {
     map: RwLock<HashMap<ConnId, (Mailbox, Option<ConnInfo>)>>,
+    router: std::sync::OnceLock<(warren_meta::NodeId, std::sync::Weak<dyn MailRouter>)>,
+}
+
+impl std::fmt::Debug for Mailboxes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Mailboxes")
+    }
 }
 
 impl Mailboxes {
@@ -130,7 +145,23 @@ impl Mailboxes {
         }
     }
 
+    /// Sends mail for connections of other nodes than `me` through `router`.
+    pub fn route(&self, me: warren_meta::NodeId, router: std::sync::Weak<dyn MailRouter>) {
+        let _ = self.router.set((me, router));
+    }
+
+    /// The mailbox of connection `id`, here or (through the router) on its own node.
     pub fn get(&self, id: ConnId) -> Option<Mailbox> {
+        if let Some((me, router)) = self.router.get() {
+            if id.node != *me {
+                return router.upgrade()?.mailbox_for(id);
+            }
+        }
+        self.get_local(id)
+    }
+
+    /// The mailbox of connection `id` if it is on this node.
+    pub fn get_local(&self, id: ConnId) -> Option<Mailbox> {
         self.map.read().ok()?.get(&id).map(|(m, _)| m.clone())
     }
 }

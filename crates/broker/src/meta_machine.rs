@@ -216,6 +216,7 @@ mod tests {
                 layout,
                 Vec::new(),
                 Arc::new(Mailboxes::default()),
+                crate::queue::remote::Peers::new(Arc::new(crate::queue::remote::NoLinks)),
             );
             let (log, _) = LogStore::open(&dir.join("log")).map_err(io_error)?;
             Ok((Scratch(dir.clone()), log, MetaMachine::new(meta, dir)))

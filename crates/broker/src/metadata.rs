@@ -14,6 +14,7 @@ use crate::auth::{self, LoginError};
 use crate::group::Group;
 use crate::mail::Mailboxes;
 use crate::persist::Saved;
+use crate::queue::remote::Peers;
 use crate::queue::{self, QueueHandle};
 use crate::routing::Changes;
 use crate::vhost::{StoreLayout, VHost};
@@ -106,6 +107,8 @@ pub struct Metadata {
     loopback_users: Vec<String>,
     /// The node's connection mailboxes, which its queues deliver to.
     post: Arc<Mailboxes>,
+    /// How handles of queues on other nodes reach them.
+    peers: Arc<Peers>,
 }
 
 impl Metadata {
@@ -114,6 +117,7 @@ impl Metadata {
         settings: StoreLayout,
         loopback_users: Vec<String>,
         post: Arc<Mailboxes>,
+        peers: Arc<Peers>,
     ) -> Arc<Metadata> {
         Arc::new(Metadata {
             held: Mutex::new(Held {
@@ -129,6 +133,7 @@ impl Metadata {
             settings,
             loopback_users,
             post,
+            peers,
         })
     }
 
@@ -312,10 +317,10 @@ impl Metadata {
                 }
             }
             Effect::QueueAdded { vhost, queue } => {
-                // Only the queue's home node runs it.
-                if origin != Origin::Replaying && queue.home == self.node() {
+                // Only the queue's home node runs it; the others reach it there.
+                if origin != Origin::Replaying {
                     if let Some(v) = self.vhost(vhost) {
-                        if let Some(h) = self.start_queue(&v, queue) {
+                        if let Some(h) = self.handle_for(&v, queue) {
                             v.queue_started(h);
                         }
                     }
@@ -328,7 +333,7 @@ impl Metadata {
                     // client's queue.delete, auto-delete, x-expires); if it still runs (its
                     // vhost went), it is deleted now.
                     if let Some(h) = v.queue_stopped(&queue.name, queue.id) {
-                        if h.is_running() {
+                        if h.is_local() && h.is_running() {
                             tokio::spawn(async move {
                                 let _ = h.delete(false, false).await;
                             });
@@ -345,6 +350,20 @@ impl Metadata {
             Effect::BindingRemoved { vhost, binding } => rebuild.of(vhost).binding(binding, false),
             Effect::AccessChanged | Effect::PoliciesChanged { .. } => {}
         }
+    }
+
+    /// The handle of a queue: its actor, started here if this is its home, else a handle that
+    /// reaches it on its home node.
+    fn handle_for(&self, v: &Arc<VHost>, q: &Queue) -> Option<QueueHandle> {
+        if q.home == self.node() {
+            return self.start_queue(v, q);
+        }
+        Some(QueueHandle::remote(
+            v.name.clone(),
+            q.clone(),
+            q.home,
+            self.peers.clone(),
+        ))
     }
 
     /// Starts the actor of a queue that lives on this node. A durable queue whose log exists
@@ -438,9 +457,9 @@ impl Metadata {
             };
             let survivors = v
                 .queues()
-                .filter(|q| q.home == me && q.durable && q.exclusive_owner.is_none());
+                .filter(|q| q.home != me || (q.durable && q.exclusive_owner.is_none()));
             for q in survivors {
-                if let Some(h) = self.start_queue(&rt, q) {
+                if let Some(h) = self.handle_for(&rt, q) {
                     rt.queue_started(h);
                 }
             }
@@ -507,7 +526,6 @@ impl Metadata {
                 tracing::warn!(error = %e, "a snapshot entry does not apply");
             }
         }
-        let me = self.node();
         let mut held = self.lock();
         let old = std::mem::replace(&mut held.topology, fresh);
         let topology = &held.topology;
@@ -541,15 +559,17 @@ impl Metadata {
                 let kept = v.queue(h.name()).is_some_and(|q| q.id == h.id());
                 if !kept {
                     if let Some(h) = rt.queue_stopped(h.name(), h.id()) {
-                        tokio::spawn(async move {
-                            let _ = h.delete(false, false).await;
-                        });
+                        if h.is_local() {
+                            tokio::spawn(async move {
+                                let _ = h.delete(false, false).await;
+                            });
+                        }
                     }
                 }
             }
-            for q in v.queues().filter(|q| q.home == me) {
+            for q in v.queues() {
                 if rt.queue(&q.name).is_none() {
-                    if let Some(h) = self.start_queue(&rt, q) {
+                    if let Some(h) = self.handle_for(&rt, q) {
                         rt.queue_started(h);
                     }
                 }

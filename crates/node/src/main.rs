@@ -159,6 +159,7 @@ async fn run(config: Config) -> ExitCode {
         transport: links.clone(),
         address: format!("{}:{}", me.name, mesh.listen_addr().port()),
         peers,
+        links: links.clone(),
     };
     let app = app::App::new(config, setup);
     let _ = running.set(app.clone());

@@ -21,12 +21,11 @@ use warren_raft::{MemberChange, ProposeError, ask_cluster};
 /// How long a membership change may take before warrenctl hears it failed.
 const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(30);
 
-fn app_running(me: &str) -> Answer {
+/// rabbitmqctl's refusal of a verb that needs the application stopped (a usage error).
+fn app_running() -> Answer {
     Answer::failed(
-        exit::UNAVAILABLE,
-        format!(
-            "The warren app is still running on node {me}.\nPlease stop it with warrenctl stop_app first."
-        ),
+        exit::USAGE,
+        "this command requires the 'warren' app to be stopped on the target node. Stop it with 'warrenctl stop_app'.",
     )
 }
 
@@ -44,7 +43,7 @@ fn unreachable(node: &str, e: &ProposeError) -> Answer {
 pub async fn join_cluster(app: &App, mesh: &Mesh, target: &str, ram: bool) -> Answer {
     let me = mesh.me().name.clone();
     if app.is_running().await {
-        return app_running(&me);
+        return app_running();
     }
     let target = match NodeAddr::parse(target) {
         Ok(t) => t,
@@ -53,7 +52,7 @@ pub async fn join_cluster(app: &App, mesh: &Mesh, target: &str, ram: bool) -> An
     if target.name == me {
         return Answer::failed(
             exit::SOFTWARE,
-            format!("cannot cluster node {me} with itself"),
+            format!("cannot cluster node with itself: {me}"),
         );
     }
     let data_dir = &app.config().node.data_dir;
@@ -113,14 +112,15 @@ pub async fn change_cluster_node_type(app: &App, mesh: &Mesh, kind: &str) -> Ans
         "disc" | "disk" => true,
         "ram" => false,
         other => {
+            let _ = other;
             return Answer::failed(
-                exit::USAGE,
-                format!("invalid node type '{other}' (disc or ram)"),
+                exit::DATA,
+                "Bad argument: The node type must be either disc or ram.",
             );
         }
     };
     if app.is_running().await {
-        return app_running(&me);
+        return app_running();
     }
     let data_dir = &app.config().node.data_dir;
     let members = stored_members(data_dir).unwrap_or_default();
@@ -172,7 +172,7 @@ pub async fn forget_cluster_node(
     let (disk, ram) = broker.meta.members();
     if !disk.contains(&node) && !ram.contains(&node) {
         return Answer::failed(
-            exit::SOFTWARE,
+            exit::UNAVAILABLE,
             format!("node {node} is not a member of this cluster"),
         );
     }
@@ -180,7 +180,7 @@ pub async fn forget_cluster_node(
     // elections): it must be stopped first, as RabbitMQ asks.
     if links.is_running(&node).await {
         return Answer::failed(
-            exit::SOFTWARE,
+            exit::UNAVAILABLE,
             format!("node {node} is running; stop its app (warrenctl stop_app) first"),
         );
     }
@@ -197,7 +197,7 @@ pub async fn forget_cluster_node(
 pub async fn reset(app: &App, mesh: &Mesh, force: bool) -> Answer {
     let me = mesh.me().name.clone();
     if app.is_running().await {
-        return app_running(&me);
+        return app_running();
     }
     let data_dir = &app.config().node.data_dir;
     if !force {

@@ -313,7 +313,7 @@ fn joining_asks_for_a_stopped_app_and_a_ram_node_becomes_a_disc_node() {
     let a = alone("a@localhost");
     let b = alone("b@localhost");
     let (code, _, err) = b.ctl(&["join_cluster", &a.name()]);
-    assert_eq!(code, 69, "{err}");
+    assert_eq!(code, 64, "{err}");
     assert!(err.contains("stop_app"), "{err}");
     ok(&b, &["stop_app"]);
     ok(&b, &["join_cluster", "--ram", &a.name()]);
@@ -326,4 +326,146 @@ fn joining_asks_for_a_stopped_app_and_a_ram_node_becomes_a_disc_node() {
     ok(&b, &["stop_app"]);
     let (code, _, err) = a.ctl(&["add_vhost", "needs-both"]);
     assert_eq!(code, 75, "{err}");
+}
+
+/// Two disc nodes joined as the article does (without --ram).
+fn pair() -> (Node, Node) {
+    let a = alone("a@localhost");
+    let b = alone("b@localhost");
+    ok(&b, &["stop_app"]);
+    ok(&b, &["join_cluster", &a.name()]);
+    ok(&b, &["start_app"]);
+    for node in [&a, &b] {
+        eventually("two disc nodes", Duration::from_secs(20), || {
+            status(node)["disk_nodes"] == serde_json::json!(["a@localhost", "b@localhost"])
+        });
+    }
+    (a, b)
+}
+
+/// A queue lives on the node that declared it, and a client of the other node uses it as if
+/// it were local: persistent publishes confirmed, a passive declare that counts them,
+/// basic.get, a consumer with a prefetch that acknowledges, purge and delete; an exclusive
+/// queue is locked to its connection from the other node too.
+#[test]
+fn a_client_of_one_node_uses_a_queue_on_the_other() {
+    use futures_lite::StreamExt;
+    use lapin::BasicProperties;
+    use lapin::options::*;
+    let (a, b) = pair();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let (_cb, on_b) = lapin_channel(b.amqp).await;
+        on_b.queue_declare("lives-on-b".into(), durable(), FieldTable::default())
+            .await
+            .unwrap();
+        let (_ca, on_a) = lapin_channel(a.amqp).await;
+        on_a.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .unwrap();
+        let persistent = BasicProperties::default().with_delivery_mode(2);
+        for i in 0..50u32 {
+            let confirm = on_a
+                .basic_publish(
+                    "".into(),
+                    "lives-on-b".into(),
+                    BasicPublishOptions::default(),
+                    &i.to_be_bytes(),
+                    persistent.clone(),
+                )
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+            assert!(confirm.is_ack(), "publish {i} confirmed");
+        }
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        let q = on_a
+            .queue_declare("lives-on-b".into(), passive, FieldTable::default())
+            .await
+            .unwrap();
+        assert_eq!(q.message_count(), 50);
+        let got = on_a
+            .basic_get("lives-on-b".into(), BasicGetOptions::default())
+            .await
+            .unwrap()
+            .expect("a message");
+        assert_eq!(got.delivery.data, 0u32.to_be_bytes());
+        got.delivery.ack(BasicAckOptions::default()).await.unwrap();
+        on_a.basic_qos(5, BasicQosOptions::default()).await.unwrap();
+        let mut consumer = on_a
+            .basic_consume(
+                "lives-on-b".into(),
+                "c".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        for i in 1..50u32 {
+            let d = consumer.next().await.unwrap().unwrap();
+            assert_eq!(d.data, i.to_be_bytes(), "in order");
+            d.ack(BasicAckOptions::default()).await.unwrap();
+        }
+        // Acknowledged on the queue's own node: nothing left there.
+        let q = on_b
+            .queue_declare("lives-on-b".into(), passive, FieldTable::default())
+            .await
+            .unwrap();
+        assert_eq!(q.message_count(), 0);
+        assert_eq!(q.consumer_count(), 1, "the consumer on the other node");
+        on_a.basic_cancel("c".into(), BasicCancelOptions::default())
+            .await
+            .unwrap();
+        on_a.basic_publish(
+            "".into(),
+            "lives-on-b".into(),
+            BasicPublishOptions::default(),
+            b"x",
+            persistent.clone(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+        assert_eq!(
+            on_a.queue_purge("lives-on-b".into(), QueuePurgeOptions::default())
+                .await
+                .unwrap(),
+            1
+        );
+        on_a.queue_delete("lives-on-b".into(), QueueDeleteOptions::default())
+            .await
+            .unwrap();
+        let err = on_b
+            .queue_declare("lives-on-b".into(), passive, FieldTable::default())
+            .await
+            .unwrap_err();
+        assert!(format!("{err:?}").contains("NOTFOUND"), "{err:?}");
+
+        // Exclusive to a connection on b: a's clients are refused with 405.
+        let (_cx, owner) = lapin_channel(b.amqp).await;
+        let exclusive = QueueDeclareOptions {
+            exclusive: true,
+            ..Default::default()
+        };
+        owner
+            .queue_declare("mine".into(), exclusive, FieldTable::default())
+            .await
+            .unwrap();
+        let (_cy, other) = lapin_channel(a.amqp).await;
+        let err = other
+            .basic_consume(
+                "mine".into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap_err();
+        assert!(format!("{err:?}").contains("RESOURCE_LOCKED"), "{err:?}");
+    });
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use warren_amqp::ShortStr;
 use warren_meta::ConnId;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Settle {
     Ack,
     Requeue,
@@ -20,7 +20,7 @@ pub enum Settle {
 }
 
 /// A consumer, as its queue knows it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ConsumerSpec {
     pub tag: ShortStr,
     pub conn: ConnId,
@@ -54,7 +54,7 @@ pub struct GetReply {
 
 /// Who waits for a message to be safe in a queue (on disk, or accepted under a length
 /// limit): a publisher confirm or a transaction's commit, owed on a channel.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Ticket {
     pub conn: ConnId,
     pub channel: u16,

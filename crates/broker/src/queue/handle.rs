@@ -15,12 +15,14 @@
 use super::actor::QueueCmd;
 use super::command::{ConsumerSpec, GetReply, Settle, Ticket};
 use super::flow::Flow;
+use super::remote::Peers;
 use super::state::{Command, ConsumerRow, Reply};
+use super::wire::{Answer, Cmd, QueueRef, WireMessage};
 use crate::message::Message;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use warren_amqp::{AmqpError, AmqpResult, ShortStr};
-use warren_meta::{ConnId, Overflow, Queue, QueueId};
+use warren_meta::{ConnId, NodeId, Overflow, Queue, QueueId};
 
 /// Where a queue runs.
 #[derive(Debug)]
@@ -31,6 +33,12 @@ enum Backend {
         /// Settlements and credit jump the queue of commands: they let the queue deliver
         /// again, and behind a mailbox full of publishes they would hold deliveries up.
         control: mpsc::UnboundedSender<Command>,
+    },
+    /// An actor on another node, reached over the cluster's queue channel.
+    Remote {
+        node: NodeId,
+        peers: Arc<Peers>,
+        target: QueueRef,
     },
 }
 
@@ -68,6 +76,32 @@ impl QueueHandle {
         }
     }
 
+    /// The handle of a queue whose actor runs on node `node`.
+    pub(crate) fn remote(vhost: String, queue: Queue, node: NodeId, peers: Arc<Peers>) -> Self {
+        let target = QueueRef {
+            vhost: vhost.clone(),
+            name: queue.name.clone(),
+            id: queue.id,
+        };
+        QueueHandle {
+            inner: Arc::new(Inner {
+                vhost,
+                queue,
+                backend: Backend::Remote {
+                    node,
+                    peers,
+                    target,
+                },
+                flow: Arc::new(Flow::default()),
+            }),
+        }
+    }
+
+    /// Whether the queue's actor runs on this node.
+    pub fn is_local(&self) -> bool {
+        matches!(self.inner.backend, Backend::Local { .. })
+    }
+
     /// The queue's publisher flow control.
     pub fn flow(&self) -> &Flow {
         &self.inner.flow
@@ -93,6 +127,7 @@ impl QueueHandle {
     pub fn is_running(&self) -> bool {
         match &self.inner.backend {
             Backend::Local { tx, .. } => !tx.is_closed(),
+            Backend::Remote { .. } => true,
         }
     }
 
@@ -106,6 +141,14 @@ impl QueueHandle {
     async fn tell(&self, cmd: Command) -> bool {
         match &self.inner.backend {
             Backend::Local { tx, .. } => tx.send(QueueCmd::Tell(cmd)).await.is_ok(),
+            Backend::Remote {
+                node,
+                peers,
+                target,
+            } => match Cmd::of(cmd) {
+                Some(cmd) => peers.tell(*node, target, cmd).await,
+                None => false,
+            },
         }
     }
 
@@ -117,6 +160,16 @@ impl QueueHandle {
             Backend::Local { control, .. } => {
                 let _ = control.send(cmd);
             }
+            Backend::Remote {
+                node,
+                peers,
+                target,
+            } => {
+                if let Some(cmd) = Cmd::of(cmd) {
+                    let (node, peers, target) = (*node, peers.clone(), target.clone());
+                    tokio::spawn(async move { peers.tell(node, &target, cmd).await });
+                }
+            }
         }
     }
 
@@ -124,6 +177,17 @@ impl QueueHandle {
         let (reply, answer) = oneshot::channel();
         let sent = match &self.inner.backend {
             Backend::Local { tx, .. } => tx.send(QueueCmd::Ask(cmd, reply)).await.is_ok(),
+            Backend::Remote {
+                node,
+                peers,
+                target,
+            } => {
+                let cmd = Cmd::of(cmd).ok_or_else(|| self.gone())?;
+                let answer = peers.ask(*node, target, cmd).await;
+                return answer
+                    .and_then(Answer::into_reply)
+                    .ok_or_else(|| self.gone());
+            }
         };
         if !sent {
             return Err(self.gone());
@@ -151,6 +215,20 @@ impl QueueHandle {
                     Err(_) => Err(Vec::new()),
                 }
             }
+            Backend::Remote {
+                node,
+                peers,
+                target,
+            } => {
+                let wire = batch
+                    .iter()
+                    .map(|(m, t)| (WireMessage::of(m), t.clone()))
+                    .collect();
+                match peers.tell(*node, target, Cmd::Publish(wire)).await {
+                    true => Ok(()),
+                    false => Err(batch),
+                }
+            }
         }
     }
 
@@ -161,6 +239,19 @@ impl QueueHandle {
         let refuses = info.args.overflow != Overflow::DropHead
             && (info.args.max_length.is_some() || info.args.max_length_bytes.is_some());
         (info.durable && message.properties.is_persistent()) || refuses
+    }
+
+    /// Runs a command another node sent for this (local) queue; the reply, if it asked for
+    /// one (none: the queue is gone).
+    pub(crate) async fn run_for_peer(&self, cmd: Command, ask: bool) -> Option<Reply> {
+        match cmd {
+            Command::Settle(..) | Command::Credit { .. } | Command::Prefetch { .. } => {
+                self.control(cmd);
+                Some(Reply::Done)
+            }
+            cmd if ask => self.ask(cmd).await.ok(),
+            cmd => self.tell(cmd).await.then_some(Reply::Done),
+        }
     }
 
     /// Acknowledges, requeues or drops messages delivered from this queue.
@@ -269,6 +360,8 @@ impl QueueHandle {
     /// Stops the queue with its node, keeping its log; returns once its records are written.
     pub async fn shut_down(&self) {
         match &self.inner.backend {
+            // Its own node stops it.
+            Backend::Remote { .. } => {}
             Backend::Local { tx, .. } => {
                 let (done, written) = oneshot::channel();
                 if tx.send(QueueCmd::Shutdown(done)).await.is_ok() {

@@ -11,8 +11,10 @@ pub mod deadletter;
 pub mod flow;
 mod handle;
 mod ready;
-mod state;
+pub(crate) mod remote;
+pub(crate) mod state;
 mod storage;
+pub(crate) mod wire;
 
 pub use actor::{OnRemove, Surroundings};
 pub use command::{ConsumerSpec, Settle, Ticket, credit_cost, ticket_mail};

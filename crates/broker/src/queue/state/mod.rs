@@ -32,11 +32,10 @@ use warren_amqp::{AmqpError, AmqpResult, ShortStr};
 use warren_meta::{ConnId, Queue};
 use warren_store::QueueLog;
 
-/// What a queue is asked to do.
-#[derive(Debug)]
+/// What a queue is asked to do. Everything but messages crosses to another node as it is
+/// (see `queue::wire`); what does not cross comes last (see `mail::ConnMsg`).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub(crate) enum Command {
-    /// Messages to enqueue, in order; each ticket is answered once its message is safe.
-    Publish(Vec<(Arc<Message>, Option<Ticket>)>),
     /// Deliveries acknowledged, requeued or dropped.
     Settle(Vec<u64>, Settle),
     /// A consumer's connection took deliveries in and grants that much credit back.
@@ -60,11 +59,6 @@ pub(crate) enum Command {
         conn: ConnId,
         channel_key: u64,
     },
-    /// Deliveries could not be handed to a connection: it is gone, and so are its consumers;
-    /// whatever it had not acknowledged is requeued.
-    ConnectionGone {
-        conn: ConnId,
-    },
     Get {
         conn: ConnId,
         channel_key: u64,
@@ -79,17 +73,27 @@ pub(crate) enum Command {
         if_unused: bool,
         if_empty: bool,
     },
+    /// Messages to enqueue, in order; each ticket is answered once its message is safe.
+    #[serde(skip)]
+    Publish(Vec<(Arc<Message>, Option<Ticket>)>),
+    /// Deliveries could not be handed to a connection: it is gone, and so are its consumers;
+    /// whatever it had not acknowledged is requeued.
+    #[serde(skip)]
+    ConnectionGone {
+        conn: ConnId,
+    },
     /// The fsync begun by [`QueueState::start_sync`] ended (true: successfully).
+    #[serde(skip)]
     Synced(bool),
 }
 
-/// The answer to a command, for whoever asked.
-#[derive(Debug)]
+/// The answer to a command, for whoever asked. Everything but messages crosses to another
+/// node as it is.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub(crate) enum Reply {
     Done,
     /// The new consumer's id, by which its connection grants credit.
     Consumed(AmqpResult<u64>),
-    Got(Option<GetReply>),
     Purged(u32),
     Counts {
         messages: u32,
@@ -98,10 +102,12 @@ pub(crate) enum Reply {
     Consumers(Vec<ConsumerRow>),
     /// The number of messages the queue held; once deleted, the queue takes no more commands.
     Deleted(AmqpResult<u32>),
+    #[serde(skip)]
+    Got(Option<GetReply>),
 }
 
 /// A consumer as `list_consumers` shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ConsumerRow {
     pub tag: ShortStr,
     pub conn: ConnId,
