@@ -217,6 +217,7 @@ impl Metadata {
                 ),
                 EntryPayload::Membership(m) => {
                     held.membership = StoredMembership::new(Some(e.log_id), m);
+                    self.peers.set_names(self.names_in(&held.membership));
                     out.push(Ok(false));
                 }
             }
@@ -246,9 +247,14 @@ impl Metadata {
 
     /// The cluster's nodes by id, named as RabbitMQ names nodes (`name@host`).
     pub fn node_names(&self) -> std::collections::HashMap<NodeId, String> {
-        let held = self.lock();
-        let mut names: std::collections::HashMap<NodeId, String> = held
-            .membership
+        self.names_in(&self.lock().membership)
+    }
+
+    fn names_in(
+        &self,
+        membership: &StoredMembership<u64, BasicNode>,
+    ) -> std::collections::HashMap<NodeId, String> {
+        let mut names: std::collections::HashMap<NodeId, String> = membership
             .membership()
             .nodes()
             .map(|(id, n)| (NodeId(*id), node_name(&n.addr).to_owned()))
@@ -271,6 +277,7 @@ impl Metadata {
     ) {
         let mut held = self.lock();
         held.applied = applied;
+        self.peers.set_names(self.names_in(&membership));
         held.membership = membership;
         drop(held);
         self.applied_index
@@ -578,6 +585,7 @@ impl Metadata {
         }
         self.rebuild_routes(topology, rebuild);
         held.applied = applied;
+        self.peers.set_names(self.names_in(&membership));
         held.membership = membership;
         drop(held);
         self.applied_index

@@ -467,5 +467,67 @@ fn a_client_of_one_node_uses_a_queue_on_the_other() {
             .await
             .unwrap_err();
         assert!(format!("{err:?}").contains("RESOURCE_LOCKED"), "{err:?}");
+
+        // A durable queue with persistent messages on b.
+        owner
+            .queue_declare("stays-on-b".into(), durable(), FieldTable::default())
+            .await
+            .unwrap();
+        for _ in 0..3 {
+            on_a.basic_publish(
+                "".into(),
+                "stays-on-b".into(),
+                BasicPublishOptions::default(),
+                b"kept",
+                persistent.clone(),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        }
+    });
+    // Its home node down: RabbitMQ's 404 from the other node.
+    let b = b.kill();
+    rt.block_on(async {
+        let (_c, on_a) = lapin_channel(a.amqp).await;
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        let err = on_a
+            .queue_declare("stays-on-b".into(), passive, FieldTable::default())
+            .await
+            .unwrap_err();
+        let text = format!("{err:?}");
+        assert!(
+            text.contains("home node 'b@localhost' of durable queue 'stays-on-b' in vhost '/' is down or inaccessible"),
+            "{text}"
+        );
+    });
+    // Back, with its messages.
+    let _b = b.start();
+    rt.block_on(async {
+        let (_c, on_a) = lapin_channel(a.amqp).await;
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        let mut count = None;
+        for _ in 0..100 {
+            if let Ok(q) = on_a
+                .queue_declare("stays-on-b".into(), passive, FieldTable::default())
+                .await
+            {
+                count = Some(q.message_count());
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(
+            count,
+            Some(3),
+            "the queue came back with its persistent messages"
+        );
     });
 }

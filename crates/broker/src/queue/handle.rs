@@ -132,10 +132,17 @@ impl QueueHandle {
     }
 
     fn gone(&self) -> AmqpError {
-        AmqpError::not_found(format!(
-            "no queue '{}' in vhost '{}'",
-            self.inner.queue.name, self.inner.vhost
-        ))
+        let (name, vhost) = (&self.inner.queue.name, &self.inner.vhost);
+        match &self.inner.backend {
+            Backend::Local { .. } => {
+                AmqpError::not_found(format!("no queue '{name}' in vhost '{vhost}'"))
+            }
+            // RabbitMQ's words for a queue whose node cannot be reached.
+            Backend::Remote { node, peers, .. } => AmqpError::not_found(format!(
+                "home node '{}' of durable queue '{name}' in vhost '{vhost}' is down or inaccessible",
+                peers.name_of(*node)
+            )),
+        }
     }
 
     async fn tell(&self, cmd: Command) -> bool {

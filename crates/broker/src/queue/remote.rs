@@ -40,6 +40,8 @@ pub struct Peers {
     links: Arc<dyn Links>,
     pending: Mutex<HashMap<u64, oneshot::Sender<Answer>>>,
     next: AtomicU64,
+    /// The cluster's nodes by name, for errors that name a queue's home node.
+    names: std::sync::RwLock<HashMap<NodeId, String>>,
 }
 
 impl std::fmt::Debug for Peers {
@@ -54,7 +56,24 @@ impl Peers {
             links,
             pending: Mutex::new(HashMap::new()),
             next: AtomicU64::new(1),
+            names: std::sync::RwLock::new(HashMap::new()),
         })
+    }
+
+    /// The cluster's members changed.
+    pub fn set_names(&self, names: HashMap<NodeId, String>) {
+        if let Ok(mut n) = self.names.write() {
+            *n = names;
+        }
+    }
+
+    /// Node `node`'s name, as far as this node knows it.
+    pub fn name_of(&self, node: NodeId) -> String {
+        self.names
+            .read()
+            .ok()
+            .and_then(|n| n.get(&node).cloned())
+            .unwrap_or_else(|| node.to_string())
     }
 
     pub fn links(&self) -> &Arc<dyn Links> {
