@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use warren_amqp::ShortStr;
-use warren_meta::{Command, ConnId, PasswordHash, Permissions};
+use warren_meta::ConnId;
 
 /// A channel consuming from `amq.rabbitmq.reply-to`, found by the token in its address.
 #[derive(Debug, Clone)]
@@ -73,7 +73,7 @@ impl Broker {
         let remote = Remote::new(peers, &meta, post.clone());
         let router: Arc<dyn crate::mail::MailRouter> = remote.clone();
         post.route(meta.node(), Arc::downgrade(&router));
-        crate::group::start(&meta, &config, setup).await?;
+        crate::formation::start(&meta, &config, setup).await?;
         let alarms = Alarms::new(&config.alarms, dir);
         Ok(Arc::new(Broker {
             config,
@@ -130,30 +130,4 @@ impl Broker {
             m.remove(token);
         }
     }
-}
-
-/// What a new cluster starts with: the vhost `/` and the default user (hashed) with every
-/// permission on it, as RabbitMQ creates them.
-pub(crate) fn defaults(config: &Config) -> Vec<Command> {
-    let user = config.auth.default_user.clone();
-    let all = ".*".to_owned();
-    vec![
-        Command::AddVhost {
-            name: "/".to_owned(),
-        },
-        Command::AddUser {
-            name: user.clone(),
-            password: PasswordHash::new(&config.auth.default_pass),
-            tags: vec!["administrator".to_owned()],
-        },
-        Command::SetPermissions {
-            user,
-            vhost: "/".to_owned(),
-            permissions: Permissions {
-                configure: all.clone(),
-                write: all.clone(),
-                read: all,
-            },
-        },
-    ]
 }

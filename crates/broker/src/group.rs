@@ -1,29 +1,12 @@
-//! Starting the metadata's Raft group on this node, and handing it changes.
-//!
-//! At a node's first start its Raft state is empty. The seed (a node alone, or the one with
-//! the smallest name among the configured peers) builds the initial topology (the default
-//! vhost and user, or what the data directory held from before the group: a definitions file
-//! and journal), writes it as the group's first snapshot, with every configured node a voter,
-//! and starts the group from it. Any other node starts empty and receives that snapshot from
-//! the leader. At a restart the node rebuilds its topology from its snapshot and the entries
-//! committed after it, starts its queues, and only then joins the group: what it applies from
-//! then on comes from the log.
+//! The metadata's Raft group as this node runs it: how the node takes part in a cluster
+//! ([`ClusterSetup`]), and the running group ([`Group`]) that changes are handed to. How a
+//! node forms or joins the group and rebuilds its topology is `formation`.
 
-use crate::config::Config;
-use crate::meta_machine::{MetaMachine, load_snapshot, write_snapshot};
-use crate::metadata::Metadata;
-use crate::persist::{Saved, load_legacy, retire_legacy};
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 use warren_meta::{Command, NodeId};
-use warren_raft::openraft::{
-    BasicNode, EntryPayload, LogId, Membership, ServerState, StoredMembership,
-};
 use warren_raft::{
-    LogStore, MemberChange, Meta, MetaRaft, Network, Outcome, ProposeError, Proposer, Transport,
+    LogStore, MemberChange, Meta, MetaRaft, Outcome, ProposeError, Proposer, Transport,
 };
 
 /// How this node takes part in a cluster (the binary fills it in; a node alone needs none).
@@ -66,80 +49,6 @@ impl Transport for Alone {
     }
 }
 
-/// How this node means to take part, when an operator said so (`join_cluster`,
-/// `change_cluster_node_type`): kept in `raft/member.json`. Without it a node is a voter, as
-/// nodes formed from a peers list are.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Intent {
-    /// A disc node (a voter) rather than a RAM node (a learner).
-    pub voter: bool,
-    /// The node it joined through, when it joined one: such a node never seeds a group of
-    /// its own; it waits for the leader's snapshot.
-    pub joined: Option<String>,
-}
-
-fn intent_path(data_dir: &Path) -> std::path::PathBuf {
-    data_dir.join("raft").join("member.json")
-}
-
-pub fn read_intent(data_dir: &Path) -> Result<Option<Intent>, String> {
-    crate::persist::read_json(&intent_path(data_dir))
-}
-
-pub fn write_intent(data_dir: &Path, intent: &Intent) -> Result<(), String> {
-    let path = intent_path(data_dir);
-    let write = || -> std::io::Result<()> {
-        std::fs::create_dir_all(data_dir.join("raft"))?;
-        let bytes = serde_json::to_vec(intent).map_err(std::io::Error::other)?;
-        crate::persist::write_atomically(&path, &bytes)
-    };
-    write().map_err(|e| format!("cannot write {}: {e}", path.display()))
-}
-
-/// Empties a node's data directory (all but its lock): `reset`.
-pub fn reset_data_dir(data_dir: &Path) -> Result<(), String> {
-    let entries = match std::fs::read_dir(data_dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(format!("cannot read {}: {e}", data_dir.display())),
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.file_name().is_some_and(|n| n == ".lock") {
-            continue;
-        }
-        let removed = if path.is_dir() {
-            std::fs::remove_dir_all(&path)
-        } else {
-            std::fs::remove_file(&path)
-        };
-        removed.map_err(|e| format!("cannot remove {}: {e}", path.display()))?;
-    }
-    Ok(())
-}
-
-/// The members a stopped node last knew of, by raft id and address (from its snapshot and
-/// log), for it to reach the cluster while its group is not running.
-pub fn stored_members(data_dir: &Path) -> Result<Vec<(u64, String)>, String> {
-    let raft_dir = data_dir.join("raft");
-    let mut membership = load_snapshot(&raft_dir)?.map(|s| s.meta.last_membership);
-    if let Some(m) = warren_raft::log_store::last_membership::<Meta>(&raft_dir.join("log"))? {
-        membership = Some(m);
-    }
-    Ok(membership
-        .map(|m| {
-            m.membership()
-                .nodes()
-                .map(|(id, n)| (*id, n.addr.clone()))
-                .collect()
-        })
-        .unwrap_or_default())
-}
-
-/// Entries at least between two snapshots (more when the topology is larger, so that what
-/// snapshots cost per change stays flat).
-const SNAPSHOT_EVERY: u64 = 20_000;
-
 /// The node's raft id: from its name, so it needs no coordination and survives restarts.
 pub fn raft_id(name: &str) -> u64 {
     NodeId::from_name(name).0
@@ -155,6 +64,26 @@ pub struct Group {
 }
 
 impl Group {
+    pub(crate) fn new(
+        raft: MetaRaft,
+        log: LogStore<Meta>,
+        proposer: Proposer<Meta>,
+        timeout: Duration,
+        snapshots: tokio::task::JoinHandle<()>,
+    ) -> Group {
+        Group {
+            raft,
+            log,
+            proposer,
+            timeout,
+            snapshots,
+        }
+    }
+
+    pub(crate) fn proposer(&self) -> &Proposer<Meta> {
+        &self.proposer
+    }
+
     pub fn raft(&self) -> &MetaRaft {
         &self.raft
     }
@@ -197,263 +126,5 @@ impl Group {
         let _ = self.raft.shutdown().await;
         // The last commit point too, so that the next start applies everything at once.
         let _ = self.log.flush().await;
-    }
-}
-
-/// Starts the group over `data_dir/raft` and makes `meta` its state machine.
-pub(crate) async fn start(
-    meta: &Arc<Metadata>,
-    config: &Config,
-    setup: &ClusterSetup,
-) -> Result<(), String> {
-    let data_dir = &config.node.data_dir;
-    let raft_dir = data_dir.join("raft");
-    std::fs::create_dir_all(&raft_dir)
-        .map_err(|e| format!("cannot create {}: {e}", raft_dir.display()))?;
-    let (log, opened) = LogStore::<Meta>::open(&raft_dir.join("log"))?;
-    if opened.cut > 0 {
-        tracing::warn!(
-            bytes = opened.cut,
-            "cut a torn end off the metadata log (written by a crash, never acknowledged)"
-        );
-    }
-    let snapshot = load_snapshot(&raft_dir)?;
-    let fresh = snapshot.is_none() && log.is_empty();
-    let me = raft_id(meta.name());
-    let intent = read_intent(data_dir)?;
-    if fresh {
-        let joining = intent.as_ref().is_some_and(|i| i.joined.is_some());
-        let seed = !joining
-            && setup
-                .peers
-                .iter()
-                .all(|(name, _)| meta.name() < name.as_str());
-        if seed {
-            seed_topology(meta, config, data_dir)?;
-            let mut nodes: BTreeMap<u64, BasicNode> = setup
-                .peers
-                .iter()
-                .map(|(name, addr)| (raft_id(name), BasicNode::new(addr)))
-                .collect();
-            nodes.insert(me, BasicNode::new(&setup.address));
-            let voters: BTreeSet<u64> = nodes.keys().copied().collect();
-            let at = LogId::default();
-            let membership = Membership::new(vec![voters], nodes);
-            meta.set_applied(Some(at), StoredMembership::new(Some(at), membership));
-            write_snapshot(meta, &raft_dir)?;
-            log.start_after(at).await.map_err(|e| e.to_string())?;
-            retire_legacy(data_dir);
-            tracing::info!(peers = setup.peers.len(), "formed the metadata group");
-        } else {
-            tracing::info!("waiting for the metadata group's leader to send the topology");
-        }
-    } else {
-        rebuild(meta, &log, snapshot)?;
-    }
-    let machine = MetaMachine::new(meta.clone(), raft_dir);
-    let sizes = machine.snapshot_size.clone();
-    let raft_config = Arc::new(warren_raft::config("warren")?);
-    let raft = MetaRaft::new(
-        me,
-        raft_config,
-        Network::new(setup.transport.clone()),
-        log.clone(),
-        machine,
-    )
-    .await
-    .map_err(|e| format!("cannot start the metadata group: {e}"))?;
-    let snapshots = tokio::spawn(take_snapshots(raft.clone(), sizes));
-    tokio::spawn(report_leaders(raft.clone()));
-    let group = Group {
-        proposer: Proposer::new(raft.clone(), setup.transport.clone()),
-        raft,
-        log,
-        timeout: Duration::from_millis(config.cluster.metadata_timeout_ms),
-        snapshots,
-    };
-    // From the membership the topology was rebuilt with: openraft's metrics may not be
-    // filled in yet.
-    let alone = {
-        let (_, membership) = meta.applied_state();
-        let voters: Vec<u64> = membership.membership().voter_ids().collect();
-        voters == [me]
-    };
-    if alone && !matches!(group.raft.metrics().borrow().state, ServerState::Leader) {
-        // A node alone need not wait out an election timeout to lead.
-        let _ = group.raft.trigger().elect().await;
-    }
-    let proposer = group.proposer.clone();
-    let timeout = group.timeout;
-    meta.set_group(group);
-    if let Some(intent) = intent {
-        tokio::spawn(keep_intent(proposer, me, intent.voter, timeout));
-    }
-    if !fresh {
-        forget_transient(meta, alone).await;
-    }
-    Ok(())
-}
-
-/// Makes this node the kind of member it is meant to be (a voter or a learner) once it is a
-/// member: a node that joined as a disc node is promoted when it runs and has the log.
-async fn keep_intent(proposer: Proposer<Meta>, me: u64, voter: bool, timeout: Duration) {
-    let mut metrics = proposer.raft().metrics();
-    loop {
-        let (is_voter, is_member) = {
-            let m = metrics.borrow_and_update();
-            let membership = m.membership_config.membership();
-            (
-                membership.voter_ids().any(|v| v == me),
-                membership.get_node(&me).is_some(),
-            )
-        };
-        if is_member && is_voter != voter {
-            let change = if voter {
-                MemberChange::Promote { id: me }
-            } else {
-                MemberChange::Demote { id: me }
-            };
-            match proposer.change_members(change, timeout).await {
-                Ok(_) => tracing::info!(voter, "this node's membership changed as asked"),
-                Err(e) => tracing::debug!(error = %e, "cannot change this node's membership yet"),
-            }
-        }
-        let wait = tokio::time::timeout(Duration::from_secs(1), metrics.changed());
-        if let Ok(Err(_)) = wait.await {
-            return;
-        }
-    }
-}
-
-/// The topology a new group starts from: what the data directory held from before the group,
-/// or a fresh node's defaults.
-fn seed_topology(meta: &Arc<Metadata>, config: &Config, data_dir: &Path) -> Result<(), String> {
-    let legacy = load_legacy(data_dir)?;
-    if legacy.is_empty() {
-        return meta.recover(&Saved {
-            definitions: None,
-            changes: crate::broker::defaults(config),
-        });
-    }
-    meta.recover(&legacy)
-}
-
-/// Rebuilds the topology at a restart: the snapshot, then the log's entries up to the last
-/// commit point written.
-fn rebuild(
-    meta: &Arc<Metadata>,
-    log: &LogStore<Meta>,
-    snapshot: Option<crate::meta_machine::SnapshotFile>,
-) -> Result<(), String> {
-    let (definitions, mut applied, mut membership) = match snapshot {
-        Some(s) => (
-            Some(s.definitions),
-            s.meta.last_log_id,
-            s.meta.last_membership,
-        ),
-        None => (None, None, StoredMembership::default()),
-    };
-    let from = applied.map_or(0, |l| l.index + 1);
-    let mut changes = Vec::new();
-    // The commit point is written lazily and may be behind the snapshot.
-    let to = log.committed().map_or(0, |c| c.index);
-    if to >= from {
-        for e in log.entries(from..=to) {
-            applied = Some(e.log_id);
-            match e.payload {
-                EntryPayload::Normal(cmd) => changes.push(cmd),
-                EntryPayload::Membership(m) => {
-                    membership = StoredMembership::new(Some(e.log_id), m)
-                }
-                EntryPayload::Blank => {}
-            }
-        }
-    }
-    meta.recover(&Saved {
-        definitions,
-        changes,
-    })?;
-    meta.set_applied(applied, membership);
-    Ok(())
-}
-
-/// Tells the group that this node's transient and exclusive queues are gone (it restarted).
-/// A node alone waits for it, so that its clients never see them; in a cluster it is retried
-/// in the background until a majority takes it.
-async fn forget_transient(meta: &Arc<Metadata>, alone: bool) {
-    let cmd = Command::ForgetTransient {
-        home: meta.node(),
-        exchanges: alone,
-    };
-    let weak = Arc::downgrade(meta);
-    let task = tokio::spawn(async move {
-        loop {
-            let Some(meta) = weak.upgrade() else { return };
-            match meta.change(&cmd).await {
-                Ok(_) => return,
-                Err(e) => {
-                    tracing::debug!(error = %e, "cannot forget this node's transient queues yet")
-                }
-            }
-            drop(meta);
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-    });
-    if alone {
-        let _ = task.await;
-    }
-}
-
-/// Logs each change of the group's leader, as this node sees it.
-async fn report_leaders(raft: MetaRaft) {
-    let mut metrics = raft.metrics();
-    let mut last = None;
-    loop {
-        let (leader, term, addr) = {
-            let m = metrics.borrow_and_update();
-            let addr = m.current_leader.and_then(|l| {
-                m.membership_config
-                    .membership()
-                    .get_node(&l)
-                    .map(|n| n.addr.clone())
-            });
-            (m.current_leader, m.current_term, addr)
-        };
-        if leader != last {
-            match &addr {
-                Some(addr) => tracing::info!(leader = %addr, term, "metadata leader"),
-                None => tracing::info!(term, "no metadata leader"),
-            }
-            last = leader;
-        }
-        if metrics.changed().await.is_err() {
-            return;
-        }
-    }
-}
-
-/// Asks for a snapshot whenever as many entries have accumulated since the last one as it
-/// held things (and at least [`SNAPSHOT_EVERY`]).
-async fn take_snapshots(raft: MetaRaft, sizes: Arc<std::sync::atomic::AtomicU64>) {
-    let mut metrics = raft.metrics();
-    loop {
-        if metrics.changed().await.is_err() {
-            return;
-        }
-        let (applied, snapshot) = {
-            let m = metrics.borrow_and_update();
-            (
-                m.last_applied.map_or(0, |l| l.index),
-                m.snapshot.map_or(0, |l| l.index),
-            )
-        };
-        let due = SNAPSHOT_EVERY.max(sizes.load(Ordering::Acquire));
-        if applied.saturating_sub(snapshot) >= due {
-            let _ = raft.trigger().snapshot().await;
-            // One at a time: wait until it is taken before looking again.
-            let _ = metrics
-                .wait_for(|m| m.snapshot.map_or(0, |l| l.index) > snapshot)
-                .await;
-        }
     }
 }

@@ -24,6 +24,7 @@ pub(crate) mod channel;
 pub mod config;
 pub(crate) mod connection;
 pub mod data_lock;
+pub mod formation;
 pub mod group;
 pub(crate) mod mail;
 pub(crate) mod message;

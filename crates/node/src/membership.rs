@@ -4,16 +4,15 @@
 //! `start_app`).
 //!
 //! Joining empties the node (as RabbitMQ resets a node that joins), writes down how it means
-//! to take part (`warren_broker::group::Intent`), and asks the cluster's leader, through the
+//! to take part (`warren_broker::formation::Intent`), and asks the cluster's leader, through the
 //! node named, to add it as a learner; when the application starts again the node receives
 //! the topology from the leader, and a disc node asks to become a voter once it has it.
 
 use crate::app::App;
 use crate::transport::MeshTransport;
 use std::time::Duration;
-use warren_broker::group::{
-    Intent, raft_id, read_intent, reset_data_dir, stored_members, write_intent,
-};
+use warren_broker::formation::{Intent, read_intent, reset_data_dir, stored_members, write_intent};
+use warren_broker::group::raft_id;
 use warren_cluster::ctl::{Answer, exit};
 use warren_cluster::{Mesh, NodeAddr};
 use warren_raft::{MemberChange, ProposeError, ask_cluster};

@@ -54,7 +54,7 @@ impl MeshTransport {
                     // An empty request asks whether the group runs here.
                     Some(_) if body.is_empty() => Bytes::from_static(RUNNING),
                     Some(b) => match b.meta.group() {
-                        Some(g) => warren_raft::network::serve(g.raft(), &body).await,
+                        Some(g) => warren_raft::serve(g.raft(), &body).await,
                         None => Bytes::new(),
                     },
                     // Stopped (stop_app): the empty answer reads as a network error.

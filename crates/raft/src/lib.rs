@@ -11,17 +11,21 @@
 // openraft's traits fix the error types, and its `StorageError` is large.
 #![allow(clippy::result_large_err)]
 
+mod leader;
 pub mod log_store;
+pub mod messages;
 pub mod network;
 pub mod proposer;
 
 use std::io::Cursor;
 use std::time::Duration;
 
+pub use leader::serve;
 pub use log_store::LogStore;
+pub use messages::{MemberChange, ProposeError};
 pub use network::{CallError, Network, Transport};
 pub use openraft;
-pub use proposer::{MemberChange, ProposeError, Proposer, ask_cluster};
+pub use proposer::{Proposer, ask_cluster};
 
 /// What applying a change answered: whether it changed anything, or why it was refused (the
 /// AMQP error a client gets, the same from every node).

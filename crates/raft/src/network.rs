@@ -1,21 +1,19 @@
 //! Raft's messages between nodes. openraft asks for a client per peer; each call is one
 //! request and one answer through the [`Transport`] (the cluster's authenticated links), both
-//! postcard-encoded. [`serve`] answers what other nodes send to this one.
+//! postcard-encoded (`messages`); `leader::serve` answers what other nodes send to this one.
 
-use crate::proposer::MemberChange;
+use crate::messages::{Request, decode, encode};
 use bytes::Bytes;
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
-use openraft::impls::OneshotResponder;
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use openraft::{BasicNode, Raft, RaftTypeConfig};
+use openraft::{BasicNode, RaftTypeConfig};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -52,70 +50,6 @@ pub trait Transport: Send + Sync + 'static {
         request: Bytes,
         timeout: Duration,
     ) -> BoxFuture<Result<Bytes, CallError>>;
-}
-
-/// What one node asks another.
-#[derive(Serialize, Deserialize)]
-#[serde(bound = "")]
-pub(crate) enum Request<C: RaftTypeConfig> {
-    Append(AppendEntriesRequest<C>),
-    Vote(VoteRequest<C::NodeId>),
-    Snapshot(InstallSnapshotRequest<C>),
-    /// A change for the leader to commit, from a node that is not the leader.
-    Propose {
-        change: C::D,
-        timeout_ms: u64,
-    },
-    /// A membership change for the leader.
-    Members(MemberRequest),
-}
-
-#[derive(Serialize, Deserialize)]
-pub(crate) struct MemberRequest {
-    pub change: MemberChange,
-    pub timeout_ms: u64,
-}
-
-/// The type config of a request that is only ever `Members` (sent by a node whose group is
-/// not running): it encodes as the same bytes as the running group's `Request::Members`.
-pub(crate) type MemberOnly = crate::Meta;
-
-pub(crate) fn encode<T: Serialize>(value: &T) -> Bytes {
-    // Encoding into a Vec fails only for types postcard cannot represent, which these are not.
-    postcard::to_stdvec(value)
-        .map(Bytes::from)
-        .unwrap_or_default()
-}
-
-pub(crate) fn decode<T: DeserializeOwned>(raw: &[u8]) -> Result<T, String> {
-    postcard::from_bytes(raw).map_err(|e| format!("an unreadable raft message: {e}"))
-}
-
-/// Answers a request from another node.
-pub async fn serve<C>(raft: &Raft<C>, request: &[u8]) -> Bytes
-where
-    C: RaftTypeConfig<Node = BasicNode, NodeId = u64, Responder = OneshotResponder<C>>,
-{
-    let request: Request<C> = match decode(request) {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::warn!(error = %e, "dropping a raft request");
-            return Bytes::new();
-        }
-    };
-    match request {
-        Request::Append(r) => encode(&raft.append_entries(r).await),
-        Request::Vote(r) => encode(&raft.vote(r).await),
-        Request::Snapshot(r) => encode(&raft.install_snapshot(r).await),
-        Request::Propose { change, timeout_ms } => {
-            let timeout = Duration::from_millis(timeout_ms);
-            encode(&crate::proposer::commit_here(raft, change, timeout).await)
-        }
-        Request::Members(r) => {
-            let timeout = Duration::from_millis(r.timeout_ms);
-            encode(&crate::proposer::change_members_here(raft, r.change, timeout).await)
-        }
-    }
 }
 
 /// openraft's network: a client per peer, none of which dials when made (the transport keeps

@@ -4,144 +4,16 @@
 //! forwarded change is sent again only when it certainly had no effect (no link, or the node
 //! it reached was not the leader), so nothing is applied twice by a retry.
 
-use crate::network::{CallError, MemberOnly, MemberRequest, Request, Transport, decode, encode};
-use openraft::ChangeMembers;
-use openraft::error::{ClientWriteError, RaftError};
+use crate::leader::{change_members_here, commit_here};
+use crate::messages::{
+    Answer, MemberChange, MemberOnly, MemberRequest, ProposeError, Request, decode, encode,
+};
+use crate::network::{CallError, Transport};
 use openraft::impls::OneshotResponder;
 use openraft::{BasicNode, Raft, RaftTypeConfig};
-use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// Why a change was not committed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ProposeError {
-    /// No leader committed it in time: this node cannot reach a majority, or the cluster has
-    /// none. It may still be committed later.
-    TimedOut,
-    /// The group has stopped on this node (it is shutting down, or its log cannot be written).
-    Stopped(String),
-    /// The group refused the change (a membership change while another is under way, one
-    /// that would leave no voter).
-    Refused(String),
-}
-
-impl std::fmt::Display for ProposeError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ProposeError::TimedOut => f.write_str("the metadata store operation timed out"),
-            ProposeError::Stopped(why) => write!(f, "the metadata store has stopped: {why}"),
-            ProposeError::Refused(why) => f.write_str(why),
-        }
-    }
-}
-
-/// What the node asked answers: done, or not the leader (naming the leader it knows of).
-#[derive(Serialize, Deserialize)]
-pub(crate) enum Answer<T> {
-    Done(T),
-    /// Nothing was done here.
-    NotLeader(Option<String>),
-}
-
-/// A committed change: the log index it was applied at, with what applying it answered.
-pub(crate) type Committed<C> = (u64, <C as RaftTypeConfig>::R);
-
-/// A change to the group's membership. Nodes join as learners (RabbitMQ's RAM nodes: they
-/// receive the log but do not vote); a voter (a disc node) counts towards the majority.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum MemberChange {
-    /// Adds a node as a learner, or gives a member a new address.
-    Add { id: u64, addr: String },
-    /// Makes a learner a voter.
-    Promote { id: u64 },
-    /// Makes a voter a learner.
-    Demote { id: u64 },
-    /// Takes a node out of the group.
-    Remove { id: u64 },
-}
-
-/// The leader this node knows of, by address.
-fn leader_addr<C: RaftTypeConfig<Node = BasicNode>>(raft: &Raft<C>) -> Option<String> {
-    let m = raft.metrics();
-    let m = m.borrow();
-    let leader = m.current_leader.clone()?;
-    m.membership_config
-        .membership()
-        .get_node(&leader)
-        .map(|n| n.addr.clone())
-}
-
-fn write_error<C, T>(
-    raft: &Raft<C>,
-    e: RaftError<C::NodeId, ClientWriteError<C::NodeId, BasicNode>>,
-) -> Result<Answer<T>, ProposeError>
-where
-    C: RaftTypeConfig<Node = BasicNode>,
-{
-    match e {
-        RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => {
-            Ok(Answer::NotLeader(leader_addr(raft)))
-        }
-        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
-            Err(ProposeError::Refused(e.to_string()))
-        }
-        e => Err(ProposeError::Stopped(e.to_string())),
-    }
-}
-
-/// Commits a change on this node if it leads.
-pub(crate) async fn commit_here<C>(
-    raft: &Raft<C>,
-    change: C::D,
-    timeout: Duration,
-) -> Result<Answer<Committed<C>>, ProposeError>
-where
-    C: RaftTypeConfig<Node = BasicNode, Responder = OneshotResponder<C>>,
-{
-    match tokio::time::timeout(timeout, raft.client_write(change)).await {
-        Err(_) => Err(ProposeError::TimedOut),
-        Ok(Ok(r)) => Ok(Answer::Done((r.log_id.index, r.data))),
-        Ok(Err(e)) => write_error(raft, e),
-    }
-}
-
-/// Changes the membership on this node if it leads.
-pub(crate) async fn change_members_here<C>(
-    raft: &Raft<C>,
-    change: MemberChange,
-    timeout: Duration,
-) -> Result<Answer<u64>, ProposeError>
-where
-    C: RaftTypeConfig<Node = BasicNode, NodeId = u64, Responder = OneshotResponder<C>>,
-{
-    let voters: BTreeSet<u64> = raft
-        .metrics()
-        .borrow()
-        .membership_config
-        .membership()
-        .voter_ids()
-        .collect();
-    let (members, retain): (ChangeMembers<u64, BasicNode>, bool) = match change {
-        MemberChange::Add { id, addr } => (
-            ChangeMembers::SetNodes(BTreeMap::from([(id, BasicNode::new(addr))])),
-            true,
-        ),
-        MemberChange::Promote { id } => (ChangeMembers::AddVoterIds(BTreeSet::from([id])), true),
-        MemberChange::Demote { id } => (ChangeMembers::RemoveVoters(BTreeSet::from([id])), true),
-        MemberChange::Remove { id } if voters.contains(&id) => {
-            (ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
-        }
-        MemberChange::Remove { id } => (ChangeMembers::RemoveNodes(BTreeSet::from([id])), false),
-    };
-    match tokio::time::timeout(timeout, raft.change_membership(members, retain)).await {
-        Err(_) => Err(ProposeError::TimedOut),
-        Ok(Ok(r)) => Ok(Answer::Done(r.log_id.index)),
-        Ok(Err(e)) => write_error(raft, e),
-    }
-}
 
 /// How long to wait before asking again when there is no leader to ask.
 const RETRY: Duration = Duration::from_millis(50);

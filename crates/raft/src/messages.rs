@@ -1,0 +1,93 @@
+//! What nodes ask each other for the metadata group, postcard-encoded: openraft's own
+//! messages, and changes (and membership changes) handed to the leader, with their answers.
+
+use bytes::Bytes;
+use openraft::RaftTypeConfig;
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// What one node asks another.
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "")]
+pub(crate) enum Request<C: RaftTypeConfig> {
+    Append(AppendEntriesRequest<C>),
+    Vote(VoteRequest<C::NodeId>),
+    Snapshot(InstallSnapshotRequest<C>),
+    /// A change for the leader to commit, from a node that is not the leader.
+    Propose {
+        change: C::D,
+        timeout_ms: u64,
+    },
+    /// A membership change for the leader.
+    Members(MemberRequest),
+}
+
+#[derive(Serialize, Deserialize)]
+pub(crate) struct MemberRequest {
+    pub change: MemberChange,
+    pub timeout_ms: u64,
+}
+
+/// The type config of a request that is only ever `Members` (sent by a node whose group is
+/// not running): it encodes as the same bytes as the running group's `Request::Members`.
+pub(crate) type MemberOnly = crate::Meta;
+
+pub(crate) fn encode<T: Serialize>(value: &T) -> Bytes {
+    // Encoding into a Vec fails only for types postcard cannot represent, which these are not.
+    postcard::to_stdvec(value)
+        .map(Bytes::from)
+        .unwrap_or_default()
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(raw: &[u8]) -> Result<T, String> {
+    postcard::from_bytes(raw).map_err(|e| format!("an unreadable raft message: {e}"))
+}
+
+/// Why a change was not committed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ProposeError {
+    /// No leader committed it in time: this node cannot reach a majority, or the cluster has
+    /// none. It may still be committed later.
+    TimedOut,
+    /// The group has stopped on this node (it is shutting down, or its log cannot be written).
+    Stopped(String),
+    /// The group refused the change (a membership change while another is under way, one
+    /// that would leave no voter).
+    Refused(String),
+}
+
+impl std::fmt::Display for ProposeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProposeError::TimedOut => f.write_str("the metadata store operation timed out"),
+            ProposeError::Stopped(why) => write!(f, "the metadata store has stopped: {why}"),
+            ProposeError::Refused(why) => f.write_str(why),
+        }
+    }
+}
+
+/// What the node asked answers: done, or not the leader (naming the leader it knows of).
+#[derive(Serialize, Deserialize)]
+pub(crate) enum Answer<T> {
+    Done(T),
+    /// Nothing was done here.
+    NotLeader(Option<String>),
+}
+
+/// A committed change: the log index it was applied at, with what applying it answered.
+pub(crate) type Committed<C> = (u64, <C as RaftTypeConfig>::R);
+
+/// A change to the group's membership. Nodes join as learners (RabbitMQ's RAM nodes: they
+/// receive the log but do not vote); a voter (a disc node) counts towards the majority.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MemberChange {
+    /// Adds a node as a learner, or gives a member a new address.
+    Add { id: u64, addr: String },
+    /// Makes a learner a voter.
+    Promote { id: u64 },
+    /// Makes a voter a learner.
+    Demote { id: u64 },
+    /// Takes a node out of the group.
+    Remove { id: u64 },
+}
