@@ -102,14 +102,6 @@ impl Group {
         self.proposer.change_members(change, self.timeout).await
     }
 
-    /// Whether this node is the only voter (a node alone, or a cluster reduced to it).
-    pub fn is_sole_voter(&self) -> bool {
-        let m = self.raft.metrics();
-        let m = m.borrow();
-        let voters: Vec<u64> = m.membership_config.membership().voter_ids().collect();
-        voters == [m.id]
-    }
-
     /// Stops the group on this node. A snapshot is taken first if the log has grown since
     /// the last one, so that the next start has little to replay.
     pub async fn shut_down(&self) {

@@ -275,7 +275,17 @@ impl Metadata {
         applied: Option<LogId<u64>>,
         membership: StoredMembership<u64, BasicNode>,
     ) {
-        let mut held = self.lock();
+        self.stand_at(self.lock(), applied, membership);
+    }
+
+    /// Records where the topology (under its lock) stands in the log, and tells whoever waits
+    /// for an entry to be applied.
+    fn stand_at(
+        &self,
+        mut held: MutexGuard<'_, Held>,
+        applied: Option<LogId<u64>>,
+        membership: StoredMembership<u64, BasicNode>,
+    ) {
         held.applied = applied;
         self.peers.set_names(self.names_in(&membership));
         held.membership = membership;
@@ -584,12 +594,7 @@ impl Metadata {
             rebuild.of(&v.name).all = true;
         }
         self.rebuild_routes(topology, rebuild);
-        held.applied = applied;
-        self.peers.set_names(self.names_in(&membership));
-        held.membership = membership;
-        drop(held);
-        self.applied_index
-            .send_replace(applied.map_or(0, |l| l.index));
+        self.stand_at(held, applied, membership);
         Ok(())
     }
 

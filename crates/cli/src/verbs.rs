@@ -49,7 +49,14 @@ const fn verb(
 
 const VERBS: &[Verb] = &[
     verb("status", 0, Some(0), Shape::Report, None),
-    verb("cluster_status", 0, Some(0), Shape::Report, None),
+    verb(
+        "cluster_status",
+        0,
+        Some(0),
+        Shape::Report,
+        // An informational line: `-q` drops it, as rabbitmqctl does.
+        Some("Cluster status of node {node} ..."),
+    ),
     verb("await_startup", 0, Some(0), Shape::Done, None),
     verb(
         "ping",

@@ -353,7 +353,7 @@ impl Control {
             "versions": versions,
         });
         let mut text = format!(
-            "Cluster status of node {me} ...\nBasics\n\nCluster name: {cluster_name}\n\nDisk Nodes\n\n{}\n\n",
+            "Basics\n\nCluster name: {cluster_name}\n\nDisk Nodes\n\n{}\n\n",
             disk.join("\n")
         );
         if !ram.is_empty() {

@@ -8,7 +8,7 @@ mod support;
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use std::time::{Duration, Instant};
-use support::{Node, Spec, eventually, free_port, lapin_channel, scratch_dir};
+use support::{Node, Spec, eventually, free_port, lapin_channel, publish_confirmed, scratch_dir};
 
 /// How long a change may wait for a majority in these clusters.
 const TIMEOUT_MS: u64 = 2_000;
@@ -79,6 +79,13 @@ async fn declare_exchange(ch: &lapin::Channel, name: &str) -> lapin::Result<()> 
         FieldTable::default(),
     )
     .await
+}
+
+fn passive() -> QueueDeclareOptions {
+    QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    }
 }
 
 fn durable() -> QueueDeclareOptions {
@@ -254,6 +261,11 @@ fn the_article_s_join_cluster_ram_flow() {
             },
         );
     }
+    let quiet = ok(&a, &["-q", "cluster_status"]);
+    assert!(
+        quiet.starts_with("Basics\n"),
+        "-q drops the informational line: {quiet}"
+    );
     let text = ok(&a, &["cluster_status"]);
     assert!(
         text.contains("Disk Nodes\n\na@localhost\n\nRAM Nodes\n\nb@localhost\n\nRunning Nodes\n\na@localhost\nb@localhost\n"),
@@ -326,6 +338,38 @@ fn joining_asks_for_a_stopped_app_and_a_ram_node_becomes_a_disc_node() {
     ok(&b, &["stop_app"]);
     let (code, _, err) = a.ctl(&["add_vhost", "needs-both"]);
     assert_eq!(code, 75, "{err}");
+    // force_reset does not ask the cluster: b starts again as a node alone.
+    let out = ok(&b, &["force_reset"]);
+    assert_eq!(out, "Forcefully resetting node b@localhost ...\n");
+    ok(&b, &["start_app"]);
+    eventually("b alone", Duration::from_secs(10), || {
+        status(&b)["disk_nodes"] == serde_json::json!(["b@localhost"])
+    });
+}
+
+/// `reset` on a RAM node takes it out of the cluster (the cluster agrees) and empties it: it
+/// starts again alone, with only the defaults.
+#[test]
+fn reset_leaves_the_cluster() {
+    let a = alone("a@localhost");
+    let b = alone("b@localhost");
+    ok(&b, &["stop_app"]);
+    ok(&b, &["join_cluster", "--ram", &a.name()]);
+    ok(&b, &["start_app"]);
+    ok(&a, &["add_vhost", "shared"]);
+    eventually("b has the cluster's vhost", Duration::from_secs(20), || {
+        lines(&b, &["list_vhosts"]).contains(&"shared".to_owned())
+    });
+    ok(&b, &["stop_app"]);
+    assert_eq!(ok(&b, &["reset"]), "Resetting node b@localhost ...\n");
+    eventually("a without b", Duration::from_secs(10), || {
+        status(&a)["ram_nodes"] == serde_json::json!([])
+    });
+    ok(&b, &["start_app"]);
+    eventually("b alone, as new", Duration::from_secs(10), || {
+        status(&b)["disk_nodes"] == serde_json::json!(["b@localhost"])
+            && lines(&b, &["list_vhosts"]) == ["/"]
+    });
 }
 
 /// Two disc nodes joined as the article does (without --ram).
@@ -350,7 +394,6 @@ fn pair() -> (Node, Node) {
 #[test]
 fn a_client_of_one_node_uses_a_queue_on_the_other() {
     use futures_lite::StreamExt;
-    use lapin::BasicProperties;
     use lapin::options::*;
     let (a, b) = pair();
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -363,26 +406,10 @@ fn a_client_of_one_node_uses_a_queue_on_the_other() {
         on_a.confirm_select(ConfirmSelectOptions::default())
             .await
             .unwrap();
-        let persistent = BasicProperties::default().with_delivery_mode(2);
         for i in 0..50u32 {
-            let confirm = on_a
-                .basic_publish(
-                    "".into(),
-                    "lives-on-b".into(),
-                    BasicPublishOptions::default(),
-                    &i.to_be_bytes(),
-                    persistent.clone(),
-                )
-                .await
-                .unwrap()
-                .await
-                .unwrap();
-            assert!(confirm.is_ack(), "publish {i} confirmed");
+            publish_confirmed(&on_a, "lives-on-b", &i.to_be_bytes()).await;
         }
-        let passive = QueueDeclareOptions {
-            passive: true,
-            ..Default::default()
-        };
+        let passive = passive();
         let q = on_a
             .queue_declare("lives-on-b".into(), passive, FieldTable::default())
             .await
@@ -420,17 +447,7 @@ fn a_client_of_one_node_uses_a_queue_on_the_other() {
         on_a.basic_cancel("c".into(), BasicCancelOptions::default())
             .await
             .unwrap();
-        on_a.basic_publish(
-            "".into(),
-            "lives-on-b".into(),
-            BasicPublishOptions::default(),
-            b"x",
-            persistent.clone(),
-        )
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+        publish_confirmed(&on_a, "lives-on-b", b"x").await;
         assert_eq!(
             on_a.queue_purge("lives-on-b".into(), QueuePurgeOptions::default())
                 .await
@@ -474,27 +491,14 @@ fn a_client_of_one_node_uses_a_queue_on_the_other() {
             .await
             .unwrap();
         for _ in 0..3 {
-            on_a.basic_publish(
-                "".into(),
-                "stays-on-b".into(),
-                BasicPublishOptions::default(),
-                b"kept",
-                persistent.clone(),
-            )
-            .await
-            .unwrap()
-            .await
-            .unwrap();
+            publish_confirmed(&on_a, "stays-on-b", b"kept").await;
         }
     });
     // Its home node down: RabbitMQ's 404 from the other node.
     let b = b.kill();
     rt.block_on(async {
         let (_c, on_a) = lapin_channel(a.amqp).await;
-        let passive = QueueDeclareOptions {
-            passive: true,
-            ..Default::default()
-        };
+        let passive = passive();
         let err = on_a
             .queue_declare("stays-on-b".into(), passive, FieldTable::default())
             .await
@@ -509,10 +513,7 @@ fn a_client_of_one_node_uses_a_queue_on_the_other() {
     let _b = b.start();
     rt.block_on(async {
         let (_c, on_a) = lapin_channel(a.amqp).await;
-        let passive = QueueDeclareOptions {
-            passive: true,
-            ..Default::default()
-        };
+        let passive = passive();
         let mut count = None;
         for _ in 0..100 {
             if let Ok(q) = on_a

@@ -15,7 +15,7 @@ fn a_queue_deleted_and_declared_again_keeps_its_messages_across_kill_9() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let url = format!("amqp://guest:guest@{}/%2f", node.amqp);
     rt.block_on(async {
-        use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
+        use lapin::options::{ConfirmSelectOptions, QueueDeclareOptions};
         let conn = lapin::Connection::connect(&url, lapin::ConnectionProperties::default())
             .await
             .unwrap();
@@ -36,21 +36,8 @@ fn a_queue_deleted_and_declared_again_keeps_its_messages_across_kill_9() {
         ch.queue_declare("again".into(), durable, Default::default())
             .await
             .unwrap();
-        let persistent = lapin::BasicProperties::default().with_delivery_mode(2);
         for _ in 0..3 {
-            let confirm = ch
-                .basic_publish(
-                    "".into(),
-                    "again".into(),
-                    BasicPublishOptions::default(),
-                    b"kept",
-                    persistent.clone(),
-                )
-                .await
-                .unwrap()
-                .await
-                .unwrap();
-            assert!(confirm.is_ack());
+            support::publish_confirmed(&ch, "again", b"kept").await;
         }
     });
     let node = node.kill_and_restart();

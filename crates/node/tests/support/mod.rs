@@ -221,6 +221,25 @@ pub async fn lapin_channel(amqp: SocketAddr) -> (lapin::Connection, lapin::Chann
     (conn, ch)
 }
 
+/// Publishes a persistent message to `queue` through the default exchange on a channel in
+/// confirm mode, and checks that it was confirmed.
+pub async fn publish_confirmed(ch: &lapin::Channel, queue: &str, body: &[u8]) {
+    let persistent = lapin::BasicProperties::default().with_delivery_mode(2);
+    let confirm = ch
+        .basic_publish(
+            "".into(),
+            queue.into(),
+            lapin::options::BasicPublishOptions::default(),
+            body,
+            persistent,
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert!(confirm.is_ack(), "a publish to {queue} was not confirmed");
+}
+
 /// Checks `f` every 100 ms for up to `within`.
 pub fn eventually(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + within;
