@@ -64,6 +64,10 @@ pub enum ConnMsg {
     Close { code: u16, text: String },
     #[serde(skip)]
     Deliver(Vec<Delivery>),
+    /// Node `node` went down (or its broker stopped): consumers of queues there are
+    /// cancelled, as RabbitMQ cancels them when a queue's node goes.
+    #[serde(skip)]
+    NodeDown { node: warren_meta::NodeId },
 }
 
 pub type Mailbox = mpsc::UnboundedSender<ConnMsg>;
@@ -158,6 +162,14 @@ impl Mailboxes {
             }
         }
         self.get_local(id)
+    }
+
+    /// The mailboxes of every connection on this node.
+    pub fn locals(&self) -> Vec<Mailbox> {
+        self.map
+            .read()
+            .map(|m| m.values().map(|(mb, _)| mb.clone()).collect())
+            .unwrap_or_default()
     }
 
     /// The mailbox of connection `id` if it is on this node.

@@ -21,9 +21,9 @@ use crate::vhost::{StoreLayout, VHost};
 use foldhash::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use tokio::sync::watch;
-use warren_amqp::{AmqpError, AmqpResult};
+use warren_amqp::{AmqpError, AmqpResult, ShortStr};
 use warren_meta::{
-    Applied, Command, Definitions, Effect, NodeId, Queue, Scope, Topology, UidSource, User,
+    Applied, Command, Definitions, Effect, NodeId, Queue, QueueId, Scope, Topology, UidSource, User,
 };
 use warren_raft::openraft::{BasicNode, EntryPayload, LogId, StoredMembership};
 use warren_raft::{Meta, Outcome, ProposeError};
@@ -217,7 +217,7 @@ impl Metadata {
                 ),
                 EntryPayload::Membership(m) => {
                     held.membership = StoredMembership::new(Some(e.log_id), m);
-                    self.peers.set_names(self.names_in(&held.membership));
+                    self.tell_peers(&held.membership);
                     out.push(Ok(false));
                 }
             }
@@ -245,9 +245,31 @@ impl Metadata {
         (named(&mut m.voter_ids()), named(&mut m.learner_ids()))
     }
 
+    /// The members whose brokers can be reached now, this node included.
+    pub(crate) fn running_nodes(&self) -> Vec<NodeId> {
+        let me = self.node();
+        let mut ids: Vec<NodeId> = self
+            .node_names()
+            .into_keys()
+            .filter(|id| *id == me || self.peers.is_reachable(*id))
+            .collect();
+        ids.sort();
+        ids
+    }
+
     /// The cluster's nodes by id, named as RabbitMQ names nodes (`name@host`).
     pub fn node_names(&self) -> std::collections::HashMap<NodeId, String> {
         self.names_in(&self.lock().membership)
+    }
+
+    /// The queue channel learns the members, to name them and keep links to them.
+    fn tell_peers(&self, membership: &StoredMembership<u64, BasicNode>) {
+        let members = membership
+            .membership()
+            .nodes()
+            .map(|(id, n)| (NodeId(*id), n.addr.clone()))
+            .collect();
+        self.peers.set_members((self.node(), &self.name), members);
     }
 
     fn names_in(
@@ -287,7 +309,7 @@ impl Metadata {
         membership: StoredMembership<u64, BasicNode>,
     ) {
         held.applied = applied;
-        self.peers.set_names(self.names_in(&membership));
+        self.tell_peers(&membership);
         held.membership = membership;
         drop(held);
         self.applied_index
@@ -490,13 +512,52 @@ impl Metadata {
         Ok(())
     }
 
+    fn all_vhosts(&self) -> Vec<Arc<VHost>> {
+        self.vhosts
+            .read()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Node `node` went down: this node's queues forget its connections, and its transient
+    /// and exclusive queues leave the topology, as RabbitMQ deletes them when their node
+    /// goes. Every node that sees it proposes the deletion; the first to commit does it.
+    pub(crate) fn node_gone(self: &Arc<Self>, node: NodeId) {
+        for v in self.all_vhosts() {
+            for q in v.running_queues() {
+                q.node_gone(node);
+            }
+        }
+        if node == self.node() {
+            return;
+        }
+        let queues: Vec<(String, ShortStr, QueueId)> = self.read(|t| {
+            t.vhosts()
+                .flat_map(|v| {
+                    v.queues()
+                        .filter(|q| q.home == node && (!q.durable || q.exclusive_owner.is_some()))
+                        .map(|q| (v.name.clone(), q.name.clone(), q.id))
+                })
+                .collect()
+        });
+        if queues.is_empty() {
+            return;
+        }
+        let meta = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = meta.submit(&Command::DeleteQueues { queues }).await {
+                tracing::info!(
+                    node = %meta.peers.name_of(node),
+                    error = ?e,
+                    "cannot delete the transient queues of a node that went down"
+                );
+            }
+        });
+    }
+
     /// Stops every queue of this node, keeping their logs: the node is shutting down.
     pub async fn shut_down(&self) {
-        let vhosts: Vec<Arc<VHost>> = match self.vhosts.read() {
-            Ok(m) => m.values().cloned().collect(),
-            Err(_) => return,
-        };
-        for v in vhosts {
+        for v in self.all_vhosts() {
             for q in v.running_queues() {
                 q.shut_down().await;
             }

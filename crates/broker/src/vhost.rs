@@ -5,6 +5,7 @@
 
 use crate::message::Message;
 use crate::metadata::Metadata;
+use crate::placement;
 use crate::queue::{DeadLetterSink, OnRemove, QueueDisk, QueueHandle};
 use crate::routing::{Changes, Snapshot};
 use arc_swap::ArcSwap;
@@ -12,7 +13,9 @@ use foldhash::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use warren_amqp::{AmqpError, AmqpResult, FieldTable, ShortStr};
 use warren_meta::rules::{default_exchange_refused, describe};
-use warren_meta::{Binding, Command, ConnId, Exchange, ExchangeKind, QueueDeclaration, QueueId};
+use warren_meta::{
+    Binding, Command, ConnId, Exchange, ExchangeKind, QueueArgs, QueueDeclaration, QueueId,
+};
 
 /// What `exchange.declare` asks for.
 pub struct ExchangeDeclare {
@@ -259,7 +262,16 @@ impl VHost {
             None => Ok(None),
         })?;
         if existing.is_none() {
-            let name = declaration.name.clone();
+            let mut declaration = declaration;
+            // Exclusive queues stay with their connection, as in RabbitMQ.
+            if declaration.exclusive_owner.is_none() {
+                let describe = self.rs("queue", &declaration.name);
+                let locator = QueueArgs::parse(&declaration.arguments, &describe)?.locator;
+                let running = meta.running_nodes();
+                declaration.home = meta
+                    .read(|t| placement::home(t, meta.node(), &running, locator, declaration.id.n));
+            }
+            let (name, home) = (declaration.name.clone(), declaration.home);
             let changed = meta
                 .change(&Command::DeclareQueue {
                     vhost: self.name.clone(),
@@ -267,6 +279,9 @@ impl VHost {
                 })
                 .await?;
             let handle = self.queue(&name).ok_or_else(|| self.no_queue(&name))?;
+            if home != meta.node() {
+                serving(&handle).await;
+            }
             return Ok((handle, changed));
         }
         let handle = self
@@ -384,5 +399,16 @@ impl VHost {
                 }
             });
         })
+    }
+}
+
+/// Waits (a little) until a queue just placed on another node runs there: that node applies
+/// the declaration shortly after this one, and the client may use the queue at once.
+async fn serving(handle: &QueueHandle) {
+    for _ in 0..250 {
+        if handle.counts().await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }

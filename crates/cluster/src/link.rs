@@ -41,6 +41,9 @@ pub struct Inbound {
     pub from: String,
     pub kind: PeerKind,
     pub payload: Bytes,
+    /// The link from `from` is down (its payload is empty): it comes after everything that
+    /// link delivered, so a receiver knows nothing more of what the peer sent will arrive.
+    pub ended: bool,
 }
 
 /// Where links hand what they receive, one receiver per channel (none: dropped). Shared by
@@ -122,6 +125,7 @@ pub(crate) async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                         from: peer.clone(),
                         kind,
                         payload,
+                        ended: false,
                     };
                     deliver(&receivers, channel, msg).await;
                 }
@@ -137,7 +141,7 @@ pub(crate) async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-async fn deliver(receivers: &Receivers, channel: Channel, msg: Inbound) {
+pub(crate) async fn deliver(receivers: &Receivers, channel: Channel, msg: Inbound) {
     let tx = receivers
         .read()
         .ok()

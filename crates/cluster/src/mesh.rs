@@ -178,15 +178,7 @@ impl Mesh {
 
     /// Stops keeping a link to `peer` and closes the one there is.
     pub fn forget(&self, peer: &str) {
-        if let Some(d) = self
-            .inner
-            .dialers
-            .lock()
-            .ok()
-            .and_then(|mut d| d.remove(peer))
-        {
-            d.abort();
-        }
+        self.stop_redialling(peer);
         if let Some(l) = self
             .inner
             .links
@@ -195,6 +187,20 @@ impl Mesh {
             .and_then(|l| l.get(peer).cloned())
         {
             let _ = l.close.send(true);
+        }
+    }
+
+    /// Stops redialling `peer`; a link there is stays until it fails (an answer may still be
+    /// on its way over it).
+    pub fn stop_redialling(&self, peer: &str) {
+        if let Some(d) = self
+            .inner
+            .dialers
+            .lock()
+            .ok()
+            .and_then(|mut d| d.remove(peer))
+        {
+            d.abort();
         }
     }
 
@@ -381,6 +387,15 @@ impl Mesh {
             .unwrap_or(false);
         if removed {
             tracing::info!(%peer, %why, "link down");
+            for channel in Channel::ALL {
+                let end = Inbound {
+                    from: peer.clone(),
+                    kind,
+                    payload: Bytes::new(),
+                    ended: true,
+                };
+                link::deliver(&inner.receivers, channel, end).await;
+            }
             let _ = inner.events.send(PeerEvent::Down(peer, kind));
         }
     }

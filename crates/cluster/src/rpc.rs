@@ -62,7 +62,7 @@ impl Rpc {
         tokio::spawn(async move {
             while let Some(msg) = inbound.recv().await {
                 let Some(rpc) = weak.upgrade() else { return };
-                if msg.kind != PeerKind::Node || msg.payload.len() < HEADER {
+                if msg.ended || msg.kind != PeerKind::Node || msg.payload.len() < HEADER {
                     continue;
                 }
                 let kind = msg.payload[0];

@@ -222,6 +222,11 @@ async fn two_nodes_dialling_each_other_keep_one_link() {
             .unwrap();
         assert_eq!(got.payload, Bytes::from(vec![i]));
     }
+    // The link that lost was never announced, so its closing is not an end either.
+    assert!(
+        b_queue.try_recv().is_err(),
+        "no end marker for the duplicate link"
+    );
     // Had each side kept a different link, what one sends would go down a link the other
     // closed: both ways must work.
     b.send("a@127.0.0.1", Channel::Queue, Bytes::from_static(b"back"))
@@ -233,6 +238,48 @@ async fn two_nodes_dialling_each_other_keep_one_link() {
         .unwrap();
     assert_eq!(got.payload, Bytes::from_static(b"back"));
     a.shut_down();
+    b.shut_down();
+}
+
+/// When a link goes down, each channel's receiver hears of it once, after everything that link
+/// delivered, so that it can give up on the peer knowing nothing more will arrive.
+#[tokio::test]
+async fn a_lost_link_ends_after_all_it_delivered() {
+    let c = cookie("SECRET");
+    let (a, b) = (node("a", &c).await, node("b", &c).await);
+    let mut b_queue = b.receive(Channel::Queue);
+    let mut b_meta = b.receive(Channel::Meta);
+    a.keep_connected(addr(&b));
+    until("linked", || b.is_connected("a@127.0.0.1")).await;
+    for i in 0..50u8 {
+        a.send("b@127.0.0.1", Channel::Queue, Bytes::from(vec![i]))
+            .await
+            .unwrap();
+    }
+    a.shut_down();
+    // Whatever the link delivered (a prefix of what was sent: a shut-down drops the rest)
+    // comes first, in order, then the end, then nothing.
+    let mut got = Vec::new();
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), b_queue.recv())
+            .await
+            .expect("the queue channel hears the link end")
+            .unwrap();
+        if msg.ended {
+            assert!(msg.payload.is_empty() && msg.from == "a@127.0.0.1");
+            break;
+        }
+        got.push(msg.payload[0]);
+    }
+    let prefix: Vec<u8> = (0..got.len() as u8).collect();
+    assert_eq!(got, prefix);
+    let end = tokio::time::timeout(Duration::from_secs(5), b_meta.recv())
+        .await
+        .expect("the meta channel hears it too")
+        .unwrap();
+    assert!(end.ended);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(b_queue.try_recv().is_err(), "nothing after the end");
     b.shut_down();
 }
 

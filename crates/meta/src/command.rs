@@ -103,6 +103,13 @@ pub enum Command {
         binding: Binding,
         by: Option<ConnId>,
     },
+    /// Takes these queues out (vhost, name, id), each only if it is still that queue: the
+    /// transient and exclusive queues of a node seen going down, as RabbitMQ deletes them.
+    /// Naming them one by one, rather than by home node, leaves alone the queues the node
+    /// declares after it comes back, should this change commit after that.
+    DeleteQueues {
+        queues: Vec<(String, ShortStr, QueueId)>,
+    },
 }
 
 /// What applying a command changed, for the runtime to carry out: start or stop queues,

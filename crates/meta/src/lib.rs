@@ -32,7 +32,7 @@ pub use model::{
     Binding, Destination, Exchange, ExchangeKind, Permissions, Policy, Queue, QueueType, User,
 };
 pub use password::PasswordHash;
-pub use queue_args::{Overflow, QueueArgs};
+pub use queue_args::{Locator, Overflow, QueueArgs};
 pub use snapshot::Scope;
 pub use topology::{Topology, Vhost};
 

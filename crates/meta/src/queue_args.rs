@@ -1,6 +1,7 @@
 //! Queue arguments (`x-message-ttl`, `x-expires`, `x-max-length`, `x-overflow`, dead-lettering,
-//! `x-max-priority`, `x-single-active-consumer`, `x-queue-mode`, `x-queue-type`), validated as
-//! RabbitMQ validates them, in the same order and with the same texts.
+//! `x-max-priority`, `x-single-active-consumer`, `x-queue-mode`, `x-queue-type`,
+//! `x-queue-leader-locator`), validated as RabbitMQ validates them, in the same order and with
+//! the same texts.
 
 use warren_amqp::AmqpError;
 use warren_amqp::{FieldTable, FieldValue, ShortStr};
@@ -11,6 +12,17 @@ pub enum Overflow {
     DropHead,
     RejectPublish,
     RejectPublishDlx,
+}
+
+/// Which node a new queue lives on (`x-queue-leader-locator`, RabbitMQ 4's names; 3.x's
+/// `x-queue-master-locator` is read too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Locator {
+    /// The node of the connection that declares it.
+    #[default]
+    ClientLocal,
+    /// The running node with the fewest queues.
+    Balanced,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -25,6 +37,7 @@ pub struct QueueArgs {
     pub max_priority: Option<u8>,
     pub single_active_consumer: bool,
     pub lazy: bool,
+    pub locator: Locator,
 }
 
 /// Why an argument was refused, in the Erlang term RabbitMQ prints.
@@ -160,6 +173,35 @@ impl QueueArgs {
                 }
             };
         }
+        // RabbitMQ 4 takes `balanced` and `client-local`, and reads the older quorum-queue
+        // names (`random`, `least-leaders`) as `balanced`; 3.x's classic-queue argument
+        // `x-queue-master-locator` (`min-masters`, `random`, `client-local`) maps the same way.
+        if let Some(v) = t.get("x-queue-master-locator") {
+            a.locator = match longstr("x-queue-master-locator", v, queue)?.as_ref() {
+                b"client-local" => Locator::ClientLocal,
+                b"min-masters" | b"random" => Locator::Balanced,
+                _ => {
+                    return Err(invalid(
+                        "x-queue-master-locator",
+                        queue,
+                        "invalid_queue_master_locator",
+                    ));
+                }
+            };
+        }
+        if let Some(v) = t.get("x-queue-leader-locator") {
+            a.locator = match longstr("x-queue-leader-locator", v, queue)?.as_ref() {
+                b"client-local" => Locator::ClientLocal,
+                b"balanced" | b"random" | b"least-leaders" => Locator::Balanced,
+                _ => {
+                    return Err(invalid(
+                        "x-queue-leader-locator",
+                        queue,
+                        "invalid_queue_locator_arg",
+                    ));
+                }
+            };
+        }
         if let Some(v) = t.get("x-queue-type") {
             let kind = longstr("x-queue-type", v, queue)?;
             if kind.as_ref() != b"classic" {
@@ -274,6 +316,42 @@ mod tests {
         assert_eq!(a.dead_letter_routing_key, Some("dead".into()));
         assert_eq!(a.max_priority, Some(9));
         assert!(a.single_active_consumer && a.lazy);
+    }
+
+    #[test]
+    fn locators_as_rabbitmq_4_reads_them() {
+        let with =
+            |k: &str, v: &str| FieldTable::new().with(k, FieldValue::LongStr(v.to_owned().into()));
+        let locator = |k, v| QueueArgs::parse(&with(k, v), Q).map(|a| a.locator);
+        assert_eq!(
+            QueueArgs::parse(&FieldTable::new(), Q).unwrap().locator,
+            Locator::ClientLocal
+        );
+        for (k, v, want) in [
+            (
+                "x-queue-leader-locator",
+                "client-local",
+                Locator::ClientLocal,
+            ),
+            ("x-queue-leader-locator", "balanced", Locator::Balanced),
+            ("x-queue-leader-locator", "least-leaders", Locator::Balanced),
+            ("x-queue-master-locator", "min-masters", Locator::Balanced),
+            (
+                "x-queue-master-locator",
+                "client-local",
+                Locator::ClientLocal,
+            ),
+        ] {
+            assert_eq!(locator(k, v).unwrap(), want, "{k}={v}");
+        }
+        assert_eq!(
+            refused(with("x-queue-leader-locator", "nearest")),
+            "PRECONDITION_FAILED - invalid arg 'x-queue-leader-locator' for queue 'q' in vhost '/': invalid_queue_locator_arg"
+        );
+        assert_eq!(
+            refused(FieldTable::new().with("x-queue-leader-locator", FieldValue::I32(1))),
+            "PRECONDITION_FAILED - invalid arg 'x-queue-leader-locator' for queue 'q' in vhost '/': {unacceptable_type,signedint}"
+        );
     }
 
     #[test]

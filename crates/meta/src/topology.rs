@@ -521,6 +521,21 @@ impl Topology {
                 });
                 Ok(out)
             }
+            Command::DeleteQueues { queues } => {
+                let mut out = Applied::unchanged();
+                for (vhost, name, id) in queues {
+                    let cmd = Command::DeleteQueue {
+                        vhost: vhost.clone(),
+                        name: name.clone(),
+                        id: *id,
+                    };
+                    // As for ForgetTransient: a part that no longer applies is skipped.
+                    if let Ok(a) = self.apply(&cmd) {
+                        out.merge(a);
+                    }
+                }
+                Ok(out)
+            }
             Command::ForgetTransient { home, exchanges } => {
                 let mut out = Applied::unchanged();
                 let names: Vec<String> = self.vhosts.keys().cloned().collect();

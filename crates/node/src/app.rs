@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, watch};
 use warren_broker::admin::Admin;
 use warren_broker::{Broker, ClusterSetup, Config, Server};
 
@@ -29,6 +29,9 @@ pub struct App {
     /// Where clients connect: the configured address, then the one bound first, so that a
     /// `start_app` after `stop_app` listens where clients found the node before.
     listen: std::sync::Mutex<SocketAddr>,
+    /// The broker while it runs, for what must not wait on `running`'s lock (every frame
+    /// from other nodes looks it up); emptied as soon as a stop begins.
+    current: watch::Sender<Option<Arc<Broker>>>,
 }
 
 impl App {
@@ -38,6 +41,7 @@ impl App {
             config,
             setup,
             running: Mutex::new(None),
+            current: watch::Sender::new(None),
         })
     }
 
@@ -67,6 +71,7 @@ impl App {
         };
         let addr = server.local_addr;
         *self.listen.lock().unwrap_or_else(|e| e.into_inner()) = addr;
+        self.current.send_replace(Some(broker.clone()));
         *running = Some(Running {
             server,
             admin: Admin::new(broker.clone()),
@@ -80,6 +85,7 @@ impl App {
     pub async fn stop(&self) {
         // Held throughout, so that a start waits for the stop to finish with the data.
         let mut running = self.running.lock().await;
+        self.current.send_replace(None);
         if let Some(r) = running.take() {
             r.server.shutdown().await;
         }
@@ -100,6 +106,16 @@ impl App {
     /// The running broker.
     pub async fn broker(&self) -> Option<Arc<Broker>> {
         self.running.lock().await.as_ref().map(|r| r.broker.clone())
+    }
+
+    /// The running broker, without waiting for a start or stop under way to finish.
+    pub fn broker_now(&self) -> Option<Arc<Broker>> {
+        self.current.borrow().clone()
+    }
+
+    /// Whether the broker runs, as it changes.
+    pub fn watch_running(&self) -> watch::Receiver<Option<Arc<Broker>>> {
+        self.current.subscribe()
     }
 
     /// The running application's admin surface and AMQP address.

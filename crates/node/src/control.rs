@@ -72,6 +72,9 @@ impl Control {
     pub async fn serve(self: Arc<Self>) {
         let mut requests = self.mesh.receive(Channel::Control);
         while let Some(msg) = requests.recv().await {
+            if msg.ended {
+                continue;
+            }
             let control = self.clone();
             tokio::spawn(async move {
                 let answer = match decode::<Request>(&msg.payload) {

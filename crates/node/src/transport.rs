@@ -9,9 +9,10 @@ use std::collections::HashMap;
 use std::sync::RwLock;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use warren_broker::{Links, Sending};
+use tokio::sync::broadcast::error::RecvError;
+use warren_broker::{Links, Sending, answer_while_stopped, broker_frame};
 use warren_cluster::rpc::{CallError as LinkError, Handler};
-use warren_cluster::{Channel, Mesh, NodeAddr, PeerKind, Rpc};
+use warren_cluster::{Channel, Mesh, NodeAddr, PeerEvent, PeerKind, Rpc};
 use warren_meta::NodeId;
 use warren_raft::network::BoxFuture;
 use warren_raft::{CallError, Transport};
@@ -22,6 +23,8 @@ pub struct MeshTransport {
     app: Arc<OnceLock<Arc<App>>>,
     /// Node names by id, from the metadata's membership (refreshed when an id is missing).
     names: Names,
+    /// The members this node keeps links to (see [`Links::keep_linked`]).
+    kept: std::sync::Mutex<Vec<String>>,
 }
 
 type Names = Arc<RwLock<HashMap<NodeId, String>>>;
@@ -67,13 +70,15 @@ impl MeshTransport {
             rpc: Rpc::start(mesh, Channel::Meta, handler),
             app,
             names: Names::default(),
+            kept: std::sync::Mutex::new(Vec::new()),
         });
         tokio::spawn(transport.clone().serve_queues());
+        tokio::spawn(transport.clone().announce());
         transport
     }
 
     /// Hands what other nodes send on the queue channel to the running broker, in the order
-    /// it arrives.
+    /// it arrives; while the broker is stopped, answers it as a node without queues does.
     async fn serve_queues(self: Arc<Self>) {
         let mut inbound = self.mesh.receive(Channel::Queue);
         while let Some(msg) = inbound.recv().await {
@@ -81,11 +86,54 @@ impl MeshTransport {
                 continue;
             }
             let Some(app) = self.app.get() else { continue };
-            if let Some(broker) = app.broker().await {
-                broker
-                    .remote
-                    .receive(NodeId::from_name(&msg.from), &msg.payload)
-                    .await;
+            match app.broker_now() {
+                Some(broker) if msg.ended => {
+                    broker.remote.link_ended(NodeId::from_name(&msg.from));
+                }
+                Some(broker) => {
+                    broker
+                        .remote
+                        .receive(NodeId::from_name(&msg.from), &msg.payload)
+                        .await;
+                }
+                None if msg.ended => {}
+                None => {
+                    for reply in answer_while_stopped(&msg.payload) {
+                        let _ = self.mesh.send(&msg.from, Channel::Queue, reply).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Tells the other nodes whether this node's broker runs: all of them when it starts or
+    /// stops, and each one whose link comes up.
+    async fn announce(self: Arc<Self>) {
+        let app = loop {
+            match self.app.get() {
+                Some(app) => break app.clone(),
+                None => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        };
+        let mut running = app.watch_running();
+        let mut events = self.mesh.events();
+        loop {
+            let to = tokio::select! {
+                changed = running.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    self.mesh.connected()
+                }
+                event = events.recv() => match event {
+                    Ok(PeerEvent::Up(peer, PeerKind::Node)) => vec![peer],
+                    Ok(_) | Err(RecvError::Lagged(_)) => continue,
+                    Err(RecvError::Closed) => return,
+                },
+            };
+            let frame = broker_frame(running.borrow().is_some());
+            for peer in to {
+                let _ = self.mesh.send(&peer, Channel::Queue, frame.clone()).await;
             }
         }
     }
@@ -100,6 +148,28 @@ impl Links for MeshTransport {
             };
             mesh.send(&name, Channel::Queue, frame).await.is_ok()
         })
+    }
+
+    fn is_linked(&self, name: &str) -> bool {
+        self.mesh.is_connected(name)
+    }
+
+    fn keep_linked(&self, members: Vec<String>) {
+        let wanted: HashMap<String, NodeAddr> = members
+            .iter()
+            .filter_map(|m| NodeAddr::parse(m).ok())
+            .map(|a| (a.name.clone(), a))
+            .collect();
+        let Ok(mut kept) = self.kept.lock() else {
+            return;
+        };
+        for gone in kept.iter().filter(|n| !wanted.contains_key(*n)) {
+            self.mesh.stop_redialling(gone);
+        }
+        for addr in wanted.values() {
+            self.mesh.keep_connected(addr.clone());
+        }
+        *kept = wanted.into_keys().collect();
     }
 }
 

@@ -5,58 +5,11 @@
 
 mod support;
 
-use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions};
 use lapin::types::FieldTable;
 use std::time::{Duration, Instant};
-use support::{Node, Spec, eventually, free_port, lapin_channel, publish_confirmed, scratch_dir};
-
-/// How long a change may wait for a majority in these clusters.
-const TIMEOUT_MS: u64 = 2_000;
-
-/// Starts `n` nodes named c1@localhost... that form a cluster from their peers list, and waits
-/// until each sees all of them as running disc nodes.
-fn cluster(n: usize) -> Vec<Node> {
-    let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
-    let names: Vec<String> = (1..=n).map(|i| format!("c{i}@localhost")).collect();
-    let peers: Vec<String> = names
-        .iter()
-        .zip(&ports)
-        .map(|(name, port)| format!("\"{name}:{port}\""))
-        .collect();
-    let config = format!(
-        "[cluster]\npeers = [{}]\nmetadata_timeout_ms = {TIMEOUT_MS}\n",
-        peers.join(", ")
-    );
-    let nodes: Vec<Node> = names
-        .iter()
-        .zip(&ports)
-        .map(|(name, port)| {
-            Node::start_as(Spec {
-                name: name.clone(),
-                cluster_port: *port,
-                config: Some(config.clone()),
-                dir: scratch_dir("cluster"),
-            })
-        })
-        .collect();
-    for node in &nodes {
-        eventually("the cluster to form", Duration::from_secs(30), || {
-            let s = status(node);
-            s["disk_nodes"] == serde_json::json!(names)
-                && s["running_nodes"] == serde_json::json!(names)
-        });
-    }
-    nodes
-}
-
-/// `cluster_status --formatter json` on a node (null while its application is not running).
-fn status(node: &Node) -> serde_json::Value {
-    let (code, out, _) = node.ctl(&["cluster_status", "--formatter", "json"]);
-    if code != 0 {
-        return serde_json::Value::Null;
-    }
-    serde_json::from_str(&out).unwrap_or(serde_json::Value::Null)
-}
+use support::cluster::{TIMEOUT_MS, alone, cluster, durable, ok, pair, passive, status};
+use support::{Node, eventually, lapin_channel, publish_confirmed};
 
 fn lines(node: &Node, args: &[&str]) -> Vec<String> {
     let mut all = vec!["-q"];
@@ -79,20 +32,6 @@ async fn declare_exchange(ch: &lapin::Channel, name: &str) -> lapin::Result<()> 
         FieldTable::default(),
     )
     .await
-}
-
-fn passive() -> QueueDeclareOptions {
-    QueueDeclareOptions {
-        passive: true,
-        ..Default::default()
-    }
-}
-
-fn durable() -> QueueDeclareOptions {
-    QueueDeclareOptions {
-        durable: true,
-        ..Default::default()
-    }
 }
 
 #[test]
@@ -212,22 +151,6 @@ fn a_majority_goes_on_without_a_node_and_a_minority_refuses_changes_in_time() {
         || lines(&nodes[1], &["list_vhosts"]).contains(&"healed".to_owned()),
     );
     drop(c3);
-}
-
-/// A node alone, named `name`.
-fn alone(name: &str) -> Node {
-    Node::start_as(Spec {
-        name: name.into(),
-        cluster_port: 0,
-        config: Some(format!("[cluster]\nmetadata_timeout_ms = {TIMEOUT_MS}\n")),
-        dir: scratch_dir("cluster"),
-    })
-}
-
-fn ok(node: &Node, args: &[&str]) -> String {
-    let (code, out, err) = node.ctl(args);
-    assert_eq!(code, 0, "{args:?}: {out}{err}");
-    out
 }
 
 /// The article's flow, verbatim but for the tool's name: on the second node, `stop_app`,
@@ -373,20 +296,6 @@ fn reset_leaves_the_cluster() {
 }
 
 /// Two disc nodes joined as the article does (without --ram).
-fn pair() -> (Node, Node) {
-    let a = alone("a@localhost");
-    let b = alone("b@localhost");
-    ok(&b, &["stop_app"]);
-    ok(&b, &["join_cluster", &a.name()]);
-    ok(&b, &["start_app"]);
-    for node in [&a, &b] {
-        eventually("two disc nodes", Duration::from_secs(20), || {
-            status(node)["disk_nodes"] == serde_json::json!(["a@localhost", "b@localhost"])
-        });
-    }
-    (a, b)
-}
-
 /// A queue lives on the node that declared it, and a client of the other node uses it as if
 /// it were local: persistent publishes confirmed, a passive declare that counts them,
 /// basic.get, a consumer with a prefetch that acknowledges, purge and delete; an exclusive
@@ -531,4 +440,51 @@ fn a_client_of_one_node_uses_a_queue_on_the_other() {
             "the queue came back with its persistent messages"
         );
     });
+}
+
+/// `x-queue-leader-locator: balanced` places each new queue on the running node with the
+/// fewest queues (the declaring node among equals); the client uses it at once, wherever it
+/// landed. Without the argument, a queue stays on the declaring node.
+#[test]
+fn balanced_queues_spread_over_the_running_nodes() {
+    use lapin::options::*;
+    use lapin::types::AMQPValue;
+    let nodes = cluster(3);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let (_c, ch) = lapin_channel(nodes[0].amqp).await;
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .unwrap();
+        let mut balanced = FieldTable::default();
+        balanced.insert(
+            "x-queue-leader-locator".into(),
+            AMQPValue::LongString("balanced".into()),
+        );
+        for q in ["bal-1", "bal-2", "bal-3"] {
+            ch.queue_declare(q.into(), durable(), balanced.clone())
+                .await
+                .unwrap();
+            publish_confirmed(&ch, q, q.as_bytes()).await;
+            let got = ch
+                .basic_get(q.into(), BasicGetOptions::default())
+                .await
+                .unwrap()
+                .expect("the message, from wherever the queue is");
+            assert_eq!(got.delivery.data, q.as_bytes());
+        }
+        ch.queue_declare("local".into(), durable(), FieldTable::default())
+            .await
+            .unwrap();
+    });
+    let mut placed = lines(&nodes[0], &["list_queues", "name", "node"]);
+    placed.sort();
+    assert_eq!(placed[0], "bal-1\tc1@localhost", "the declaring node first");
+    let mut homes: Vec<&str> = placed[..3]
+        .iter()
+        .map(|l| l.split('\t').nth(1).unwrap_or_default())
+        .collect();
+    homes.sort();
+    assert_eq!(homes, ["c1@localhost", "c2@localhost", "c3@localhost"]);
+    assert_eq!(placed[3], "local\tc1@localhost");
 }

@@ -19,8 +19,7 @@ use tokio::sync::{Semaphore, oneshot};
 
 type Error = String;
 
-async fn connect(shared: &Shared) -> Result<(Connection, Channel), Error> {
-    let u = &shared.uri;
+async fn connect(u: &crate::options::Uri) -> Result<(Connection, Channel), Error> {
     let mut args = OpenConnectionArguments::new(&u.host, u.port, &u.user, &u.password);
     args.virtual_host(&u.vhost);
     let conn = Connection::open(&args).await.map_err(|e| e.to_string())?;
@@ -90,7 +89,7 @@ impl ChannelCallback for Callback {
 
 pub async fn produce(shared: Arc<Shared>, id: u16) -> Result<(), Error> {
     let opts = &shared.opts;
-    let (conn, ch) = connect(&shared).await?;
+    let (conn, ch) = connect(&shared.uri).await?;
     let window = opts.confirm as u64;
     let ring = (window.max(1)).next_power_of_two() as usize;
     let confirms = Arc::new(Confirms {
@@ -148,7 +147,7 @@ pub async fn produce(shared: Arc<Shared>, id: u16) -> Result<(), Error> {
 
 pub async fn consume(shared: Arc<Shared>, ready: oneshot::Sender<()>) -> Result<(), Error> {
     let opts = &shared.opts;
-    let (conn, ch) = connect(&shared).await?;
+    let (conn, ch) = connect(&shared.consumer_uri).await?;
     let mut qargs = FieldTable::new();
     for (k, v) in opts.parsed_queue_args()? {
         let v = match v {

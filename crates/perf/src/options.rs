@@ -33,6 +33,10 @@ pub struct Options {
     /// doing any work; `--uri` is ignored.
     #[arg(long)]
     pub sink: bool,
+    /// Where consumers connect, if not to `--uri`: another node of a cluster, to measure a
+    /// queue used across nodes (producers on one, consumers on another).
+    #[arg(long)]
+    pub consumer_uri: Option<String>,
     /// Which client drives the load.
     #[arg(long, value_enum, default_value = "native")]
     pub driver: Driver,

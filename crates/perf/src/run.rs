@@ -14,6 +14,8 @@ use tokio::task::JoinSet;
 pub struct Shared {
     pub opts: Options,
     pub uri: Uri,
+    /// Where consumers connect (`--consumer-uri`, else `uri`).
+    pub consumer_uri: Uri,
     pub exchange: String,
     pub routing_key: String,
     pub stats: Stats,
@@ -89,6 +91,10 @@ pub async fn run(mut opts: Options) -> Result<Summary, String> {
         None
     };
     let uri = Uri::parse(&opts.uri)?;
+    let consumer_uri = match &opts.consumer_uri {
+        Some(u) if !opts.sink => Uri::parse(u)?,
+        _ => uri.clone(),
+    };
     let routing_key = match (&opts.routing_key, &opts.queue) {
         (Some(k), _) => k.clone(),
         (None, Some(q)) if opts.exchange.is_empty() => q.clone(),
@@ -98,6 +104,7 @@ pub async fn run(mut opts: Options) -> Result<Summary, String> {
         exchange: opts.exchange.clone(),
         routing_key,
         uri,
+        consumer_uri,
         stats: Stats::default(),
         stop_producers: AtomicBool::new(false),
         stop_consumers: AtomicBool::new(false),

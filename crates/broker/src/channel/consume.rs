@@ -279,6 +279,21 @@ impl Channel {
         }
     }
 
+    /// Node `node` went down: consumers of its queues are cancelled, as for a deleted queue.
+    /// What they had not acknowledged stays in the unacknowledged list, so that the
+    /// client's acks still find their tags (the queue's node has them back already).
+    pub fn node_down(&mut self, ctx: &mut Ctx<'_>, node: warren_meta::NodeId) {
+        let tags: Vec<ShortStr> = self
+            .consumers
+            .iter()
+            .filter(|(_, c)| c.queue.as_ref().and_then(QueueHandle::remote_node) == Some(node))
+            .map(|(tag, _)| tag.clone())
+            .collect();
+        for tag in tags {
+            self.consumer_gone(ctx, tag);
+        }
+    }
+
     /// Takes the deliveries an ack, nack or reject names out of the unacknowledged list.
     fn collect(&mut self, tag: u64, multiple: bool) -> AmqpResult<Vec<Unacked>> {
         if multiple && tag == 0 {

@@ -4,7 +4,7 @@
 use super::{Channel, Ctx};
 use crate::mail::{ConnMsg, Delivery};
 use crate::message::{Body, Message};
-use crate::queue::Ticket;
+use crate::queue::{QueueHandle, Ticket};
 use crate::routing::{ExchangeRoute, Snapshot};
 use bytes::Bytes;
 use std::sync::Arc;
@@ -235,6 +235,7 @@ impl Channel {
     ) -> u32 {
         let mut queues = Vec::new();
         routes.route(exchange, &message, &mut queues);
+        queues.retain(QueueHandle::is_reachable);
         let replied = exchange.name.is_empty()
             && message.routing_key.starts_with(REPLY_TO_PREFIX)
             && self.direct_reply(ctx, &message);

@@ -35,6 +35,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     }
                 }
             }
+            ConnMsg::NodeDown { node } => {
+                let (mut ctx, channels) = self.parts();
+                for slot in channels.values_mut() {
+                    if let Slot::Open(ch) = slot {
+                        ch.node_down(&mut ctx, node);
+                    }
+                }
+            }
             ConnMsg::Confirmed {
                 channel,
                 channel_key,

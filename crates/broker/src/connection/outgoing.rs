@@ -84,9 +84,10 @@ impl Outgoing {
             }
             if let Err(lost) = queue.publish_batch(batch).await {
                 // The queue was deleted meanwhile: like RabbitMQ, the message counts as routed
-                // and whoever waits for it is answered.
+                // and whoever waits for it is answered. A queue on another node that could not
+                // be reached may still exist, without the message: that is refused (nacked).
                 let tickets = lost.into_iter().filter_map(|(_, t)| t).collect();
-                for (_, mail) in ticket_mail(tickets, true) {
+                for (_, mail) in ticket_mail(tickets, queue.is_local()) {
                     me.send(mail);
                 }
             }

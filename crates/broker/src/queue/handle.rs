@@ -102,6 +102,30 @@ impl QueueHandle {
         matches!(self.inner.backend, Backend::Local { .. })
     }
 
+    /// The node a queue on another node lives on (none: this one).
+    pub fn remote_node(&self) -> Option<NodeId> {
+        match &self.inner.backend {
+            Backend::Local { .. } => None,
+            Backend::Remote { node, .. } => Some(*node),
+        }
+    }
+
+    /// Whether messages routed to the queue can reach it now: a queue on a node that is down
+    /// is left out of routing, as in RabbitMQ.
+    pub fn is_reachable(&self) -> bool {
+        match &self.inner.backend {
+            Backend::Local { .. } => true,
+            Backend::Remote { node, peers, .. } => peers.is_reachable(*node),
+        }
+    }
+
+    /// Node `node` went down: the queue forgets that node's connections.
+    pub(crate) fn node_gone(&self, node: NodeId) {
+        if let Backend::Local { control, .. } = &self.inner.backend {
+            let _ = control.send(Command::NodeGone { node });
+        }
+    }
+
     /// The queue's publisher flow control.
     pub fn flow(&self) -> &Flow {
         &self.inner.flow
@@ -231,7 +255,7 @@ impl QueueHandle {
                     .iter()
                     .map(|(m, t)| (WireMessage::of(m), t.clone()))
                     .collect();
-                match peers.tell(*node, target, Cmd::Publish(wire)).await {
+                match peers.publish(*node, target, wire).await {
                     true => Ok(()),
                     false => Err(batch),
                 }

@@ -42,6 +42,11 @@ pub(crate) enum Frame {
     NoConnection {
         conn: ConnId,
     },
+    /// Whether the sending node's broker runs: sent when it starts or stops, and whenever a
+    /// link comes up, so that the other nodes know which queues they can reach.
+    Broker {
+        running: bool,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -89,7 +94,7 @@ impl Cmd {
                     .map(|(m, t)| (WireMessage::of(&m), t))
                     .collect(),
             )),
-            Command::ConnectionGone { .. } | Command::Synced(_) => None,
+            Command::ConnectionGone { .. } | Command::NodeGone { .. } | Command::Synced(_) => None,
             other => Some(Cmd::Other(other)),
         }
     }
@@ -341,5 +346,6 @@ mod tests {
             round_trip(Frame::Mail { conn, mail });
         }
         round_trip(Frame::NoConnection { conn });
+        round_trip(Frame::Broker { running: false });
     }
 }

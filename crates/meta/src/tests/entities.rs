@@ -301,6 +301,36 @@ fn a_queue_is_deleted_only_if_it_is_still_the_same_queue() {
 }
 
 #[test]
+fn queues_deleted_together_go_only_if_each_is_still_that_queue() {
+    let mut t = with_root();
+    t.apply(&queue("a", 1, false)).unwrap();
+    t.apply(&queue("b", 2, false)).unwrap();
+    t.apply(&queue("c", 3, false)).unwrap();
+    t.apply(&bind("amq.direct", "a", "k")).unwrap();
+    let a = t
+        .apply(&Command::DeleteQueues {
+            queues: vec![
+                ("/".into(), "a".into(), uid(1)),
+                // "b" was declared again since (another id): it stays.
+                ("/".into(), "b".into(), uid(20)),
+                ("/nowhere".into(), "c".into(), uid(3)),
+                ("/".into(), "gone".into(), uid(4)),
+            ],
+        })
+        .unwrap();
+    let deleted = a
+        .effects
+        .iter()
+        .filter(|e| matches!(e, Effect::QueueDeleted { .. }))
+        .count();
+    assert_eq!(deleted, 1);
+    let v = t.vhost("/").unwrap();
+    assert!(v.queue(&"a".into()).is_none());
+    assert!(v.queue(&"b".into()).is_some() && v.queue(&"c".into()).is_some());
+    assert!(v.bindings().is_empty(), "a's binding went with it");
+}
+
+#[test]
 fn a_restarted_node_forgets_only_its_own_transient_and_exclusive_queues() {
     let mut t = with_root();
     let other = NodeId(8);

@@ -44,6 +44,8 @@ pub struct Spec {
     /// A config file's text, written into the node's directory.
     pub config: Option<String>,
     pub dir: PathBuf,
+    /// A network namespace to run in, and the node's address there (none: loopback).
+    pub netns: Option<(String, String)>,
 }
 
 pub struct Node {
@@ -63,13 +65,20 @@ impl Node {
             cluster_port: 0,
             config: None,
             dir: scratch_dir("ctl"),
+            netns: None,
         })
     }
 
     pub fn start_as(spec: Spec) -> Node {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_warren"));
-        cmd.args(["--amqp-listen", "127.0.0.1:0", "--cluster-listen"])
-            .arg(format!("127.0.0.1:{}", spec.cluster_port))
+        let mut cmd = spec.command(Path::new(env!("CARGO_BIN_EXE_warren")));
+        let host = spec
+            .netns
+            .as_ref()
+            .map_or("127.0.0.1", |(_, ip)| ip.as_str());
+        cmd.arg("--amqp-listen")
+            .arg(format!("{host}:0"))
+            .arg("--cluster-listen")
+            .arg(format!("{host}:{}", spec.cluster_port))
             .args(["--node-name", &spec.name, "--data-dir"])
             .arg(spec.dir.join("data"));
         if let Some(text) = &spec.config {
@@ -148,7 +157,9 @@ impl Node {
 
     /// Runs warrenctl against this node with `cookie`: exit code, stdout, stderr.
     pub fn ctl_with(&self, cookie: &str, args: &[&str]) -> (i32, String, String) {
-        let out = Command::new(warrenctl_path())
+        let out = self
+            .spec
+            .command(&warrenctl_path())
             .args(["-n", &self.name()])
             .args(args)
             .env("WARREN_COOKIE", cookie)
@@ -184,6 +195,20 @@ impl Node {
     }
 }
 
+impl Spec {
+    /// A command that runs `program` where the node runs (its namespace, if it has one).
+    fn command(&self, program: &Path) -> Command {
+        match &self.netns {
+            Some((ns, _)) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(program);
+                c
+            }
+            None => Command::new(program),
+        }
+    }
+}
+
 /// A node that was killed: its directory, until it starts again or this is dropped.
 pub struct Stopped(Option<Spec>);
 
@@ -213,8 +238,12 @@ impl Drop for Node {
 
 /// A lapin connection to the node as guest, and a channel on it.
 pub async fn lapin_channel(amqp: SocketAddr) -> (lapin::Connection, lapin::Channel) {
-    let url = format!("amqp://guest:guest@{amqp}/%2f");
-    let conn = lapin::Connection::connect(&url, lapin::ConnectionProperties::default())
+    lapin_channel_at(&format!("amqp://guest:guest@{amqp}/%2f")).await
+}
+
+/// A lapin connection to `url`, and a channel on it.
+pub async fn lapin_channel_at(url: &str) -> (lapin::Connection, lapin::Channel) {
+    let conn = lapin::Connection::connect(url, lapin::ConnectionProperties::default())
         .await
         .unwrap();
     let ch = conn.create_channel().await.unwrap();
@@ -251,3 +280,4 @@ pub fn eventually(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
     }
     panic!("timed out waiting for {what}");
 }
+pub mod cluster;

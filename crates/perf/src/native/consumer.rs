@@ -69,7 +69,7 @@ pub async fn declare(conn: &mut Conn, shared: &Shared) -> Result<String, Error> 
 
 pub async fn run(shared: Arc<Shared>, ready: oneshot::Sender<()>) -> Result<(), Error> {
     let opts = &shared.opts;
-    let mut conn = Conn::open(&shared.uri).await?;
+    let mut conn = Conn::open(&shared.consumer_uri).await?;
     let queue = declare(&mut conn, &shared).await?;
     conn.call(
         BasicQos {

@@ -29,7 +29,7 @@ use foldhash::HashMap;
 use std::fs::File;
 use std::sync::Arc;
 use warren_amqp::{AmqpError, AmqpResult, ShortStr};
-use warren_meta::{ConnId, Queue};
+use warren_meta::{ConnId, NodeId, Queue};
 use warren_store::QueueLog;
 
 /// What a queue is asked to do. Everything but messages crosses to another node as it is
@@ -85,6 +85,11 @@ pub(crate) enum Command {
     /// The fsync begun by [`QueueState::start_sync`] ended (true: successfully).
     #[serde(skip)]
     Synced(bool),
+    /// Node `node` went down: its connections are gone, as for [`Command::ConnectionGone`].
+    #[serde(skip)]
+    NodeGone {
+        node: NodeId,
+    },
 }
 
 /// The answer to a command, for whoever asked. Everything but messages crosses to another
@@ -255,6 +260,10 @@ impl QueueState {
             Command::ConnectionGone { conn } => {
                 self.consumers.retain(|c| c.spec.conn != conn);
                 self.requeue_owned_by(|(owner, _)| owner == conn);
+            }
+            Command::NodeGone { node } => {
+                self.consumers.retain(|c| c.spec.conn.node != node);
+                self.requeue_owned_by(|(owner, _)| owner.node == node);
             }
             Command::Get {
                 conn,

@@ -295,6 +295,28 @@ fn a_gone_connection_loses_its_consumers_and_deliveries() {
 }
 
 #[test]
+fn a_gone_node_takes_its_connections_consumers_and_no_others() {
+    let mut q = queue();
+    let far = ConsumerSpec {
+        conn: Uid {
+            node: NodeId(2),
+            n: 1,
+        },
+        ..spec(0, "far")
+    };
+    consume(&mut q, far);
+    consume(&mut q, spec(1, "near"));
+    publish(&mut q, &["1", "2"]);
+    assert_eq!(delivered(&mut q, T0).len(), 2);
+    q.apply(Command::NodeGone { node: NodeId(2) }, T0);
+    assert!(q.has_consumers(), "the consumer of this node stays");
+    assert_eq!(q.ready_len(), 1, "the far consumer's delivery is back");
+    q.apply(Command::NodeGone { node: NodeId(1) }, T0);
+    assert!(!q.has_consumers());
+    assert_eq!(q.ready_len(), 2);
+}
+
+#[test]
 fn rejected_messages_are_dead_lettered_requeued_ones_are_not() {
     let mut q = queue_with(QueueArgs {
         dead_letter_exchange: Some(ShortStr::from("dlx")),
