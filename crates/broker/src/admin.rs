@@ -153,6 +153,18 @@ impl Admin {
     }
 
     /// Adds a vhost; one that exists already is left as it is, as RabbitMQ does.
+    pub async fn set_cluster_name(&self, name: &str) -> AdminResult<()> {
+        self.change(Command::SetClusterName {
+            name: name.to_owned(),
+        })
+        .await
+    }
+
+    /// The cluster's name: as `set_cluster_name` set it, else its first disc node's.
+    pub fn cluster_name(&self) -> String {
+        self.broker.meta.cluster_name()
+    }
+
     pub async fn add_vhost(&self, name: &str) -> AdminResult<()> {
         if self.read(|t| t.vhost(name).is_some()) {
             return Ok(());

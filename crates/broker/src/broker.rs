@@ -5,25 +5,15 @@
 use crate::alarms::Alarms;
 use crate::config::Config;
 use crate::group::ClusterSetup;
-use crate::mail::{ConnHandle, Mailboxes};
+use crate::mail::Mailboxes;
 use crate::metadata::Metadata;
 use crate::queue::remote::Peers;
 use crate::remote::Remote;
+use crate::reply_to::ReplyConsumers;
 use crate::vhost::{StoreLayout, VHost};
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use warren_amqp::ShortStr;
 use warren_meta::ConnId;
-
-/// A channel consuming from `amq.rabbitmq.reply-to`, found by the token in its address.
-#[derive(Debug, Clone)]
-pub struct ReplyConsumer {
-    pub conn: ConnHandle,
-    pub channel: u16,
-    pub channel_key: u64,
-    pub consumer_tag: ShortStr,
-}
 
 pub struct Broker {
     pub config: Config,
@@ -33,7 +23,8 @@ pub struct Broker {
     pub post: Arc<Mailboxes>,
     /// What other nodes send this one on the queue channel.
     pub remote: Arc<Remote>,
-    reply_consumers: Mutex<HashMap<String, ReplyConsumer>>,
+    /// Direct reply-to consumers on this node.
+    pub replies: Arc<ReplyConsumers>,
     open_connections: AtomicU64,
     /// Connections closed since the node started (see `trim`).
     closed_connections: AtomicU64,
@@ -70,7 +61,8 @@ impl Broker {
             post.clone(),
             peers.clone(),
         );
-        let remote = Remote::new(peers, &meta, post.clone());
+        let replies = Arc::new(ReplyConsumers::default());
+        let remote = Remote::new(peers, &meta, post.clone(), replies.clone());
         let router: Arc<dyn crate::mail::MailRouter> = remote.clone();
         post.route(meta.node(), Arc::downgrade(&router));
         crate::formation::start(&meta, &config, setup).await?;
@@ -81,7 +73,7 @@ impl Broker {
             alarms,
             post,
             remote,
-            reply_consumers: Mutex::new(HashMap::new()),
+            replies,
             open_connections: AtomicU64::new(0),
             closed_connections: AtomicU64::new(0),
         }))
@@ -113,21 +105,5 @@ impl Broker {
     /// Connections closed since the node started.
     pub fn connections_closed(&self) -> u64 {
         self.closed_connections.load(Ordering::Relaxed)
-    }
-
-    pub fn register_reply_consumer(&self, token: String, consumer: ReplyConsumer) {
-        if let Ok(mut m) = self.reply_consumers.lock() {
-            m.insert(token, consumer);
-        }
-    }
-
-    pub fn reply_consumer(&self, token: &str) -> Option<ReplyConsumer> {
-        self.reply_consumers.lock().ok()?.get(token).cloned()
-    }
-
-    pub fn remove_reply_consumer(&self, token: &str) {
-        if let Ok(mut m) = self.reply_consumers.lock() {
-            m.remove(token);
-        }
     }
 }

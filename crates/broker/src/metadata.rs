@@ -245,6 +245,16 @@ impl Metadata {
         (named(&mut m.voter_ids()), named(&mut m.learner_ids()))
     }
 
+    /// The cluster's name: as `set_cluster_name` set it, else its first disc node's (this
+    /// node's, alone).
+    pub fn cluster_name(&self) -> String {
+        if let Some(name) = self.read(|t| t.cluster_name().map(str::to_owned)) {
+            return name;
+        }
+        let (disc, _) = self.members();
+        disc.into_iter().next().unwrap_or_else(|| self.name.clone())
+    }
+
     /// The members whose brokers can be reached now, this node included.
     pub(crate) fn running_nodes(&self) -> Vec<NodeId> {
         let me = self.node();
@@ -387,7 +397,7 @@ impl Metadata {
             }
             Effect::BindingAdded { vhost, binding } => rebuild.of(vhost).binding(binding, true),
             Effect::BindingRemoved { vhost, binding } => rebuild.of(vhost).binding(binding, false),
-            Effect::AccessChanged | Effect::PoliciesChanged { .. } => {}
+            Effect::AccessChanged | Effect::PoliciesChanged { .. } | Effect::ClusterNamed(_) => {}
         }
     }
 

@@ -59,6 +59,13 @@ const VERBS: &[Verb] = &[
     ),
     verb("await_startup", 0, Some(0), Shape::Done, None),
     verb(
+        "set_cluster_name",
+        1,
+        Some(1),
+        Shape::Done,
+        Some("Setting cluster name to {0} ..."),
+    ),
+    verb(
         "ping",
         0,
         Some(0),

@@ -110,6 +110,11 @@ pub enum Command {
     DeleteQueues {
         queues: Vec<(String, ShortStr, QueueId)>,
     },
+    /// `set_cluster_name`: the name clients see in `connection.start` and operators in
+    /// `cluster_status`.
+    SetClusterName {
+        name: String,
+    },
 }
 
 /// What applying a command changed, for the runtime to carry out: start or stop queues,
@@ -147,6 +152,7 @@ pub enum Effect {
     PoliciesChanged {
         vhost: String,
     },
+    ClusterNamed(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]

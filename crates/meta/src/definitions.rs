@@ -29,6 +29,10 @@ pub struct Definitions {
     pub queues: Vec<QueueDef>,
     #[serde(default)]
     pub bindings: Vec<BindingDef>,
+    /// Cluster-wide settings (RabbitMQ's global runtime parameters); warren reads and writes
+    /// `cluster_name`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub global_parameters: Vec<GlobalParameterDef>,
     /// In a node's own snapshot: the last entry of its metadata journal that this file
     /// covers (RabbitMQ ignores the key on import).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -63,6 +67,12 @@ fn tags<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error>
             .collect(),
         _ => Vec::new(),
     })
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GlobalParameterDef {
+    pub name: String,
+    pub value: Value,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -5,8 +5,8 @@
 
 use crate::command::{Command, QueueDeclaration};
 use crate::definitions::{
-    BindingDef, Definitions, ExchangeDef, PermissionDef, PolicyDef, QueueDef, QueuePlacement,
-    UserDef, VhostDef, json_to_table, table_to_json,
+    BindingDef, Definitions, ExchangeDef, GlobalParameterDef, PermissionDef, PolicyDef, QueueDef,
+    QueuePlacement, UserDef, VhostDef, json_to_table, table_to_json,
 };
 use crate::ids::{ConnId, NodeId, QueueId};
 use crate::model::{Binding, Destination, Exchange, ExchangeKind, Permissions, Policy};
@@ -32,6 +32,12 @@ impl Topology {
             product_version: Some(env!("CARGO_PKG_VERSION").to_owned()),
             ..Default::default()
         };
+        if let Some(name) = self.cluster_name() {
+            d.global_parameters.push(GlobalParameterDef {
+                name: "cluster_name".to_owned(),
+                value: serde_json::Value::String(name.to_owned()),
+            });
+        }
         for u in self.users() {
             d.users.push(UserDef {
                 name: u.name.clone(),
@@ -120,6 +126,11 @@ impl Topology {
         new_id: &mut dyn FnMut() -> QueueId,
     ) -> Result<Vec<Command>, String> {
         let mut cmds = Vec::new();
+        for p in &defs.global_parameters {
+            if let ("cluster_name", serde_json::Value::String(name)) = (p.name.as_str(), &p.value) {
+                cmds.push(Command::SetClusterName { name: name.clone() });
+            }
+        }
         for v in &defs.vhosts {
             cmds.push(Command::AddVhost {
                 name: v.name.clone(),

@@ -242,6 +242,8 @@ pub struct Topology {
     users: BTreeMap<String, User>,
     /// By (user, vhost).
     permissions: BTreeMap<(String, String), Permissions>,
+    /// Set by `set_cluster_name`; until then the cluster goes by its first node's name.
+    cluster_name: Option<String>,
 }
 
 fn no_vhost(name: &str) -> AmqpError {
@@ -269,6 +271,10 @@ impl Topology {
 
     pub fn vhost(&self, name: &str) -> Option<&Vhost> {
         self.vhosts.get(name)
+    }
+
+    pub fn cluster_name(&self) -> Option<&str> {
+        self.cluster_name.as_deref()
     }
 
     pub fn vhosts(&self) -> impl Iterator<Item = &Vhost> {
@@ -520,6 +526,13 @@ impl Topology {
                     queue,
                 });
                 Ok(out)
+            }
+            Command::SetClusterName { name } => {
+                if self.cluster_name.as_deref() == Some(name.as_str()) {
+                    return Ok(Applied::unchanged());
+                }
+                self.cluster_name = Some(name.clone());
+                Ok(changed(Effect::ClusterNamed(name.clone())))
             }
             Command::DeleteQueues { queues } => {
                 let mut out = Applied::unchanged();

@@ -183,6 +183,7 @@ impl Control {
                 admin.vhosts().into_iter().map(|v| vec![v.into()]).collect(),
             ),
             "add_vhost" => done(admin.add_vhost(arg(0)).await),
+            "set_cluster_name" => done(admin.set_cluster_name(arg(0)).await),
             "delete_vhost" => done(admin.delete_vhost(arg(0)).await),
             "set_permissions" => {
                 let p = warren_broker::admin::permissions(arg(1), arg(2), arg(3));
@@ -334,7 +335,7 @@ impl Control {
             .filter(|n| **n == me || self.mesh.is_connected(n))
             .cloned()
             .collect();
-        let cluster_name = disk.first().cloned().unwrap_or_else(|| me.clone());
+        let cluster_name = admin.cluster_name();
         let versions: serde_json::Map<String, serde_json::Value> = running
             .iter()
             .map(|n| {

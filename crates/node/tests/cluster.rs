@@ -488,3 +488,117 @@ fn balanced_queues_spread_over_the_running_nodes() {
     assert_eq!(homes, ["c1@localhost", "c2@localhost", "c3@localhost"]);
     assert_eq!(placed[3], "local\tc1@localhost");
 }
+
+/// Direct reply-to across nodes: a client of one node asks through a queue, a server on the
+/// other node answers to the `amq.rabbitmq.reply-to` address it was given, and the reply
+/// reaches the asking client on its own node.
+#[test]
+fn direct_replies_cross_nodes() {
+    use futures_lite::StreamExt;
+    use lapin::options::*;
+    let (a, b) = pair();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let (_ca, server) = lapin_channel(a.amqp).await;
+        server
+            .queue_declare(
+                "rpc".into(),
+                QueueDeclareOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        let mut requests = server
+            .basic_consume(
+                "rpc".into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        let (_cb, client) = lapin_channel(b.amqp).await;
+        let no_ack = BasicConsumeOptions {
+            no_ack: true,
+            ..Default::default()
+        };
+        let mut replies = client
+            .basic_consume(
+                "amq.rabbitmq.reply-to".into(),
+                "".into(),
+                no_ack,
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        for i in 0..3u8 {
+            let ask =
+                lapin::BasicProperties::default().with_reply_to("amq.rabbitmq.reply-to".into());
+            client
+                .basic_publish(
+                    "".into(),
+                    "rpc".into(),
+                    BasicPublishOptions::default(),
+                    &[i],
+                    ask,
+                )
+                .await
+                .unwrap();
+            let request = requests.next().await.unwrap().unwrap();
+            let to = request
+                .properties
+                .reply_to()
+                .clone()
+                .expect("a reply-to address");
+            assert!(to.as_str().starts_with("amq.rabbitmq.reply-to."), "{to}");
+            server
+                .basic_publish(
+                    "".into(),
+                    to.as_str().into(),
+                    BasicPublishOptions::default(),
+                    &[i + 100],
+                    lapin::BasicProperties::default(),
+                )
+                .await
+                .unwrap();
+            request.ack(BasicAckOptions::default()).await.unwrap();
+            let reply = tokio::time::timeout(Duration::from_secs(10), replies.next())
+                .await
+                .expect("the reply crosses to the asking node")
+                .unwrap()
+                .unwrap();
+            assert_eq!(reply.data, [i + 100]);
+        }
+    });
+}
+
+/// `set_cluster_name` through one node names the cluster on every node: in `cluster_status`
+/// and in the `cluster_name` clients see in `connection.start`.
+#[test]
+fn the_cluster_name_is_the_cluster_s() {
+    let (a, b) = pair();
+    assert_eq!(
+        status(&b)["cluster_name"],
+        "a@localhost",
+        "the first disc node's"
+    );
+    assert_eq!(
+        ok(&a, &["set_cluster_name", "production"]),
+        "Setting cluster name to production ...\n"
+    );
+    eventually("b has the name", Duration::from_secs(10), || {
+        status(&b)["cluster_name"] == "production"
+    });
+    // connection.start, as the first bytes a client reads from b.
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(b.amqp).unwrap();
+    s.write_all(b"AMQP\x00\x00\x09\x01").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut start = vec![0u8; 4096];
+    let n = s.read(&mut start).unwrap();
+    let wanted = b"\x0ccluster_nameS\x00\x00\x00\x0aproduction";
+    assert!(
+        start[..n].windows(wanted.len()).any(|w| w == wanted),
+        "cluster_name in connection.start"
+    );
+}

@@ -4,11 +4,11 @@
 use super::prefetch::{CREDIT, effective};
 use super::publish::REPLY_TO;
 use super::{Channel, Ctx};
-use crate::broker::ReplyConsumer;
 use crate::mail::{ConnMsg, Delivery};
 use crate::message::Message;
 use crate::names;
 use crate::queue::{ConsumerSpec, QueueHandle, Settle};
+use crate::reply_to::{ReplyConsumer, ReplyConsumers};
 use std::sync::Arc;
 use warren_amqp::methods::*;
 use warren_amqp::{AmqpError, AmqpResult};
@@ -139,9 +139,8 @@ impl Channel {
         if self.reply_to.is_some() {
             return Err(AmqpError::precondition_failed("reply consumer already set"));
         }
-        // The token names this node, so that a reply published on another node can find it.
-        let token = format!("{}.{}", ctx.broker.meta.node(), names::random_token());
-        ctx.broker.register_reply_consumer(
+        let token = ReplyConsumers::token(ctx.broker.meta.node());
+        ctx.broker.replies.register(
             token.clone(),
             ReplyConsumer {
                 conn: ctx.conn.clone(),
@@ -181,7 +180,7 @@ impl Channel {
                 }
                 None => {
                     if let Some((_, token)) = self.reply_to.take() {
-                        ctx.broker.remove_reply_consumer(&token);
+                        ctx.broker.replies.remove(&token);
                     }
                 }
             }

@@ -243,7 +243,7 @@ impl Channel {
             q.channel_closed(conn_id, self.key).await;
         }
         if let Some((_, token)) = self.reply_to.take() {
-            broker.remove_reply_consumer(&token);
+            broker.replies.remove(&token);
         }
         self.consumers.clear();
         self.unacked.clear();

@@ -2,9 +2,9 @@
 //! checking it as RabbitMQ's `rabbit_channel` does, routing it, and handing it to queues.
 
 use super::{Channel, Ctx};
-use crate::mail::{ConnMsg, Delivery};
 use crate::message::{Body, Message};
 use crate::queue::{QueueHandle, Ticket};
+use crate::reply_to::ReplyConsumers;
 use crate::routing::{ExchangeRoute, Snapshot};
 use bytes::Bytes;
 use std::sync::Arc;
@@ -276,23 +276,17 @@ impl Channel {
         asked
     }
 
-    /// Sends a message straight to the direct reply-to consumer its routing key names.
+    /// Sends a message straight to the direct reply-to consumer its routing key names, on
+    /// this node or another; false if there is none (as far as this node can tell).
     fn direct_reply(&self, ctx: &mut Ctx<'_>, message: &Arc<Message>) -> bool {
         let token =
             String::from_utf8_lossy(&message.routing_key.as_bytes()[REPLY_TO_PREFIX.len()..]);
-        let Some(target) = ctx.broker.reply_consumer(&token) else {
-            return false;
-        };
-        target.conn.send(ConnMsg::Deliver(vec![Delivery {
-            channel: target.channel,
-            channel_key: target.channel_key,
-            consumer_tag: target.consumer_tag,
-            queue: None,
-            seq: 0,
-            message: message.clone(),
-            redelivered: false,
-            no_ack: true,
-        }]))
+        match ReplyConsumers::node_of(&token) {
+            Some(node) if node != ctx.broker.meta.node() => {
+                ctx.broker.remote.send_reply(node, &token, message)
+            }
+            _ => ctx.broker.replies.deliver(&token, message.clone()),
+        }
     }
 
     /// Looks up a publish's exchange again (used at tx.commit) and routes the message;

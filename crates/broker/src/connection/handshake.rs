@@ -90,7 +90,7 @@ pub fn server_properties(broker: &Broker) -> FieldTable {
     );
     FieldTable::new()
         .with("capabilities", FieldValue::Table(caps))
-        .with("cluster_name", broker.config.node.name.as_str())
+        .with("cluster_name", broker.meta.cluster_name().as_str())
         .with("copyright", "Copyright (c) the warren authors")
         .with(
             "information",

@@ -15,7 +15,7 @@
 use super::actor::QueueCmd;
 use super::command::{ConsumerSpec, GetReply, Settle, Ticket};
 use super::flow::Flow;
-use super::remote::Peers;
+use super::remote::{Peers, tell_frame};
 use super::state::{Command, ConsumerRow, Reply};
 use super::wire::{Answer, Cmd, QueueRef, WireMessage};
 use crate::message::Message;
@@ -197,8 +197,7 @@ impl QueueHandle {
                 target,
             } => {
                 if let Some(cmd) = Cmd::of(cmd) {
-                    let (node, peers, target) = (*node, peers.clone(), target.clone());
-                    tokio::spawn(async move { peers.tell(node, &target, cmd).await });
+                    peers.send_in_order(*node, tell_frame(target, cmd));
                 }
             }
         }

@@ -16,6 +16,8 @@ pub(crate) mod state;
 mod storage;
 pub(crate) mod wire;
 
+#[cfg(test)]
+pub(crate) use actor::QueueCmd;
 pub use actor::{OnRemove, Surroundings};
 pub use command::{ConsumerSpec, Settle, Ticket, credit_cost, ticket_mail};
 pub use deadletter::DeadLetterSink;

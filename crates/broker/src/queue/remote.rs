@@ -13,8 +13,8 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
-use tokio::sync::oneshot;
-use warren_meta::{ConnId, NodeId};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use warren_meta::{ConnId, NodeId, QueueId};
 
 pub type Sending = Pin<Box<dyn Future<Output = bool> + Send>>;
 
@@ -49,6 +49,12 @@ impl Links for NoLinks {
 /// How long a command waits for a queue on another node to answer.
 const ASK_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How many publish frames this node may have on their way to one queue on another node, or
+/// waiting there for the queue to take them. The queue's node gives each back once the queue
+/// has it, so a queue that cannot keep up slows the publishers of other nodes as a full
+/// mailbox slows its own, and nothing piles up between nodes.
+const PUBLISH_WINDOW: u32 = 64;
+
 /// The queue channel's sending side, the answers it waits for, and what it knows of the
 /// other nodes' brokers.
 pub struct Peers {
@@ -61,6 +67,10 @@ pub struct Peers {
     /// they say it runs again.
     down: RwLock<HashSet<NodeId>>,
     unanswered: Unanswered,
+    /// Publish windows, by node and queue.
+    windows: Mutex<HashMap<(NodeId, QueueId), Arc<Semaphore>>>,
+    /// Frames sent without waiting, in order, by node (see [`Peers::send_in_order`]).
+    outboxes: Mutex<HashMap<NodeId, mpsc::UnboundedSender<Bytes>>>,
 }
 
 impl std::fmt::Debug for Peers {
@@ -78,6 +88,8 @@ impl Peers {
             names: RwLock::new(HashMap::new()),
             down: RwLock::new(HashSet::new()),
             unanswered: Unanswered::default(),
+            windows: Mutex::new(HashMap::new()),
+            outboxes: Mutex::new(HashMap::new()),
         })
     }
 
@@ -142,17 +154,76 @@ impl Peers {
         if let Ok(mut p) = self.pending.lock() {
             p.retain(|_, (to, _)| *to != node);
         }
+        if let Ok(mut o) = self.outboxes.lock() {
+            o.remove(&node);
+        }
+        // Publishers waiting on a window to it give up (their publishes are refused); the
+        // next ones start with full windows, as the node starts with empty lanes.
+        if let Ok(mut w) = self.windows.lock() {
+            w.retain(|(to, _), window| {
+                if *to == node {
+                    window.close();
+                }
+                *to != node
+            });
+        }
         self.unanswered.take(node)
+    }
+
+    fn window(&self, node: NodeId, queue: QueueId) -> Option<Arc<Semaphore>> {
+        let mut w = self.windows.lock().ok()?;
+        Some(
+            w.entry((node, queue))
+                .or_insert_with(|| Arc::new(Semaphore::new(PUBLISH_WINDOW as usize)))
+                .clone(),
+        )
+    }
+
+    /// Node `from` handed `n` of this node's publish frames to queue `queue`.
+    pub(crate) fn credit(&self, from: NodeId, queue: QueueId, n: u32) {
+        let window = self
+            .windows
+            .lock()
+            .ok()
+            .and_then(|w| w.get(&(from, queue)).cloned());
+        if let Some(window) = window {
+            // Never more than the window: a credit for a window closed and opened anew (the
+            // node went down and came back) must not widen the new one.
+            let room = (PUBLISH_WINDOW as usize).saturating_sub(window.available_permits());
+            window.add_permits((n as usize).min(room));
+        }
+    }
+
+    /// Sends a frame to node `node` without waiting, after those sent before this way:
+    /// settlements, credit and replies, which a caller must not wait on and which must not
+    /// overtake each other. Bounded by what they answer (deliveries, requests).
+    pub(crate) fn send_in_order(&self, node: NodeId, frame: Bytes) {
+        let Ok(mut outboxes) = self.outboxes.lock() else {
+            return;
+        };
+        let frame = match outboxes.get(&node) {
+            Some(tx) => match tx.send(frame) {
+                Ok(()) => return,
+                Err(mpsc::error::SendError(frame)) => frame,
+            },
+            None => frame,
+        };
+        let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
+        let _ = tx.send(frame);
+        outboxes.insert(node, tx);
+        let links = self.links.clone();
+        tokio::spawn(async move {
+            while let Some(frame) = rx.recv().await {
+                // A node that cannot be reached gets nothing; what it missed it learns again
+                // when it is back (its queues start over, and so do their consumers).
+                links.send(node, frame).await;
+            }
+        });
     }
 
     /// Sends a command that needs no answer; false if the node cannot be reached.
     pub(crate) async fn tell(&self, node: NodeId, queue: &QueueRef, cmd: Cmd) -> bool {
-        let frame = Frame::Queue {
-            queue: queue.clone(),
-            ask: None,
-            cmd,
-        };
-        self.links.send(node, encode(&frame)).await
+        self.links.send(node, tell_frame(queue, cmd)).await
     }
 
     /// Sends messages for a queue on node `node`; false if the node cannot be reached. Until
@@ -163,11 +234,20 @@ impl Peers {
         queue: &QueueRef,
         batch: Vec<(WireMessage, Option<Ticket>)>,
     ) -> bool {
+        let Some(window) = self.window(node, queue.id) else {
+            return false;
+        };
+        match window.acquire().await {
+            Ok(permit) => permit.forget(),
+            // The node went down meanwhile.
+            Err(_) => return false,
+        }
         let tickets: Vec<Ticket> = batch.iter().filter_map(|(_, t)| t.clone()).collect();
         self.unanswered.owe(node, &tickets);
         let sent = self.tell(node, queue, Cmd::Publish(batch)).await;
         if !sent {
             self.unanswered.answered(node, &tickets);
+            window.add_permits(1);
         }
         sent
     }
@@ -223,6 +303,15 @@ impl Peers {
             let _ = tx.send(answer);
         }
     }
+}
+
+/// A command for `queue` that wants no answer, as it crosses.
+pub(crate) fn tell_frame(queue: &QueueRef, cmd: Cmd) -> Bytes {
+    encode(&Frame::Queue {
+        queue: queue.clone(),
+        ask: None,
+        cmd,
+    })
 }
 
 /// A ticket as its answer names it: connection, channel opening, number, and whether it is
@@ -301,23 +390,25 @@ fn settle_one(owed: &mut Owed, k: TicketKey) {
     }
 }
 
+/// Links that take every frame and keep nothing, for tests.
+#[cfg(test)]
+pub(crate) struct Sink;
+
+#[cfg(test)]
+impl Links for Sink {
+    fn send(&self, _to: NodeId, _frame: Bytes) -> Sending {
+        Box::pin(async { true })
+    }
+    fn is_linked(&self, _name: &str) -> bool {
+        true
+    }
+    fn keep_linked(&self, _members: Vec<String>) {}
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use warren_meta::Uid;
-
-    /// Links that take every frame and keep nothing.
-    struct Sink;
-
-    impl Links for Sink {
-        fn send(&self, _to: NodeId, _frame: Bytes) -> Sending {
-            Box::pin(async { true })
-        }
-        fn is_linked(&self, _name: &str) -> bool {
-            true
-        }
-        fn keep_linked(&self, _members: Vec<String>) {}
-    }
 
     fn ticket(seq: u64) -> Ticket {
         Ticket {
@@ -340,15 +431,6 @@ mod tests {
         }
     }
 
-    fn message() -> WireMessage {
-        WireMessage {
-            exchange: "".into(),
-            routing_key: "q".into(),
-            properties: warren_amqp::RawProperties::empty().as_bytes().clone(),
-            body: Bytes::from_static(b"m"),
-        }
-    }
-
     /// What a node that goes down had not answered is refused, once per queue it went to,
     /// and nothing it answered or another node owes.
     #[tokio::test]
@@ -357,7 +439,7 @@ mod tests {
         let (two, three) = (NodeId(2), NodeId(3));
         let batch = |seqs: &[u64]| {
             seqs.iter()
-                .map(|s| (message(), Some(ticket(*s))))
+                .map(|s| (WireMessage::sample(), Some(ticket(*s))))
                 .collect::<Vec<_>>()
         };
         // Seq 2 goes to two queues on node 2; seq 4 to node 3.
@@ -377,5 +459,44 @@ mod tests {
         assert!(!peers.is_reachable(two), "down until it says it runs");
         assert!(peers.node_down(two).is_empty(), "given back once");
         assert_eq!(peers.node_down(three).len(), 1);
+    }
+
+    /// A queue on another node takes at most a window of publish frames before it says it
+    /// has them; a publisher beyond waits, goes on when credit comes, and gives up when the
+    /// node goes down.
+    #[tokio::test]
+    async fn publishes_to_another_node_wait_for_their_window() {
+        let peers = Peers::new(Arc::new(Sink));
+        let node = NodeId(2);
+        let one = || vec![(WireMessage::sample(), None)];
+        for _ in 0..PUBLISH_WINDOW {
+            assert!(peers.publish(node, &queue(1), one()).await);
+        }
+        let waiting = {
+            let peers = peers.clone();
+            tokio::spawn(async move { peers.publish(node, &queue(1), one()).await })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!waiting.is_finished(), "the window is full");
+        assert!(
+            peers.publish(node, &queue(2), one()).await,
+            "another queue has its own window"
+        );
+        peers.credit(node, queue(1).id, 1);
+        assert!(waiting.await.unwrap(), "credit reopens it");
+        let waiting = {
+            let peers = peers.clone();
+            tokio::spawn(async move { peers.publish(node, &queue(1), one()).await })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        peers.node_down(node);
+        assert!(!waiting.await.unwrap(), "the node went down: refused");
+        peers.credit(node, queue(1).id, 1_000);
+        for _ in 0..PUBLISH_WINDOW {
+            assert!(
+                peers.publish(node, &queue(1), one()).await,
+                "a fresh window"
+            );
+        }
     }
 }

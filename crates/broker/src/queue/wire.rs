@@ -47,6 +47,17 @@ pub(crate) enum Frame {
     Broker {
         running: bool,
     },
+    /// The sending node handed `n` publish frames from this node to queue `queue`: the
+    /// publish window to it reopens by as many (see `Peers::publish`).
+    Credit {
+        queue: QueueId,
+        n: u32,
+    },
+    /// A reply for the direct reply-to consumer `token` names, on the receiving node.
+    Reply {
+        token: String,
+        message: WireMessage,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -77,6 +88,19 @@ impl WireMessage {
     }
 }
 
+#[cfg(test)]
+impl WireMessage {
+    /// A small message to the default exchange, for tests.
+    pub(crate) fn sample() -> WireMessage {
+        WireMessage {
+            exchange: "".into(),
+            routing_key: "q".into(),
+            properties: RawProperties::empty().as_bytes().clone(),
+            body: Bytes::from_static(b"m"),
+        }
+    }
+}
+
 /// A command for a queue: the queue's own command, with messages in their wire form.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Cmd {
@@ -97,6 +121,16 @@ impl Cmd {
             Command::ConnectionGone { .. } | Command::NodeGone { .. } | Command::Synced(_) => None,
             other => Some(Cmd::Other(other)),
         }
+    }
+
+    /// Settlements and credit: they never wait on the queue (they go to its control
+    /// channel), and must not wait behind publishes either, since they are what lets a
+    /// congested queue take more.
+    pub(crate) fn is_control(&self) -> bool {
+        matches!(
+            self,
+            Cmd::Other(Command::Settle(..) | Command::Credit { .. } | Command::Prefetch { .. })
+        )
     }
 
     pub(crate) fn into_command(self) -> Command {
@@ -337,7 +371,7 @@ mod tests {
                 consumer_tag: "t".into(),
                 queue: Some(queue.id),
                 seq: 5,
-                message,
+                message: message.clone(),
                 redelivered: false,
                 no_ack: true,
             }]),
@@ -347,5 +381,13 @@ mod tests {
         }
         round_trip(Frame::NoConnection { conn });
         round_trip(Frame::Broker { running: false });
+        round_trip(Frame::Credit {
+            queue: queue.id,
+            n: 1,
+        });
+        round_trip(Frame::Reply {
+            token: "t".into(),
+            message,
+        });
     }
 }

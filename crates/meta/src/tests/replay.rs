@@ -8,6 +8,9 @@ fn busy() -> Vec<Command> {
     vec![
         Command::AddVhost { name: "/".into() },
         Command::AddVhost { name: "v2".into() },
+        Command::SetClusterName {
+            name: "prod".into(),
+        },
         Command::AddUser {
             name: "u".into(),
             password: PasswordHash::with_salt([1, 2, 3, 4], "p"),
@@ -70,6 +73,11 @@ fn a_snapshot_rebuilds_the_same_topology() {
     }
     let snap = t.export(Scope::All);
     let text = serde_json::to_string(&snap).unwrap();
+    // RabbitMQ keeps the cluster's name as a global parameter, and exports it as one.
+    assert!(
+        text.contains(r#""global_parameters":[{"name":"cluster_name","value":"prod"}]"#),
+        "{text}"
+    );
     let read: crate::Definitions = serde_json::from_str(&text).unwrap();
     let mut fresh = Topology::new();
     let mut n = 1000;
