@@ -160,6 +160,20 @@ impl Admin {
         .await
     }
 
+    /// The members whose brokers run, as far as this node can tell (itself included), by
+    /// name: a member whose application is stopped (`stop_app`) is not among them.
+    pub fn running_members(&self) -> Vec<String> {
+        let meta = &self.broker.meta;
+        let names = meta.node_names();
+        let mut running: Vec<String> = meta
+            .running_nodes()
+            .into_iter()
+            .filter_map(|id| names.get(&id).cloned())
+            .collect();
+        running.sort();
+        running
+    }
+
     /// The cluster's name: as `set_cluster_name` set it, else its first disc node's.
     pub fn cluster_name(&self) -> String {
         self.broker.meta.cluster_name()
@@ -311,6 +325,29 @@ impl Admin {
     /// The connections open on this node, oldest first.
     pub fn connections(&self) -> Vec<crate::mail::ConnInfo> {
         self.broker.post.connections()
+    }
+
+    /// The channels of this node's connections, with their connection, in connection order.
+    pub async fn channels(&self) -> Vec<(crate::mail::ConnInfo, crate::mail::ChannelRow)> {
+        let post = &self.broker.post;
+        let mut rows = Vec::new();
+        for info in post.connections() {
+            let Some(mailbox) = post.get_local(info.id) else {
+                continue;
+            };
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            if mailbox.send(crate::mail::ConnMsg::Describe(tx)).is_err() {
+                continue;
+            }
+            // A connection busy for longer than this is left out rather than holding up the
+            // listing.
+            if let Ok(Ok(channels)) =
+                tokio::time::timeout(std::time::Duration::from_secs(2), rx).await
+            {
+                rows.extend(channels.into_iter().map(|c| (info.clone(), c)));
+            }
+        }
+        rows
     }
 
     /// The consumers of `vhost`'s queues: the queue's name and the consumer.

@@ -68,6 +68,26 @@ pub enum ConnMsg {
     /// cancelled, as RabbitMQ cancels them when a queue's node goes.
     #[serde(skip)]
     NodeDown { node: warren_meta::NodeId },
+    /// An operator asks what the connection's channels are doing (`list_channels`).
+    #[serde(skip)]
+    Describe(tokio::sync::oneshot::Sender<Vec<ChannelRow>>),
+}
+
+/// What an operator sees of a channel (`list_channels`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelRow {
+    pub number: u16,
+    pub consumers: u32,
+    pub unacknowledged: u32,
+    /// Publishes not yet confirmed (in confirm mode).
+    pub unconfirmed: u32,
+    /// Messages published in the open transaction.
+    pub uncommitted: u32,
+    /// basic.qos for each new consumer, and for the channel as a whole (0: none).
+    pub prefetch: u32,
+    pub global_prefetch: u32,
+    pub confirm: bool,
+    pub transactional: bool,
 }
 
 pub type Mailbox = mpsc::UnboundedSender<ConnMsg>;

@@ -234,6 +234,13 @@ const VERBS: &[Verb] = &[
         Some("Listing connections ..."),
     ),
     verb(
+        "list_channels",
+        0,
+        None,
+        Shape::Columns(&["pid", "user", "consumer_count", "messages_unacknowledged"]),
+        Some("Listing channels ..."),
+    ),
+    verb(
         "list_consumers",
         0,
         None,

@@ -268,6 +268,50 @@ impl Control {
                     })
                     .collect(),
             ),
+            "list_channels" => {
+                let me = &self.mesh.me().name;
+                table(
+                    &[
+                        "pid",
+                        "connection",
+                        "name",
+                        "number",
+                        "user",
+                        "vhost",
+                        "transactional",
+                        "confirm",
+                        "consumer_count",
+                        "messages_unacknowledged",
+                        "messages_uncommitted",
+                        "messages_unconfirmed",
+                        "prefetch_count",
+                        "global_prefetch_count",
+                    ],
+                    admin
+                        .channels()
+                        .await
+                        .into_iter()
+                        .map(|(conn, ch)| {
+                            vec![
+                                format!("<{me}.{}.{}>", conn.id.n, ch.number).into(),
+                                format!("<{me}.{}>", conn.id.n).into(),
+                                format!("{} -> {amqp} ({})", conn.peer, ch.number).into(),
+                                ch.number.into(),
+                                conn.user.into(),
+                                conn.vhost.into(),
+                                ch.transactional.into(),
+                                ch.confirm.into(),
+                                ch.consumers.into(),
+                                ch.unacknowledged.into(),
+                                ch.uncommitted.into(),
+                                ch.unconfirmed.into(),
+                                ch.prefetch.into(),
+                                ch.global_prefetch.into(),
+                            ]
+                        })
+                        .collect(),
+                )
+            }
             "list_consumers" => {
                 let me = &self.mesh.me().name;
                 table(
@@ -328,12 +372,11 @@ impl Control {
     fn cluster_status(&self, admin: &Admin, amqp: SocketAddr) -> Answer {
         let me = self.mesh.me().name.clone();
         let (disk, ram) = admin.members();
-        // Members this node is linked to are running, as far as it can tell.
-        let running: Vec<String> = disk
-            .iter()
-            .chain(&ram)
-            .filter(|n| **n == me || self.mesh.is_connected(n))
-            .cloned()
+        let members: Vec<&String> = disk.iter().chain(&ram).collect();
+        let running: Vec<String> = admin
+            .running_members()
+            .into_iter()
+            .filter(|n| members.contains(&n))
             .collect();
         let cluster_name = admin.cluster_name();
         let versions: serde_json::Map<String, serde_json::Value> = running

@@ -158,7 +158,7 @@ pub async fn forget_cluster_node(
     let Some(broker) = app.broker().await else {
         return Answer::failed(
             exit::UNAVAILABLE,
-            format!("the warren app is not running on node {me}; start it, or use --offline"),
+            format!("the warren app is not running on node {me}; start it first"),
         );
     };
     if node == me {

@@ -10,6 +10,7 @@ use std::sync::RwLock;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
+use warren_broker::group::raft_id;
 use warren_broker::{Links, Sending, answer_while_stopped, broker_frame};
 use warren_cluster::rpc::{CallError as LinkError, Handler};
 use warren_cluster::{Channel, Mesh, NodeAddr, PeerEvent, PeerKind, Rpc};
@@ -47,7 +48,7 @@ impl MeshTransport {
     /// Starts answering other nodes' metadata requests with whatever group `app` runs.
     pub fn start(mesh: &Mesh, app: Arc<OnceLock<Arc<App>>>) -> Arc<MeshTransport> {
         let running = app.clone();
-        let handler: Handler = Arc::new(move |_from: String, body: Bytes| {
+        let handler: Handler = Arc::new(move |from: String, body: Bytes| {
             let app = running.get().cloned();
             Box::pin(async move {
                 let Some(app) = app else {
@@ -57,7 +58,7 @@ impl MeshTransport {
                     // An empty request asks whether the group runs here.
                     Some(_) if body.is_empty() => Bytes::from_static(RUNNING),
                     Some(b) => match b.meta.group() {
-                        Some(g) => warren_raft::serve(g.raft(), &body).await,
+                        Some(g) => warren_raft::serve(g.raft(), raft_id(&from), &body).await,
                         None => Bytes::new(),
                     },
                     // Stopped (stop_app): the empty answer reads as a network error.

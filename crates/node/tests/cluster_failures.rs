@@ -142,10 +142,42 @@ fn a_node_going_down_cancels_its_consumers_and_unroutes_its_queues() {
         }
         ok(&c2, &["stop_app"]);
         assert!(cancelled(&mut far).await, "basic.cancel at stop_app");
+        let running = support::cluster::status(&c1)["running_nodes"].clone();
+        assert_eq!(
+            running,
+            serde_json::json!(["c1@localhost", "c3@localhost"]),
+            "a stopped application is not running, as rabbitmqctl reports it"
+        );
         assert_eq!(publish_mandatory(&on1, "far").await, (true, Some(312)));
         ok(&c2, &["start_app"]);
         until_count(&c1, "far", Some(3)).await;
         assert_eq!(publish_mandatory(&on1, "far").await, (true, None));
         until_count(&c1, "far", Some(4)).await;
     });
+}
+
+/// A member forgotten while it was down, and started again with its old view of the cluster,
+/// asks the others for their votes; they do not answer it, so it cannot unseat their leader,
+/// and the cluster goes on taking changes.
+#[test]
+fn a_forgotten_node_that_comes_back_does_not_disturb_the_cluster() {
+    let mut nodes = cluster(3);
+    let c3 = nodes.pop().unwrap().kill();
+    ok(&nodes[0], &["forget_cluster_node", "c3@localhost"]);
+    let _c3 = c3.start();
+    let ignored = nodes
+        .iter()
+        .any(|n| n.logged_within("ignored a vote request", Duration::from_secs(20)));
+    assert!(
+        ignored,
+        "the forgotten node asked for votes and was ignored"
+    );
+    for i in 0..3 {
+        ok(&nodes[0], &["add_vhost", &format!("after-{i}")]);
+    }
+    let s = support::cluster::status(&nodes[1]);
+    assert_eq!(
+        s["disk_nodes"],
+        serde_json::json!(["c1@localhost", "c2@localhost"])
+    );
 }

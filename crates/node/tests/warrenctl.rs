@@ -325,6 +325,34 @@ fn listings_cluster_status_and_stop() {
         lines[2].starts_with("guest\t127.0.0.1\t") && lines[2].ends_with("\trunning"),
         "{out}"
     );
+    // Its channel: one consumer, the three messages delivered and not acknowledged.
+    let want = "number\tconsumer_count\tmessages_unacknowledged\tprefetch_count\tconfirm\n1\t1\t3\t7\tfalse\n";
+    let mut out = String::new();
+    for _ in 0..50 {
+        out = node
+            .ctl(&[
+                "-q",
+                "list_channels",
+                "number",
+                "consumer_count",
+                "messages_unacknowledged",
+                "prefetch_count",
+                "confirm",
+            ])
+            .1;
+        if out == want {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(out, want);
+    let (_, out, _) = node.ctl(&["list_channels"]);
+    assert!(
+        out.starts_with(
+            "Listing channels ...\npid\tuser\tconsumer_count\tmessages_unacknowledged\n"
+        ),
+        "{out}"
+    );
     let (_, out, _) = node.ctl(&[
         "-q",
         "list_consumers",

@@ -91,8 +91,11 @@ where
     }
 }
 
-/// Answers a request from another node.
-pub async fn serve<C>(raft: &Raft<C>, request: &[u8]) -> Bytes
+/// Answers a request from node `from`. A vote request from a node that is not a member (one
+/// forgotten by the others, restarted with its old view of the cluster) gets no answer: its
+/// higher terms would otherwise unseat the leader again and again. A node that has no
+/// membership yet (it is joining, or forming) answers everyone.
+pub async fn serve<C>(raft: &Raft<C>, from: u64, request: &[u8]) -> Bytes
 where
     C: RaftTypeConfig<Node = BasicNode, NodeId = u64, Responder = OneshotResponder<C>>,
 {
@@ -105,6 +108,14 @@ where
     };
     match request {
         Request::Append(r) => encode(&raft.append_entries(r).await),
+        Request::Vote(_) if !may_vote(raft, from) => {
+            tracing::warn!(
+                node = from,
+                "ignored a vote request from a node that is not a member of the cluster \
+                 (reset it before it starts again)"
+            );
+            Bytes::new()
+        }
         Request::Vote(r) => encode(&raft.vote(r).await),
         Request::Snapshot(r) => encode(&raft.install_snapshot(r).await),
         Request::Propose { change, timeout_ms } => {
@@ -116,4 +127,16 @@ where
             encode(&change_members_here(raft, r.change, timeout).await)
         }
     }
+}
+
+/// Whether node `from` may ask this one for its vote: it is a member, or this node knows of no
+/// members yet.
+fn may_vote<C>(raft: &Raft<C>, from: u64) -> bool
+where
+    C: RaftTypeConfig<Node = BasicNode, NodeId = u64, Responder = OneshotResponder<C>>,
+{
+    let metrics = raft.metrics();
+    let m = metrics.borrow();
+    let members = m.membership_config.membership();
+    members.nodes().next().is_none() || members.get_node(&from).is_some()
 }

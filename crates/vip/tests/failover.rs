@@ -15,7 +15,7 @@ fn vip() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_warren-vip"))
 }
 
-const SETTLE: Duration = Duration::from_secs(20);
+const SETTLE: Duration = Duration::from_secs(60);
 
 /// h1 master at 100, h2 backup at 90; waits until the client reaches h1.
 fn pair(net: &mut Net, h1_extra: &str, h2_extra: &str) -> (u32, u32) {

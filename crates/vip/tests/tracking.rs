@@ -8,7 +8,7 @@ use common::*;
 use std::path::Path;
 use std::time::Duration;
 
-const SETTLE: Duration = Duration::from_secs(20);
+const SETTLE: Duration = Duration::from_secs(60);
 
 fn vip() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_warren-vip"))

@@ -29,6 +29,11 @@ impl Confirms {
         }
     }
 
+    /// Publishes not yet settled.
+    pub fn unconfirmed(&self) -> u32 {
+        self.outstanding.len() as u32
+    }
+
     /// Numbers the next publish.
     pub fn publish(&mut self) -> u64 {
         let seq = self.next_seq;

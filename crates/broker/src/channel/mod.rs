@@ -209,6 +209,21 @@ impl Channel {
         }
     }
 
+    /// What `list_channels` shows of this channel.
+    pub fn row(&self) -> crate::mail::ChannelRow {
+        crate::mail::ChannelRow {
+            number: self.id,
+            consumers: self.consumers.len() as u32,
+            unacknowledged: self.unacked.len() as u32,
+            unconfirmed: self.confirms.as_ref().map_or(0, |c| c.unconfirmed()),
+            uncommitted: self.tx.as_ref().map_or(0, |t| t.publishes.len() as u32),
+            prefetch: u32::from(self.consumer_prefetch),
+            global_prefetch: self.shared.limit,
+            confirm: self.confirms.is_some(),
+            transactional: self.tx.is_some(),
+        }
+    }
+
     pub fn has_confirms(&self) -> bool {
         self.confirms.is_some()
     }

@@ -3,7 +3,7 @@
 
 use super::close::close_method;
 use super::{Connection, Slot};
-use crate::mail::ConnMsg;
+use crate::mail::{ChannelRow, ConnMsg};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 use warren_amqp::AmqpError;
@@ -61,6 +61,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             // A transaction's commit reads its answers itself (see `Channel::tx_commit`);
             // one that arrives here belongs to a commit that already failed.
             ConnMsg::Committed { .. } => {}
+            ConnMsg::Describe(answer) => {
+                let mut rows: Vec<ChannelRow> = self
+                    .channels
+                    .values()
+                    .filter_map(|slot| match slot {
+                        Slot::Open(ch) => Some(ch.row()),
+                        _ => None,
+                    })
+                    .collect();
+                rows.sort_by_key(|r| r.number);
+                let _ = answer.send(rows);
+            }
             ConnMsg::Close { code, text } => {
                 if self.closing_since.is_none() {
                     self.out
