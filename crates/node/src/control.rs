@@ -4,6 +4,7 @@
 //! waits (`await_startup`) does not hold up the others.
 
 use crate::app::{App, StartError};
+use crate::listing;
 use crate::membership;
 use crate::transport::MeshTransport;
 use std::net::SocketAddr;
@@ -251,66 +252,15 @@ impl Control {
                     })
                     .collect(),
             ),
-            "list_connections" => table(
-                &["user", "peer_host", "peer_port", "state", "vhost", "name"],
-                admin
-                    .connections()
-                    .into_iter()
-                    .map(|c| {
-                        vec![
-                            c.user.into(),
-                            c.peer.ip().to_string().into(),
-                            c.peer.port().into(),
-                            "running".into(),
-                            c.vhost.into(),
-                            c.name.into(),
-                        ]
-                    })
-                    .collect(),
-            ),
-            "list_channels" => {
-                let me = &self.mesh.me().name;
-                table(
-                    &[
-                        "pid",
-                        "connection",
-                        "name",
-                        "number",
-                        "user",
-                        "vhost",
-                        "transactional",
-                        "confirm",
-                        "consumer_count",
-                        "messages_unacknowledged",
-                        "messages_uncommitted",
-                        "messages_unconfirmed",
-                        "prefetch_count",
-                        "global_prefetch_count",
-                    ],
-                    admin
-                        .channels()
-                        .await
-                        .into_iter()
-                        .map(|(conn, ch)| {
-                            vec![
-                                format!("<{me}.{}.{}>", conn.id.n, ch.number).into(),
-                                format!("<{me}.{}>", conn.id.n).into(),
-                                format!("{} -> {amqp} ({})", conn.peer, ch.number).into(),
-                                ch.number.into(),
-                                conn.user.into(),
-                                conn.vhost.into(),
-                                ch.transactional.into(),
-                                ch.confirm.into(),
-                                ch.consumers.into(),
-                                ch.unacknowledged.into(),
-                                ch.uncommitted.into(),
-                                ch.unconfirmed.into(),
-                                ch.prefetch.into(),
-                                ch.global_prefetch.into(),
-                            ]
-                        })
-                        .collect(),
-                )
+            verb if listing::is_gathered(verb) => {
+                let me = self.mesh.me().name.clone();
+                let mut rows = listing::local_rows(verb, admin, amqp, &me).await;
+                for peer in admin.running_members() {
+                    if peer != me {
+                        rows.extend(self.links.rows_of(&peer, verb).await);
+                    }
+                }
+                table(listing::columns(verb), rows)
             }
             "list_consumers" => {
                 let me = &self.mesh.me().name;

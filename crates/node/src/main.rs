@@ -3,6 +3,7 @@
 
 mod app;
 mod control;
+mod listing;
 mod membership;
 mod transport;
 

@@ -4,6 +4,7 @@
 //! names it, `name@host:port`; the first call to a node starts keeping a link to it.
 
 use crate::app::App;
+use crate::listing;
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::RwLock;
@@ -48,12 +49,17 @@ impl MeshTransport {
     /// Starts answering other nodes' metadata requests with whatever group `app` runs.
     pub fn start(mesh: &Mesh, app: Arc<OnceLock<Arc<App>>>) -> Arc<MeshTransport> {
         let running = app.clone();
+        let me = mesh.me().name.clone();
         let handler: Handler = Arc::new(move |from: String, body: Bytes| {
             let app = running.get().cloned();
+            let me = me.clone();
             Box::pin(async move {
                 let Some(app) = app else {
                     return Bytes::new();
                 };
+                if body.first() == Some(&LIST) {
+                    return rows_here(&app, &me, &body[1..]).await;
+                }
                 match app.broker().await {
                     // An empty request asks whether the group runs here.
                     Some(_) if body.is_empty() => Bytes::from_static(RUNNING),
@@ -176,6 +182,34 @@ impl Links for MeshTransport {
 
 /// The answer to an empty request from a node whose group runs.
 const RUNNING: &[u8] = b"running";
+
+/// Starts a request for this node's rows of a listing (see `listing`); the verb follows. No
+/// request of the metadata group starts with it (theirs start with a small variant number).
+const LIST: u8 = 0xF0;
+
+/// This node's rows for the listing `verb` names, as JSON (none while its broker is stopped).
+async fn rows_here(app: &App, me: &str, verb: &[u8]) -> Bytes {
+    let verb = String::from_utf8_lossy(verb);
+    let rows = match app.admin().await {
+        Some((admin, amqp)) if listing::is_gathered(&verb) => {
+            listing::local_rows(&verb, &admin, amqp, me).await
+        }
+        _ => Vec::new(),
+    };
+    Bytes::from(serde_json::to_vec(&rows).unwrap_or_default())
+}
+
+impl MeshTransport {
+    /// Node `peer`'s rows for the listing `verb` (none if it does not answer in time).
+    pub async fn rows_of(&self, peer: &str, verb: &str) -> Vec<Vec<serde_json::Value>> {
+        let mut body = vec![LIST];
+        body.extend_from_slice(verb.as_bytes());
+        match self.rpc.call(peer, &body, Duration::from_secs(5)).await {
+            Ok(answer) => serde_json::from_slice(&answer).unwrap_or_default(),
+            Err(_) => Vec::new(),
+        }
+    }
+}
 
 impl MeshTransport {
     /// Whether node `name`'s broker (and so its part of the group) runs now.

@@ -602,3 +602,24 @@ fn the_cluster_name_is_the_cluster_s() {
         "cluster_name in connection.start"
     );
 }
+
+/// `list_connections` and `list_channels` through one node list the clients of every running
+/// node, each row naming its node.
+#[test]
+fn connections_and_channels_are_listed_across_the_cluster() {
+    let (a, b) = pair();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let _clients = rt.block_on(async {
+        let on_a = lapin_channel(a.amqp).await;
+        let on_b = lapin_channel(b.amqp).await;
+        (on_a, on_b)
+    });
+    let mut conns = lines(&a, &["list_connections", "user", "node"]);
+    conns.sort();
+    assert_eq!(conns, ["guest\ta@localhost", "guest\tb@localhost"]);
+    let mut channels = lines(&b, &["list_channels", "pid", "number"]);
+    channels.sort();
+    assert_eq!(channels.len(), 2, "{channels:?}");
+    assert!(channels[0].starts_with("<a@localhost.") && channels[0].ends_with(".1>\t1"));
+    assert!(channels[1].starts_with("<b@localhost.") && channels[1].ends_with(".1>\t1"));
+}
