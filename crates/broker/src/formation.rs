@@ -22,7 +22,7 @@ use std::time::Duration;
 use warren_meta::Command;
 use warren_meta::{PasswordHash, Permissions};
 use warren_raft::openraft::{
-    BasicNode, EntryPayload, LogId, Membership, ServerState, StoredMembership,
+    BasicNode, Entry, EntryPayload, LogId, Membership, ServerState, StoredMembership,
 };
 use warren_raft::{LogStore, MemberChange, Meta, MetaRaft, Network, Proposer};
 
@@ -94,6 +94,43 @@ pub fn stored_members(data_dir: &Path) -> Result<Vec<(u64, String)>, String> {
                 .collect()
         })
         .unwrap_or_default())
+}
+
+/// `forget_cluster_node --offline`: removes node `gone` from the membership this stopped
+/// node's metadata ends with, by appending a membership without it to its log. This is how a
+/// cluster that lost its majority for good starts again from what remains (each node that
+/// will not come back forgotten in turn, on a surviving node); it is unsafe if the forgotten
+/// node is in fact alive with a majority of its own, which is why it asks for the application
+/// to be stopped and is never done by itself.
+pub fn forget_offline(data_dir: &Path, gone: u64) -> Result<(), String> {
+    let raft_dir = data_dir.join("raft");
+    let log = raft_dir.join("log");
+    let snapshot = load_snapshot(&raft_dir)?;
+    let after = snapshot.as_ref().and_then(|s| s.meta.last_log_id);
+    let mut membership = snapshot.map(|s| s.meta.last_membership);
+    if let Some(m) = warren_raft::log_store::last_membership::<Meta>(&log)? {
+        membership = Some(m);
+    }
+    let m = membership.ok_or("this node is not part of a cluster")?;
+    let m = m.membership();
+    if m.get_node(&gone).is_none() {
+        return Err("that node is not a member of this node's cluster".to_owned());
+    }
+    let voters: BTreeSet<u64> = m.voter_ids().filter(|id| *id != gone).collect();
+    if voters.is_empty() {
+        return Err("that node is the cluster's last disc node".to_owned());
+    }
+    let nodes: BTreeMap<u64, BasicNode> = m
+        .nodes()
+        .filter(|(id, _)| **id != gone)
+        .map(|(id, n)| (*id, n.clone()))
+        .collect();
+    let without = Membership::new(vec![voters], nodes);
+    warren_raft::log_store::append_offline::<Meta>(&log, after, |log_id| Entry {
+        log_id,
+        payload: EntryPayload::Membership(without),
+    })?;
+    Ok(())
 }
 
 /// Entries at least between two snapshots (more when the topology is larger, so that what

@@ -11,7 +11,9 @@
 use crate::app::App;
 use crate::transport::MeshTransport;
 use std::time::Duration;
-use warren_broker::formation::{Intent, read_intent, reset_data_dir, stored_members, write_intent};
+use warren_broker::formation::{
+    Intent, forget_offline, read_intent, reset_data_dir, stored_members, write_intent,
+};
 use warren_broker::group::raft_id;
 use warren_cluster::ctl::{Answer, exit};
 use warren_cluster::{Mesh, NodeAddr};
@@ -150,10 +152,20 @@ pub async fn forget_cluster_node(
         Err(e) => return Answer::failed(exit::USAGE, e),
     };
     if offline {
-        return Answer::failed(
-            exit::USAGE,
-            "--offline is not supported: a membership change needs a majority of the running cluster",
-        );
+        // As rabbitmqctl's: on a node whose application is stopped, with no cluster asked.
+        if app.is_running().await {
+            return app_running();
+        }
+        if node == me {
+            return Answer::failed(
+                exit::SOFTWARE,
+                format!("cannot forget node {me} from itself; use reset on it instead"),
+            );
+        }
+        return match forget_offline(&app.config().node.data_dir, raft_id(&node)) {
+            Ok(()) => Answer::Done,
+            Err(e) => Answer::failed(exit::SOFTWARE, e),
+        };
     }
     let Some(broker) = app.broker().await else {
         return Answer::failed(

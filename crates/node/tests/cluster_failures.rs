@@ -181,3 +181,52 @@ fn a_forgotten_node_that_comes_back_does_not_disturb_the_cluster() {
         serde_json::json!(["c1@localhost", "c2@localhost"])
     );
 }
+
+/// Two nodes of three gone for good: the one left has no majority and refuses changes. With
+/// its application stopped, `forget_cluster_node --offline` takes each lost node out of its
+/// membership; started again it is a cluster of one, with its topology and messages, and
+/// takes changes.
+#[test]
+fn a_survivor_forgets_the_lost_majority_offline_and_goes_on() {
+    let mut nodes = cluster(3);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let (_c, ch) = lapin_channel(nodes[0].amqp).await;
+        ch.queue_declare("kept".into(), durable(), FieldTable::default())
+            .await
+            .unwrap();
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .unwrap();
+        publish_confirmed(&ch, "kept", b"still here").await;
+    });
+    let lost: Vec<_> = nodes.drain(1..).map(Node::kill).collect();
+    let c1 = &nodes[0];
+    let (code, _, _) = c1.ctl(&["add_vhost", "no-majority"]);
+    assert_eq!(code, 75, "a minority refuses changes");
+    let (code, _, err) = c1.ctl(&["forget_cluster_node", "--offline", "c2@localhost"]);
+    assert_eq!(code, 64, "the application must be stopped first: {err}");
+    ok(c1, &["stop_app"]);
+    ok(c1, &["forget_cluster_node", "--offline", "c2@localhost"]);
+    ok(c1, &["forget_cluster_node", "--offline", "c3@localhost"]);
+    let (code, _, _) = c1.ctl(&["forget_cluster_node", "--offline", "c3@localhost"]);
+    assert_eq!(code, 70, "no longer a member");
+    ok(c1, &["start_app"]);
+    let mut took = false;
+    for _ in 0..100 {
+        if c1.ctl(&["add_vhost", "after"]).0 == 0 {
+            took = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(took, "alone, the survivor takes changes again");
+    assert_eq!(
+        support::cluster::status(c1)["disk_nodes"],
+        serde_json::json!(["c1@localhost"])
+    );
+    rt.block_on(async {
+        assert_eq!(count(c1, "kept").await, Some(1));
+    });
+    drop(lost);
+}

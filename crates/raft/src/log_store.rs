@@ -100,6 +100,46 @@ pub fn last_membership<C: RaftTypeConfig>(path: &Path) -> Result<Option<Members<
     }))
 }
 
+/// Appends one entry to the log at `path` of a node whose group is not running, after both
+/// the log's last entry and `after` (the snapshot's last entry), with the same leader as the
+/// last of those: an operator's unsafe recovery (`forget_cluster_node --offline`), which
+/// openraft reads at the next start like any appended entry. `make` builds the entry for the
+/// log id it will have.
+pub fn append_offline<C: RaftTypeConfig>(
+    path: &Path,
+    after: Option<LogId<C::NodeId>>,
+    make: impl FnOnce(LogId<C::NodeId>) -> C::Entry,
+) -> Result<LogId<C::NodeId>, String> {
+    let (mut journal, replay) =
+        Journal::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let mut last = after;
+    let mut entries: BTreeMap<u64, LogId<C::NodeId>> = BTreeMap::new();
+    for raw in &replay.records {
+        match Record::<C>::decode(raw)? {
+            Record::Entry(e) => {
+                entries.insert(e.get_log_id().index, e.get_log_id().clone());
+            }
+            Record::Truncate(i) => {
+                entries.split_off(&i);
+            }
+            Record::Purged(l) => last = last.max(Some(l)),
+            _ => {}
+        }
+    }
+    let last = last
+        .max(entries.values().next_back().cloned())
+        .ok_or("the metadata log is empty: this node has no cluster")?;
+    let id = LogId::new(last.leader_id.clone(), last.index + 1);
+    let raw = Record::<C>::Entry(make(id.clone()))
+        .encode()
+        .map_err(|e| e.to_string())?;
+    journal.append(&raw);
+    let mut file = journal.file().map_err(|e| e.to_string())?;
+    write_records(&mut file, &journal.take_pending(), true)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(id)
+}
+
 /// The log as it stands.
 struct State<C: RaftTypeConfig> {
     journal: Journal,
