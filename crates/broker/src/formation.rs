@@ -33,8 +33,9 @@ use warren_raft::{LogStore, MemberChange, Meta, MetaRaft, Network, Proposer};
 pub struct Intent {
     /// A disc node (a voter) rather than a RAM node (a learner).
     pub voter: bool,
-    /// The node it joined through, when it joined one: such a node never seeds a group of
-    /// its own; it waits for the leader's snapshot.
+    /// The node it joined through (`name@host:port`), when it joined one: such a node never
+    /// seeds a group of its own; it waits for the leader's snapshot (and a RAM node, which
+    /// keeps no metadata, asks that node again at each start).
     pub joined: Option<String>,
 }
 
@@ -81,12 +82,7 @@ pub fn reset_data_dir(data_dir: &Path) -> Result<(), String> {
 /// The members a stopped node last knew of, by raft id and address (from its snapshot and
 /// log), for it to reach the cluster while its group is not running.
 pub fn stored_members(data_dir: &Path) -> Result<Vec<(u64, String)>, String> {
-    let raft_dir = data_dir.join("raft");
-    let mut membership = load_snapshot(&raft_dir)?.map(|s| s.meta.last_membership);
-    if let Some(m) = warren_raft::log_store::last_membership::<Meta>(&raft_dir.join("log"))? {
-        membership = Some(m);
-    }
-    Ok(membership
+    Ok(stored_membership(&data_dir.join("raft"))?
         .map(|m| {
             m.membership()
                 .nodes()
@@ -94,6 +90,21 @@ pub fn stored_members(data_dir: &Path) -> Result<Vec<(u64, String)>, String> {
                 .collect()
         })
         .unwrap_or_default())
+}
+
+/// The membership a stopped node's metadata ends with (its snapshot's, unless its log holds
+/// a later one).
+fn stored_membership(raft_dir: &Path) -> Result<Option<StoredMembership<u64, BasicNode>>, String> {
+    let mut membership = load_snapshot(raft_dir)?.map(|s| s.meta.last_membership);
+    if let Some(m) = warren_raft::log_store::last_membership::<Meta>(&raft_dir.join("log"))? {
+        membership = Some(m);
+    }
+    Ok(membership)
+}
+
+/// Whether the stored membership counts node `me` as a voter (a disc node).
+fn is_voter(raft_dir: &Path, me: u64) -> Result<bool, String> {
+    Ok(stored_membership(raft_dir)?.is_some_and(|m| m.membership().voter_ids().any(|v| v == me)))
 }
 
 /// `forget_cluster_node --offline`: removes node `gone` from the membership this stopped
@@ -105,13 +116,8 @@ pub fn stored_members(data_dir: &Path) -> Result<Vec<(u64, String)>, String> {
 pub fn forget_offline(data_dir: &Path, gone: u64) -> Result<(), String> {
     let raft_dir = data_dir.join("raft");
     let log = raft_dir.join("log");
-    let snapshot = load_snapshot(&raft_dir)?;
-    let after = snapshot.as_ref().and_then(|s| s.meta.last_log_id);
-    let mut membership = snapshot.map(|s| s.meta.last_membership);
-    if let Some(m) = warren_raft::log_store::last_membership::<Meta>(&log)? {
-        membership = Some(m);
-    }
-    let m = membership.ok_or("this node is not part of a cluster")?;
+    let after = load_snapshot(&raft_dir)?.and_then(|s| s.meta.last_log_id);
+    let m = stored_membership(&raft_dir)?.ok_or("this node is not part of a cluster")?;
     let m = m.membership();
     if m.get_node(&gone).is_none() {
         return Err("that node is not a member of this node's cluster".to_owned());
@@ -147,6 +153,32 @@ pub(crate) async fn start(
     let raft_dir = data_dir.join("raft");
     std::fs::create_dir_all(&raft_dir)
         .map_err(|e| format!("cannot create {}: {e}", raft_dir.display()))?;
+    let me = raft_id(meta.name());
+    let intent = read_intent(data_dir)?;
+    if intent
+        .as_ref()
+        .is_some_and(|i| !i.voter && i.joined.is_some())
+        && !is_voter(&raft_dir, me)?
+    {
+        // A RAM node keeps no metadata of its own across restarts, as RabbitMQ's: it takes
+        // it from the disc nodes (the leader's snapshot) each time it starts. Never a voter's:
+        // its log counts towards majorities (a change to disc is carried out after the start).
+        // It still needs to know whom to ask (RabbitMQ's RAM nodes keep the disc nodes'
+        // names on disk for the same reason).
+        let mut others: Vec<String> = stored_members(data_dir)?
+            .into_iter()
+            .filter(|(id, _)| *id != me)
+            .map(|(_, addr)| addr)
+            .collect();
+        others.extend(intent.as_ref().and_then(|i| i.joined.clone()));
+        for f in ["log", "snapshot.json"] {
+            let _ = std::fs::remove_file(raft_dir.join(f));
+        }
+        if !others.is_empty() {
+            setup.links.keep_linked(others);
+        }
+        tracing::info!("RAM node: taking the metadata from the disc nodes");
+    }
     let (log, opened) = LogStore::<Meta>::open(&raft_dir.join("log"))?;
     if opened.cut > 0 {
         tracing::warn!(
@@ -156,8 +188,6 @@ pub(crate) async fn start(
     }
     let snapshot = load_snapshot(&raft_dir)?;
     let fresh = snapshot.is_none() && log.is_empty();
-    let me = raft_id(meta.name());
-    let intent = read_intent(data_dir)?;
     if fresh {
         let joining = intent.as_ref().is_some_and(|i| i.joined.is_some());
         let seed = !joining

@@ -90,7 +90,7 @@ pub async fn join_cluster(app: &App, mesh: &Mesh, target: &str, ram: bool) -> An
     }
     let intent = Intent {
         voter: !ram,
-        joined: Some(target.name.clone()),
+        joined: Some(format!("{}:{}", target.name, target.port)),
     };
     if let Err(e) = write_intent(data_dir, &intent) {
         return Answer::failed(exit::SOFTWARE, e);

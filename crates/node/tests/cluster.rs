@@ -200,6 +200,10 @@ fn the_article_s_join_cluster_ram_flow() {
         ch.queue_declare("via-ram-node".into(), durable(), FieldTable::default())
             .await
             .unwrap();
+        ch.confirm_select(lapin::options::ConfirmSelectOptions::default())
+            .await
+            .unwrap();
+        publish_confirmed(&ch, "via-ram-node", b"on disk on the RAM node").await;
     });
     ok(&a, &["add_user", "carol", "pw"]);
     eventually(
@@ -218,8 +222,10 @@ fn the_article_s_join_cluster_ram_flow() {
     ok(&b, &["stop_app"]);
     ok(&a, &["add_vhost", "while-b-was-stopped"]);
     ok(&b, &["start_app"]);
-    // Killed, it comes back by itself and catches up.
+    // Killed, it comes back by itself and catches up: a RAM node keeps no metadata of its own
+    // and takes it from the disc node, while its queue keeps its messages on disk.
     let b = b.kill_and_restart();
+    assert!(b.logged("RAM node: taking the metadata from the disc nodes"));
     ok(&a, &["add_vhost", "while-b-restarted"]);
     eventually(
         "the restarted node to catch up",
@@ -228,6 +234,7 @@ fn the_article_s_join_cluster_ram_flow() {
             let v = lines(&b, &["list_vhosts"]);
             v.contains(&"while-b-was-stopped".to_owned())
                 && v.contains(&"while-b-restarted".to_owned())
+                && lines(&b, &["list_queues", "name", "messages"]) == ["via-ram-node\t1"]
         },
     );
     // A running member is not forgotten; a stopped one is.

@@ -107,6 +107,7 @@ impl Node {
                 .unwrap()
         };
         let (mut amqp, mut cluster) = (None, None);
+        let mut early = Vec::new();
         while amqp.is_none() || cluster.is_none() {
             let line = lines.next().expect("warren exited while starting").unwrap();
             if line.contains("AMQP listener started") {
@@ -114,8 +115,13 @@ impl Node {
             } else if line.contains("cluster listener started") {
                 cluster = Some(addr_in(&line));
             }
+            early.push(line);
         }
         let (tx, log) = mpsc::channel();
+        // What the node said while starting is in its log too.
+        for line in early {
+            let _ = tx.send(line);
+        }
         // WARREN_TEST_LOGS=1 shows every node's log, prefixed by its name.
         let echo = std::env::var_os("WARREN_TEST_LOGS").map(|_| spec.name.clone());
         std::thread::spawn(move || {
