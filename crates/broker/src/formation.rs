@@ -113,7 +113,7 @@ fn is_voter(raft_dir: &Path, me: u64) -> Result<bool, String> {
 /// will not come back forgotten in turn, on a surviving node); it is unsafe if the forgotten
 /// node is in fact alive with a majority of its own, which is why it asks for the application
 /// to be stopped and is never done by itself.
-pub fn forget_offline(data_dir: &Path, gone: u64) -> Result<(), String> {
+pub fn forget_offline(data_dir: &Path, me: u64, gone: u64) -> Result<(), String> {
     let raft_dir = data_dir.join("raft");
     let log = raft_dir.join("log");
     let after = load_snapshot(&raft_dir)?.and_then(|s| s.meta.last_log_id);
@@ -132,7 +132,7 @@ pub fn forget_offline(data_dir: &Path, gone: u64) -> Result<(), String> {
         .map(|(id, n)| (*id, n.clone()))
         .collect();
     let without = Membership::new(vec![voters], nodes);
-    warren_raft::log_store::append_offline::<Meta>(&log, after, |log_id| Entry {
+    warren_raft::log_store::append_offline::<Meta>(&log, me, after, |log_id| Entry {
         log_id,
         payload: EntryPayload::Membership(without),
     })?;

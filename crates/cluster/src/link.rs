@@ -61,6 +61,8 @@ pub(crate) struct LinkHandle {
     pub dialler: String,
     pub tx: mpsc::Sender<Bytes>,
     pub close: watch::Sender<bool>,
+    /// Becomes true once the link's task has stopped delivering what it read.
+    pub finished: watch::Receiver<bool>,
 }
 
 /// Runs a link until it fails, goes silent, or is told to close. Reading and writing are

@@ -338,6 +338,7 @@ impl Mesh {
         let inner = &self.inner;
         let (tx, outgoing) = mpsc::channel(SEND_QUEUE);
         let (close, closed) = watch::channel(false);
+        let (done, finished) = watch::channel(false);
         let id = inner.next_link.fetch_add(1, Ordering::Relaxed);
         let handle = LinkHandle {
             id,
@@ -345,19 +346,29 @@ impl Mesh {
             dialler: dialler.clone(),
             tx,
             close,
+            finished,
         };
-        {
+        let replaced = {
             let Ok(mut links) = inner.links.lock() else {
                 return;
             };
-            if let Some(old) = links.get(&peer) {
+            match links.get(&peer) {
+                Some(old) if old.dialler < dialler => return,
                 // The same side dialled again: its old link is stale (it would not redial
                 // otherwise), so the new one takes over.
-                if old.dialler < dialler {
-                    return;
-                }
-                let _ = old.close.send(true);
+                Some(_) => links.remove(&peer),
+                None => None,
             }
+        };
+        if let Some(old) = replaced {
+            // The old link ended as surely as a lost one: its receivers hear so after all it
+            // delivered and before anything the new one delivers.
+            let _ = old.close.send(true);
+            let mut finished = old.finished.clone();
+            let _ = tokio::time::timeout(inner.timing.dead_after, finished.wait_for(|f| *f)).await;
+            self.mark_end(&peer, old.kind).await;
+        }
+        if let Ok(mut links) = inner.links.lock() {
             links.insert(peer.clone(), handle);
         }
         let receivers = inner.receivers.clone();
@@ -373,6 +384,7 @@ impl Mesh {
             closed,
         )
         .await;
+        let _ = done.send(true);
         let removed = inner
             .links
             .lock()
@@ -387,17 +399,26 @@ impl Mesh {
             .unwrap_or(false);
         if removed {
             tracing::info!(%peer, %why, "link down");
-            for channel in Channel::ALL {
-                let end = Inbound {
-                    from: peer.clone(),
-                    kind,
-                    payload: Bytes::new(),
-                    ended: true,
-                };
-                link::deliver(&inner.receivers, channel, end).await;
-            }
-            let _ = inner.events.send(PeerEvent::Down(peer, kind));
+            self.mark_end(&peer, kind).await;
         }
+    }
+
+    /// Tells every channel's receiver, and the watchers of peers, that the link to `peer`
+    /// ended.
+    async fn mark_end(&self, peer: &str, kind: PeerKind) {
+        for channel in Channel::ALL {
+            let end = Inbound {
+                from: peer.to_owned(),
+                kind,
+                payload: Bytes::new(),
+                ended: true,
+            };
+            link::deliver(&self.inner.receivers, channel, end).await;
+        }
+        let _ = self
+            .inner
+            .events
+            .send(PeerEvent::Down(peer.to_owned(), kind));
     }
 }
 

@@ -162,7 +162,8 @@ pub async fn forget_cluster_node(
                 format!("cannot forget node {me} from itself; use reset on it instead"),
             );
         }
-        return match forget_offline(&app.config().node.data_dir, raft_id(&node)) {
+        let data_dir = &app.config().node.data_dir;
+        return match forget_offline(data_dir, raft_id(&me), raft_id(&node)) {
             Ok(()) => Answer::Done,
             Err(e) => Answer::failed(exit::SOFTWARE, e),
         };

@@ -7,7 +7,9 @@
 
 use openraft::entry::RaftPayload;
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
-use openraft::{LogId, RaftLogId, RaftTypeConfig, StorageError, StorageIOError, Vote};
+use openraft::{
+    CommittedLeaderId, LogId, RaftLogId, RaftTypeConfig, StorageError, StorageIOError, Vote,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
@@ -100,19 +102,23 @@ pub fn last_membership<C: RaftTypeConfig>(path: &Path) -> Result<Option<Members<
     }))
 }
 
-/// Appends one entry to the log at `path` of a node whose group is not running, after both
-/// the log's last entry and `after` (the snapshot's last entry), with the same leader as the
-/// last of those: an operator's unsafe recovery (`forget_cluster_node --offline`), which
-/// openraft reads at the next start like any appended entry. `make` builds the entry for the
-/// log id it will have.
+/// Appends one entry to the log at `path` of a node (`me`) whose group is not running, after
+/// both the log's last entry and `after` (the snapshot's last entry): an operator's unsafe
+/// recovery (`forget_cluster_node --offline`), which openraft reads at the next start like
+/// any appended entry. The entry is written in a term of its own, above any the node has seen
+/// or voted in (with a vote for itself in that term), so that it can never pass for another
+/// node's entry at the same index: where logs differ, Raft keeps the higher term's. `make`
+/// builds the entry for the log id it will have.
 pub fn append_offline<C: RaftTypeConfig>(
     path: &Path,
+    me: C::NodeId,
     after: Option<LogId<C::NodeId>>,
     make: impl FnOnce(LogId<C::NodeId>) -> C::Entry,
 ) -> Result<LogId<C::NodeId>, String> {
     let (mut journal, replay) =
         Journal::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
     let mut last = after;
+    let mut vote_term = 0;
     let mut entries: BTreeMap<u64, LogId<C::NodeId>> = BTreeMap::new();
     for raw in &replay.records {
         match Record::<C>::decode(raw)? {
@@ -123,17 +129,21 @@ pub fn append_offline<C: RaftTypeConfig>(
                 entries.split_off(&i);
             }
             Record::Purged(l) => last = last.max(Some(l)),
-            _ => {}
+            Record::Vote(v) => vote_term = v.leader_id().term,
+            Record::Committed(_) => {}
         }
     }
     let last = last
         .max(entries.values().next_back().cloned())
         .ok_or("the metadata log is empty: this node has no cluster")?;
-    let id = LogId::new(last.leader_id.clone(), last.index + 1);
-    let raw = Record::<C>::Entry(make(id.clone()))
-        .encode()
-        .map_err(|e| e.to_string())?;
-    journal.append(&raw);
+    let term = last.leader_id.term.max(vote_term) + 1;
+    let id = LogId::new(CommittedLeaderId::new(term, me.clone()), last.index + 1);
+    for record in [
+        Record::<C>::Vote(Vote::new(term, me)),
+        Record::<C>::Entry(make(id.clone())),
+    ] {
+        journal.append(&record.encode().map_err(|e| e.to_string())?);
+    }
     let mut file = journal.file().map_err(|e| e.to_string())?;
     write_records(&mut file, &journal.take_pending(), true)
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;

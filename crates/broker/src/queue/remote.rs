@@ -181,16 +181,20 @@ impl Peers {
 
     /// Node `from` handed `n` of this node's publish frames to queue `queue`.
     pub(crate) fn credit(&self, from: NodeId, queue: QueueId, n: u32) {
-        let window = self
-            .windows
-            .lock()
-            .ok()
-            .and_then(|w| w.get(&(from, queue)).cloned());
-        if let Some(window) = window {
-            // Never more than the window: a credit for a window closed and opened anew (the
-            // node went down and came back) must not widen the new one.
-            let room = (PUBLISH_WINDOW as usize).saturating_sub(window.available_permits());
-            window.add_permits((n as usize).min(room));
+        let Ok(mut windows) = self.windows.lock() else {
+            return;
+        };
+        let Some(window) = windows.get(&(from, queue)) else {
+            return;
+        };
+        // Never more than the window: a credit for a window closed and opened anew (the node
+        // went down and came back) must not widen the new one.
+        let room = (PUBLISH_WINDOW as usize).saturating_sub(window.available_permits());
+        window.add_permits((n as usize).min(room));
+        // A window wide open that no publisher holds is forgotten (one is made again when
+        // needed): queues come and go, and the map must not keep them all.
+        if window.available_permits() == PUBLISH_WINDOW as usize && Arc::strong_count(window) == 1 {
+            windows.remove(&(from, queue));
         }
     }
 

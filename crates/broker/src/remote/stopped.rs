@@ -41,9 +41,12 @@ pub fn answer_while_stopped(raw: &[u8]) -> Vec<bytes::Bytes> {
             }
         }
         Frame::Mail { conn, .. } => out.push(Frame::NoConnection { conn }),
+        // A node whose broker just started hears that this one's is stopped (it would count
+        // it as running otherwise); only the stopped side answers, so nothing bounces.
+        Frame::Broker { running: true } => out.push(Frame::Broker { running: false }),
         Frame::Answer { .. }
         | Frame::NoConnection { .. }
-        | Frame::Broker { .. }
+        | Frame::Broker { running: false }
         | Frame::Credit { .. }
         | Frame::Reply { .. } => {}
     }
@@ -105,5 +108,11 @@ mod tests {
             Ok(Frame::NoConnection { conn: c }) if c == conn
         ));
         assert!(answer_while_stopped(b"\xff\xff").is_empty(), "garbage");
+        let replies = answer_while_stopped(&broker_frame(true));
+        assert!(matches!(
+            decode(&replies[0]),
+            Ok(Frame::Broker { running: false })
+        ));
+        assert!(answer_while_stopped(&broker_frame(false)).is_empty());
     }
 }
