@@ -105,8 +105,19 @@ impl MeshTransport {
                 }
                 None if msg.ended => {}
                 None => {
-                    for reply in answer_while_stopped(&msg.payload) {
+                    let replies = answer_while_stopped(&msg.payload);
+                    let answered = !replies.is_empty();
+                    for reply in replies {
                         let _ = self.mesh.send(&msg.from, Channel::Queue, reply).await;
+                    }
+                    // The broker may have started meanwhile, and `announce` (another task)
+                    // may have said so before the "stopped" just sent: the peer would then
+                    // count this node as stopped for good. Saying it again puts it last.
+                    if answered && app.broker_now().is_some() {
+                        let _ = self
+                            .mesh
+                            .send(&msg.from, Channel::Queue, broker_frame(true))
+                            .await;
                     }
                 }
             }
@@ -124,6 +135,9 @@ impl MeshTransport {
         };
         let mut running = app.watch_running();
         let mut events = self.mesh.events();
+        // The broker may have started before this task subscribed: peers already linked
+        // have heard nothing yet, and no change would come to tell them.
+        running.mark_changed();
         loop {
             let to = tokio::select! {
                 changed = running.changed() => {

@@ -137,11 +137,9 @@ impl Peers {
         name.is_some_and(|n| self.links.is_linked(&n))
     }
 
-    /// Node `node`'s broker runs again (it said so).
-    pub(crate) fn node_up(&self, node: NodeId) {
-        if let Ok(mut d) = self.down.write() {
-            d.remove(&node);
-        }
+    /// Node `node`'s broker runs again (it said so); whether it was counted as down.
+    pub(crate) fn node_up(&self, node: NodeId) -> bool {
+        self.down.write().is_ok_and(|mut d| d.remove(&node))
     }
 
     /// Node `node`'s broker stopped or its link ended, and everything it sent before has been

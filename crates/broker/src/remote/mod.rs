@@ -111,7 +111,11 @@ impl Remote {
                     task.abort();
                 }
             }
-            Frame::Broker { running: true } => self.peers.node_up(from),
+            Frame::Broker { running: true } => {
+                if self.peers.node_up(from) {
+                    tracing::info!(node = %self.peers.name_of(from), "node's broker runs again");
+                }
+            }
             Frame::Broker { running: false } => self.node_down(from),
         }
     }
@@ -140,6 +144,7 @@ impl Remote {
     /// its queues (basic.cancel), queues here forget its connections (requeueing what they
     /// had not acknowledged), and mail for those connections stops.
     fn node_down(&self, node: NodeId) {
+        tracing::info!(node = %self.peers.name_of(node), "node down or its broker stopped");
         self.replier.refuse(self.peers.node_down(node));
         let gone: Vec<AbortHandle> = self
             .forwarders

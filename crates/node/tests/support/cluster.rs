@@ -1,7 +1,7 @@
 //! Clusters for tests: nodes formed from a peers list, or joined as the article joins them,
 //! and the warrenctl calls that check on them.
 
-use super::{Node, Spec, eventually, free_port, scratch_dir};
+use super::{Node, Spec, eventually, free_port, scratch_dir, within};
 use lapin::options::QueueDeclareOptions;
 use std::time::Duration;
 
@@ -36,11 +36,17 @@ pub fn cluster(n: usize) -> Vec<Node> {
         })
         .collect();
     for node in &nodes {
-        eventually("the cluster to form", Duration::from_secs(30), || {
-            let s = status(node);
-            s["disk_nodes"] == serde_json::json!(names)
-                && s["running_nodes"] == serde_json::json!(names)
+        let mut last = serde_json::Value::Null;
+        let formed = within(Duration::from_secs(30), || {
+            last = status(node);
+            last["disk_nodes"] == serde_json::json!(names)
+                && last["running_nodes"] == serde_json::json!(names)
         });
+        assert!(
+            formed,
+            "{} never saw the cluster formed: {last}",
+            node.name()
+        );
     }
     nodes
 }

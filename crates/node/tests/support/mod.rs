@@ -276,14 +276,19 @@ pub async fn publish_confirmed(ch: &lapin::Channel, queue: &str, body: &[u8]) {
 }
 
 /// Checks `f` every 100 ms for up to `within`.
-pub fn eventually(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
+pub fn eventually(what: &str, limit: Duration, f: impl FnMut() -> bool) {
+    assert!(within(limit, f), "timed out waiting for {what}");
+}
+
+/// Whether `f` holds within `limit`, checked every 100 ms.
+pub fn within(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
         if f() {
-            return;
+            return true;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    panic!("timed out waiting for {what}");
+    false
 }
 pub mod cluster;
