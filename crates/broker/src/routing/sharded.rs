@@ -13,65 +13,83 @@ use warren_amqp::ShortStr;
 const SHARDS: usize = 256;
 /// Entries per shard on average beyond which the shards double.
 const PER_SHARD: usize = 64;
+/// Shards per group. The shards sit in groups behind `Arc`s too: a copy of the map copies
+/// the list of groups and a change copies one group, a few dozen pointers each, where one
+/// flat list would cost a pointer per shard, thousands at a hundred thousand queues.
+const GROUP: usize = 32;
+
+type Shard<V> = Arc<HashMap<ShortStr, V>>;
 
 #[derive(Debug, Clone)]
 pub struct Sharded<V> {
-    shards: Vec<Arc<HashMap<ShortStr, V>>>,
+    groups: Vec<Arc<Vec<Shard<V>>>>,
     len: usize,
 }
 
 impl<V> Default for Sharded<V> {
     fn default() -> Self {
         Sharded {
-            shards: (0..SHARDS).map(|_| Arc::new(HashMap::default())).collect(),
+            groups: grouped((0..SHARDS).map(|_| HashMap::default())),
             len: 0,
         }
     }
 }
 
-fn shard(key: &ShortStr, shards: usize) -> usize {
+fn grouped<V>(shards: impl Iterator<Item = HashMap<ShortStr, V>>) -> Vec<Arc<Vec<Shard<V>>>> {
+    let shards: Vec<Shard<V>> = shards.map(Arc::new).collect();
+    shards.chunks(GROUP).map(|g| Arc::new(g.to_vec())).collect()
+}
+
+/// Where `key` lives among `shards` shards: its group and its place in it.
+fn shard(key: &ShortStr, shards: usize) -> (usize, usize) {
     // A fixed seed: the same key always lands in the same shard of every copy.
-    (foldhash::fast::FixedState::with_seed(0x5eed).hash_one(key) % shards as u64) as usize
+    let at = (foldhash::fast::FixedState::with_seed(0x5eed).hash_one(key) % shards as u64) as usize;
+    (at / GROUP, at % GROUP)
 }
 
 impl<V: Clone> Sharded<V> {
-    pub fn get(&self, key: &ShortStr) -> Option<&V> {
-        self.shards[shard(key, self.shards.len())].get(key)
+    fn shards(&self) -> usize {
+        self.groups.len() * GROUP
     }
 
-    /// Changes one shard: copied first if another snapshot still shares it.
+    pub fn get(&self, key: &ShortStr) -> Option<&V> {
+        let (g, at) = shard(key, self.shards());
+        self.groups[g][at].get(key)
+    }
+
+    /// Changes one shard: it and its group are copied first if another snapshot still
+    /// shares them.
     pub fn insert(&mut self, key: ShortStr, value: V) {
-        let at = shard(&key, self.shards.len());
-        if Arc::make_mut(&mut self.shards[at])
-            .insert(key, value)
-            .is_none()
-        {
+        let (g, at) = shard(&key, self.shards());
+        let group = Arc::make_mut(&mut self.groups[g]);
+        if Arc::make_mut(&mut group[at]).insert(key, value).is_none() {
             self.len += 1;
-            if self.len > self.shards.len() * PER_SHARD {
+            if self.len > self.shards() * PER_SHARD {
                 self.grow();
             }
         }
     }
 
     pub fn remove(&mut self, key: &ShortStr) {
-        let at = shard(key, self.shards.len());
-        let s = &mut self.shards[at];
-        if s.contains_key(key) {
-            Arc::make_mut(s).remove(key);
+        let (g, at) = shard(key, self.shards());
+        if self.groups[g][at].contains_key(key) {
+            let group = Arc::make_mut(&mut self.groups[g]);
+            Arc::make_mut(&mut group[at]).remove(key);
             self.len -= 1;
         }
     }
 
     /// Twice the shards, every entry moved to its new one.
     fn grow(&mut self) {
-        let n = self.shards.len() * 2;
+        let n = self.shards() * 2;
         let mut shards: Vec<HashMap<ShortStr, V>> = (0..n).map(|_| HashMap::default()).collect();
-        for s in &self.shards {
+        for s in self.groups.iter().flat_map(|g| g.iter()) {
             for (k, v) in s.iter() {
-                shards[shard(k, n)].insert(k.clone(), v.clone());
+                let (g, at) = shard(k, n);
+                shards[g * GROUP + at].insert(k.clone(), v.clone());
             }
         }
-        self.shards = shards.into_iter().map(Arc::new).collect();
+        self.groups = grouped(shards.into_iter());
     }
 }
 
@@ -93,15 +111,27 @@ mod tests {
         assert_eq!(b.get(&"new".into()), Some(&7));
         assert_eq!(b.get(&"q1".into()), None);
         assert_eq!(b.get(&"q2".into()), Some(&2));
-        let shared = a
-            .shards
+        let shards = |m: &Sharded<u32>| -> Vec<Shard<u32>> {
+            m.groups.iter().flat_map(|g| g.iter().cloned()).collect()
+        };
+        let shared = shards(&a)
             .iter()
-            .zip(&b.shards)
+            .zip(&shards(&b))
             .filter(|(x, y)| Arc::ptr_eq(x, y))
             .count();
         assert!(
             shared >= SHARDS - 2,
             "only the changed shards were copied: {shared} shared"
+        );
+        let groups = a
+            .groups
+            .iter()
+            .zip(&b.groups)
+            .filter(|(x, y)| Arc::ptr_eq(x, y))
+            .count();
+        assert!(
+            groups >= SHARDS / GROUP - 2,
+            "and only their groups: {groups} shared"
         );
     }
 
@@ -112,8 +142,14 @@ mod tests {
         for i in 0..n {
             m.insert(ShortStr::from(format!("k{i}")), i as u32);
         }
-        assert!(m.shards.len() >= SHARDS * 4, "{} shards", m.shards.len());
-        let biggest = m.shards.iter().map(|s| s.len()).max().unwrap_or(0);
+        assert!(m.shards() >= SHARDS * 4, "{} shards", m.shards());
+        let biggest = m
+            .groups
+            .iter()
+            .flat_map(|g| g.iter())
+            .map(|s| s.len())
+            .max()
+            .unwrap_or(0);
         assert!(biggest <= PER_SHARD * 3, "shards stay small: {biggest}");
         for i in 0..n {
             assert_eq!(m.get(&ShortStr::from(format!("k{i}"))), Some(&(i as u32)));
