@@ -62,18 +62,20 @@ impl Exchange {
     }
 }
 
-/// How a queue keeps its messages. Classic is the only kind so far; quorum queues sit behind
-/// the same boundary once they exist.
+/// How a queue keeps its messages: classic (on one node), or quorum (replicated by a Raft
+/// group of its own over several nodes). Both sit behind the same boundary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub enum QueueType {
     #[default]
     Classic,
+    Quorum,
 }
 
 impl QueueType {
     pub fn as_str(&self) -> &'static str {
         match self {
             QueueType::Classic => "classic",
+            QueueType::Quorum => "quorum",
         }
     }
 }

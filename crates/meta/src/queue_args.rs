@@ -38,6 +38,9 @@ pub struct QueueArgs {
     pub single_active_consumer: bool,
     pub lazy: bool,
     pub locator: Locator,
+    /// A quorum queue's `x-delivery-limit`: a message returned more often than this is
+    /// dropped (dead-lettered, reason `delivery_limit`).
+    pub delivery_limit: Option<u64>,
 }
 
 /// Why an argument was refused, in the Erlang term RabbitMQ prints.

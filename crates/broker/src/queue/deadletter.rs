@@ -12,6 +12,8 @@ pub enum Reason {
     Rejected,
     Expired,
     MaxLen,
+    /// Returned more often than a quorum queue's `x-delivery-limit` allows.
+    DeliveryLimit,
 }
 
 impl Reason {
@@ -20,6 +22,7 @@ impl Reason {
             Reason::Rejected => "rejected",
             Reason::Expired => "expired",
             Reason::MaxLen => "maxlen",
+            Reason::DeliveryLimit => "delivery_limit",
         }
     }
 }

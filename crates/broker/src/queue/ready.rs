@@ -16,6 +16,8 @@ pub struct Entry {
     pub seq: u64,
     pub message: Arc<Message>,
     pub redelivered: bool,
+    /// How often it came back unacknowledged (a quorum queue's `x-delivery-count`).
+    pub delivery_count: u32,
     /// Where it also is on disk (persistent, or paged out and read back).
     pub pos: Option<Position>,
     /// When it expires, in milliseconds since the Unix epoch (0: never).
@@ -38,6 +40,9 @@ pub struct Ready {
     mem_bytes: u64,
     /// Records (segment, offset) delivered before a restart: read back as redelivered.
     delivered_before: HashSet<(u64, u64)>,
+    /// How many of the first items are messages a quorum queue took back ([`Ready::give_back`]):
+    /// they go out again before anything else, first returned first.
+    returned: usize,
 }
 
 impl Ready {
@@ -51,6 +56,7 @@ impl Ready {
             bytes,
             mem_bytes: 0,
             delivered_before,
+            returned: 0,
         }
     }
 
@@ -121,6 +127,7 @@ impl Ready {
                     self.count -= 1;
                     self.bytes -= n;
                     self.mem_bytes -= n;
+                    self.returned = self.returned.saturating_sub(1);
                     return Some(e);
                 }
                 Item::Disk(run) => {
@@ -172,6 +179,7 @@ impl Ready {
                                 seq,
                                 message,
                                 redelivered,
+                                delivery_count: 0,
                                 pos: Some(pos),
                                 expires_at,
                             });
@@ -225,11 +233,26 @@ impl Ready {
         }
     }
 
+    /// Puts messages a quorum queue took back (rejected with requeue, or out to a consumer
+    /// that went) ahead of every message never delivered, behind those returned before them:
+    /// as RabbitMQ's quorum queues keep returns apart and serve them first.
+    pub fn give_back(&mut self, entries: Vec<Entry>) {
+        for e in entries {
+            let n = e.message.body_size();
+            self.count += 1;
+            self.bytes += n;
+            self.mem_bytes += n;
+            self.items.insert(self.returned, Item::Mem(e));
+            self.returned += 1;
+        }
+    }
+
     /// Drops every ready message; returns how many there were. Messages on disk are marked
     /// acknowledged so their segments can go.
     pub fn purge(&mut self, log: Option<&mut QueueLog>) -> u64 {
         let n = self.count;
         let mut log = log;
+        self.returned = 0;
         for item in self.items.drain(..) {
             match item {
                 Item::Mem(e) => {

@@ -3,9 +3,12 @@
 
 use super::{Effect, QueueState, Unacked};
 use crate::mail::Delivery;
+use crate::message::Message;
 use crate::queue::command::{GetReply, Settle, credit_cost};
 use crate::queue::deadletter::Reason;
 use crate::queue::ready::Entry;
+use std::sync::Arc;
+use warren_amqp::{BasicProperties, FieldValue};
 use warren_meta::ConnId;
 
 impl QueueState {
@@ -34,7 +37,7 @@ impl QueueState {
                 consumer_tag: c.spec.tag.clone(),
                 queue: Some(queue),
                 seq: entry.seq,
-                message: entry.message.clone(),
+                message: counted(&entry),
                 redelivered: entry.redelivered,
                 no_ack,
             };
@@ -68,7 +71,7 @@ impl QueueState {
         let entry = self.pop_live()?;
         let reply = GetReply {
             seq: entry.seq,
-            message: entry.message.clone(),
+            message: counted(&entry),
             redelivered: entry.redelivered,
             remaining: self.ready_len() as u32,
         };
@@ -103,6 +106,14 @@ impl QueueState {
                 Settle::Requeue | Settle::Unsent => {
                     let mut entry = u.entry;
                     entry.redelivered |= how == Settle::Requeue;
+                    if self.replicated && how == Settle::Requeue {
+                        entry.delivery_count += 1;
+                        let limit = self.info.args.delivery_limit;
+                        if limit.is_some_and(|l| u64::from(entry.delivery_count) > l) {
+                            self.drop_message(entry, Reason::DeliveryLimit);
+                            continue;
+                        }
+                    }
                     let level = self.level_of(&entry.message);
                     back[level].push(entry);
                 }
@@ -111,18 +122,47 @@ impl QueueState {
             }
         }
         for (level, entries) in back.into_iter().enumerate() {
-            self.levels[level].requeue(entries);
+            if self.replicated {
+                self.levels[level].give_back(entries);
+            } else {
+                self.levels[level].requeue(entries);
+            }
         }
     }
 
     /// Puts back every delivery out to an owner (a channel) that `gone` matches.
     pub(super) fn requeue_owned_by(&mut self, gone: impl Fn((ConnId, u64)) -> bool) {
-        let seqs: Vec<u64> = self
+        let mut seqs: Vec<u64> = self
             .unacked
             .iter()
             .filter(|(_, u)| gone(u.owner))
             .map(|(s, _)| *s)
             .collect();
+        // In delivery order whatever the map's: every replica of a quorum queue must take
+        // them back in the same order.
+        seqs.sort_unstable();
         self.settle(seqs, Settle::Requeue);
     }
+}
+
+/// The message as it goes out: with an `x-delivery-count` header once a quorum queue has had
+/// it back (as RabbitMQ's quorum queues add it; never before the first return).
+fn counted(entry: &Entry) -> Arc<Message> {
+    if entry.delivery_count == 0 {
+        return entry.message.clone();
+    }
+    let m = &entry.message;
+    let mut props = BasicProperties::decode(&m.properties).unwrap_or_default();
+    let mut headers = props.headers.take().unwrap_or_default();
+    headers.insert(
+        "x-delivery-count",
+        FieldValue::I64(i64::from(entry.delivery_count)),
+    );
+    props.headers = Some(headers);
+    Arc::new(Message {
+        exchange: m.exchange.clone(),
+        routing_key: m.routing_key.clone(),
+        properties: props.encode(),
+        body: m.body.clone(),
+    })
 }

@@ -55,19 +55,21 @@ impl QueueState {
         }
         let expires_at = ttl.map_or(0, |t| self.now.saturating_add(t));
         let level = self.level_of(&message);
-        let durable = self.info.durable && message.properties.is_persistent();
-        if self.mem_bytes() + size > self.store.memory_bytes && self.consumers.can_any_take() {
+        // A quorum queue's messages are in its group's log already, and stay in memory.
+        let durable = !self.replicated && self.info.durable && message.properties.is_persistent();
+        let full = |q: &Self| !q.replicated && q.mem_bytes() + size > q.store.memory_bytes;
+        if full(self) && self.consumers.can_any_take() {
             // Memory is full, but consumers are waiting: what is ready goes to them now rather
             // than this message going to disk and back (large messages fill the allowance in
             // a handful).
             self.dispatch();
         }
-        let to_disk =
-            self.levels[level].tail_on_disk() || self.mem_bytes() + size > self.store.memory_bytes;
+        let to_disk = self.levels[level].tail_on_disk() || full(self);
         let mut entry = Entry {
             seq,
             message,
             redelivered: false,
+            delivery_count: 0,
             pos: None,
             expires_at,
         };
@@ -121,6 +123,7 @@ impl QueueState {
             seq,
             message,
             redelivered: false,
+            delivery_count: 0,
             pos: None,
             expires_at: 0,
         };

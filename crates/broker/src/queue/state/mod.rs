@@ -16,6 +16,8 @@ mod consumers;
 mod deliver;
 mod enqueue;
 #[cfg(test)]
+mod quorum_tests;
+#[cfg(test)]
 mod tests;
 
 use super::command::{ConsumerSpec, GetReply, Settle, Ticket};
@@ -29,7 +31,7 @@ use foldhash::HashMap;
 use std::fs::File;
 use std::sync::Arc;
 use warren_amqp::{AmqpError, AmqpResult, ShortStr};
-use warren_meta::{ConnId, NodeId, Queue};
+use warren_meta::{ConnId, NodeId, Queue, QueueType};
 use warren_store::QueueLog;
 
 /// What a queue is asked to do. Everything but messages crosses to another node as it is
@@ -189,10 +191,14 @@ pub(crate) struct QueueState {
     settled_ok: Vec<Ticket>,
     settled_failed: Vec<Ticket>,
     effects: Vec<Effect>,
+    /// A quorum queue's replica: its log is the group's, so it keeps no files of its own, and
+    /// it counts returns (`x-delivery-count`, `x-delivery-limit`) and serves them first.
+    replicated: bool,
 }
 
 impl QueueState {
     pub fn new(vhost: &str, info: Queue, start: Start, now: u64) -> Self {
+        let replicated = info.kind == QueueType::Quorum;
         let n = info.args.max_priority.map_or(1, |p| p as usize + 1);
         let mut levels = start.levels;
         levels.resize_with(n, Ready::default);
@@ -212,6 +218,7 @@ impl QueueState {
             settled_ok: Vec::new(),
             settled_failed: Vec::new(),
             effects: Vec::new(),
+            replicated,
         }
     }
 

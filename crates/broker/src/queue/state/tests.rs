@@ -13,18 +13,24 @@ fn conn(n: u64) -> ConnId {
 }
 
 fn queue_with(args: QueueArgs) -> QueueState {
+    queue_of(QueueType::Classic, args, u64::MAX)
+}
+
+/// A queue of kind `kind` (a quorum queue is durable, as it must be) allowed `memory_bytes`
+/// of messages in memory.
+pub(super) fn queue_of(kind: QueueType, args: QueueArgs, memory_bytes: u64) -> QueueState {
     let info = Queue {
         name: ShortStr::from("q"),
         id: Uid {
             node: NodeId(1),
             n: 99,
         },
-        durable: false,
+        durable: kind == QueueType::Quorum,
         auto_delete: false,
         exclusive_owner: None,
         arguments: FieldTable::default(),
         args,
-        kind: QueueType::Classic,
+        kind,
         home: NodeId(1),
     };
     let start = Start {
@@ -32,7 +38,7 @@ fn queue_with(args: QueueArgs) -> QueueState {
             // Never opened: these queues stay within their memory allowance.
             dir: std::path::PathBuf::from("/nonexistent/warren-state-test"),
             segment_bytes: 1 << 20,
-            memory_bytes: u64::MAX,
+            memory_bytes,
         },
         storage: None,
         levels: Vec::new(),
@@ -45,7 +51,7 @@ fn queue() -> QueueState {
     queue_with(QueueArgs::default())
 }
 
-fn message_with(body: &str, props: BasicProperties) -> Arc<Message> {
+pub(super) fn message_with(body: &str, props: BasicProperties) -> Arc<Message> {
     Arc::new(Message {
         exchange: ShortStr::from(""),
         routing_key: ShortStr::from("q"),
@@ -54,15 +60,15 @@ fn message_with(body: &str, props: BasicProperties) -> Arc<Message> {
     })
 }
 
-fn message(body: &str) -> Arc<Message> {
+pub(super) fn message(body: &str) -> Arc<Message> {
     message_with(body, BasicProperties::default())
 }
 
-fn body(m: &Message) -> String {
+pub(super) fn body(m: &Message) -> String {
     String::from_utf8_lossy(&m.body.to_bytes()).into_owned()
 }
 
-fn spec(c: u64, tag: &str) -> ConsumerSpec {
+pub(super) fn spec(c: u64, tag: &str) -> ConsumerSpec {
     ConsumerSpec {
         tag: ShortStr::from(tag),
         conn: conn(c),
@@ -76,20 +82,20 @@ fn spec(c: u64, tag: &str) -> ConsumerSpec {
     }
 }
 
-fn consume(q: &mut QueueState, spec: ConsumerSpec) -> u64 {
+pub(super) fn consume(q: &mut QueueState, spec: ConsumerSpec) -> u64 {
     match q.apply(Command::Consume(spec), T0) {
         Reply::Consumed(Ok(id)) => id,
         other => panic!("consume refused: {other:?}"),
     }
 }
 
-fn publish(q: &mut QueueState, bodies: &[&str]) {
+pub(super) fn publish(q: &mut QueueState, bodies: &[&str]) {
     let batch = bodies.iter().map(|b| (message(b), None)).collect();
     q.apply(Command::Publish(batch), T0);
 }
 
 /// Runs the queue at `now` and returns what it delivered: (consumer tag, body, seq).
-fn delivered(q: &mut QueueState, now: u64) -> Vec<(String, String, u64)> {
+pub(super) fn delivered(q: &mut QueueState, now: u64) -> Vec<(String, String, u64)> {
     q.run(now);
     q.take_effects()
         .into_iter()
@@ -102,7 +108,7 @@ fn delivered(q: &mut QueueState, now: u64) -> Vec<(String, String, u64)> {
 }
 
 /// Runs the queue and returns what it delivered, as (body, redelivered).
-fn redelivery(q: &mut QueueState) -> Vec<(String, bool)> {
+pub(super) fn redelivery(q: &mut QueueState) -> Vec<(String, bool)> {
     q.run(T0);
     q.take_effects()
         .into_iter()

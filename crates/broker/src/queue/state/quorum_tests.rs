@@ -1,0 +1,260 @@
+//! A quorum queue's rules on the same state machine: returns counted and served first, the
+//! delivery limit, no files of its own, and the same outcome on every replica.
+
+use super::tests::{body, consume, delivered, message_with, publish, queue_of, spec};
+use super::*;
+use warren_amqp::{BasicProperties, FieldValue};
+use warren_meta::{QueueArgs, QueueType};
+
+const T0: u64 = 1_000_000;
+
+fn quorum_with(args: QueueArgs) -> QueueState {
+    queue_of(QueueType::Quorum, args, u64::MAX)
+}
+
+/// What the queue delivered when run: (body, redelivered, x-delivery-count header).
+fn deliveries(q: &mut QueueState) -> Vec<(String, bool, Option<i64>)> {
+    q.run(T0);
+    q.take_effects()
+        .into_iter()
+        .flat_map(|e| match e {
+            Effect::Deliver { deliveries, .. } => deliveries,
+            _ => Vec::new(),
+        })
+        .map(|d| {
+            let count = d
+                .message
+                .properties
+                .headers()
+                .and_then(Result::ok)
+                .and_then(|h| h.get("x-delivery-count").and_then(FieldValue::as_i64));
+            (body(&d.message), d.redelivered, count)
+        })
+        .collect()
+}
+
+fn seq_of(ds: &[(String, String, u64)], b: &str) -> u64 {
+    ds.iter()
+        .find(|(_, body, _)| body == b)
+        .map(|(_, _, s)| *s)
+        .unwrap_or_else(|| panic!("{b} was not delivered"))
+}
+
+#[test]
+fn returns_go_out_first_in_the_order_they_came_back() {
+    for (kind, expected) in [
+        // A classic queue puts a message back in its place; a quorum queue serves returns
+        // first, first returned first.
+        (QueueType::Classic, ["b", "d", "e"]),
+        (QueueType::Quorum, ["d", "b", "e"]),
+    ] {
+        let mut q = queue_of(kind, QueueArgs::default(), u64::MAX);
+        consume(&mut q, spec(1, "c"));
+        publish(&mut q, &["a", "b", "c", "d"]);
+        let first = delivered(&mut q, T0);
+        assert_eq!(first.len(), 4);
+        q.apply(
+            Command::Settle(vec![seq_of(&first, "d")], Settle::Requeue),
+            T0,
+        );
+        q.apply(
+            Command::Settle(vec![seq_of(&first, "b")], Settle::Requeue),
+            T0,
+        );
+        publish(&mut q, &["e"]);
+        let again: Vec<String> = delivered(&mut q, T0).into_iter().map(|d| d.1).collect();
+        assert_eq!(again, expected, "{kind:?}");
+    }
+}
+
+#[test]
+fn a_returned_message_carries_its_delivery_count() {
+    let mut q = quorum_with(QueueArgs::default());
+    consume(&mut q, spec(1, "c"));
+    publish(&mut q, &["m"]);
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        q.run(T0);
+        let effects = q.take_effects();
+        let d = effects
+            .iter()
+            .find_map(|e| match e {
+                Effect::Deliver { deliveries, .. } => deliveries.first(),
+                _ => None,
+            })
+            .expect("delivered");
+        let count = d
+            .message
+            .properties
+            .headers()
+            .and_then(Result::ok)
+            .and_then(|h| h.get("x-delivery-count").and_then(FieldValue::as_i64));
+        seen.push((d.redelivered, count));
+        q.apply(Command::Settle(vec![d.seq], Settle::Requeue), T0);
+    }
+    assert_eq!(
+        seen,
+        [(false, None), (true, Some(1)), (true, Some(2))],
+        "no header before the first return, then the number of returns"
+    );
+}
+
+#[test]
+fn a_message_returned_past_the_delivery_limit_is_dead_lettered() {
+    let args = QueueArgs {
+        delivery_limit: Some(1),
+        dead_letter_exchange: Some("dlx".into()),
+        ..Default::default()
+    };
+    let mut q = quorum_with(args);
+    consume(&mut q, spec(1, "c"));
+    publish(&mut q, &["poison"]);
+    for round in 0..2 {
+        let ds = delivered(&mut q, T0);
+        assert_eq!(ds.len(), 1, "delivery {round}");
+        q.apply(Command::Settle(vec![ds[0].2], Settle::Requeue), T0);
+    }
+    q.run(T0);
+    let dead: Vec<Arc<Message>> = q
+        .take_effects()
+        .into_iter()
+        .filter_map(|e| match e {
+            Effect::DeadLetter(m) => Some(m),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(dead.len(), 1, "dead-lettered once, on its second return");
+    let headers = dead[0]
+        .properties
+        .headers()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    assert_eq!(
+        headers
+            .get("x-first-death-reason")
+            .and_then(FieldValue::as_bytes)
+            .map(|b| b.to_vec()),
+        Some(b"delivery_limit".to_vec())
+    );
+    assert_eq!(q.ready_len(), 0, "and gone from the queue");
+}
+
+#[test]
+fn without_a_dead_letter_exchange_a_poison_message_is_dropped() {
+    let mut q = quorum_with(QueueArgs {
+        delivery_limit: Some(0),
+        ..Default::default()
+    });
+    consume(&mut q, spec(1, "c"));
+    publish(&mut q, &["poison", "fine"]);
+    let ds = delivered(&mut q, T0);
+    q.apply(
+        Command::Settle(vec![seq_of(&ds, "poison")], Settle::Requeue),
+        T0,
+    );
+    assert_eq!(q.ready_len(), 0);
+    assert!(delivered(&mut q, T0).is_empty());
+}
+
+#[test]
+fn a_consumer_that_goes_returns_its_messages_counted() {
+    let mut q = quorum_with(QueueArgs::default());
+    consume(&mut q, spec(1, "gone"));
+    publish(&mut q, &["a", "b"]);
+    assert_eq!(delivered(&mut q, T0).len(), 2);
+    q.apply(
+        Command::ChannelClosed {
+            conn: spec(1, "gone").conn,
+            channel_key: 1,
+        },
+        T0,
+    );
+    consume(&mut q, spec(2, "next"));
+    assert_eq!(
+        deliveries(&mut q),
+        [
+            ("a".to_owned(), true, Some(1)),
+            ("b".to_owned(), true, Some(1))
+        ]
+    );
+}
+
+#[test]
+fn persistent_messages_stay_in_memory_and_are_confirmed_at_once() {
+    // Its log is the group's: a replica never opens files of its own (the store's directory
+    // does not exist), even when its memory allowance is exceeded.
+    let mut q = queue_of(QueueType::Quorum, QueueArgs::default(), 1);
+    let persistent = BasicProperties {
+        delivery_mode: Some(2),
+        ..Default::default()
+    };
+    let ticket = Ticket {
+        conn: spec(1, "p").conn,
+        channel: 1,
+        channel_key: 1,
+        seq: 7,
+        commit: false,
+    };
+    let batch = (0..3)
+        .map(|i| {
+            let m = message_with(&format!("m{i}"), persistent.clone());
+            (
+                m,
+                Some(Ticket {
+                    seq: i,
+                    ..ticket.clone()
+                }),
+            )
+        })
+        .collect();
+    q.apply(Command::Publish(batch), T0);
+    let settled: Vec<(Vec<u64>, bool)> = q
+        .take_effects()
+        .into_iter()
+        .filter_map(|e| match e {
+            Effect::Settled { tickets, ok } => Some((tickets.iter().map(|t| t.seq).collect(), ok)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(settled, [(vec![0, 1, 2], true)]);
+    assert_eq!(q.ready_len(), 3);
+    assert!(q.storage.is_none());
+}
+
+#[test]
+fn replicas_given_the_same_commands_do_the_same() {
+    // Two replicas (their maps seeded differently) see the same commands, among them a
+    // channel closing with many deliveries out: every delivery must match.
+    let run = || {
+        let mut q = quorum_with(QueueArgs {
+            delivery_limit: Some(3),
+            ..Default::default()
+        });
+        let mut log = Vec::new();
+        consume(&mut q, spec(1, "a"));
+        let bodies: Vec<String> = (0..200).map(|i| format!("m{i}")).collect();
+        let refs: Vec<&str> = bodies.iter().map(String::as_str).collect();
+        publish(&mut q, &refs);
+        for round in 0..4 {
+            let ds = deliveries(&mut q);
+            log.push(ds.clone());
+            q.apply(
+                Command::ChannelClosed {
+                    conn: spec(1, "a").conn,
+                    channel_key: 1,
+                },
+                T0,
+            );
+            consume(&mut q, spec(1, &format!("a{round}")));
+        }
+        log.push(deliveries(&mut q));
+        log
+    };
+    let (one, two) = (run(), run());
+    assert_eq!(one, two);
+    assert_eq!(one[1][0], ("m0".to_owned(), true, Some(1)));
+    assert!(
+        one[4].is_empty(),
+        "past the limit, every message was dropped"
+    );
+}
