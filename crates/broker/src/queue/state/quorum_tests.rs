@@ -1,7 +1,9 @@
 //! A quorum queue's rules on the same state machine: returns counted and served first, the
 //! delivery limit, no files of its own, and the same outcome on every replica.
 
-use super::tests::{body, consume, delivered, message_with, publish, queue_of, spec};
+use super::tests::{
+    body, consume, delivered, message_with, publish, queue_of, run_deliveries, spec,
+};
 use super::*;
 use warren_amqp::{BasicProperties, FieldValue};
 use warren_meta::{QueueArgs, QueueType};
@@ -14,23 +16,17 @@ fn quorum_with(args: QueueArgs) -> QueueState {
 
 /// What the queue delivered when run: (body, redelivered, x-delivery-count header).
 fn deliveries(q: &mut QueueState) -> Vec<(String, bool, Option<i64>)> {
-    q.run(T0);
-    q.take_effects()
+    run_deliveries(q, T0)
         .into_iter()
-        .flat_map(|e| match e {
-            Effect::Deliver { deliveries, .. } => deliveries,
-            _ => Vec::new(),
-        })
-        .map(|d| {
-            let count = d
-                .message
-                .properties
-                .headers()
-                .and_then(Result::ok)
-                .and_then(|h| h.get("x-delivery-count").and_then(FieldValue::as_i64));
-            (body(&d.message), d.redelivered, count)
-        })
+        .map(|d| (body(&d.message), d.redelivered, delivery_count(&d.message)))
         .collect()
+}
+
+fn delivery_count(m: &Message) -> Option<i64> {
+    m.properties
+        .headers()
+        .and_then(Result::ok)
+        .and_then(|h| h.get("x-delivery-count").and_then(FieldValue::as_i64))
 }
 
 fn seq_of(ds: &[(String, String, u64)], b: &str) -> u64 {
@@ -74,22 +70,9 @@ fn a_returned_message_carries_its_delivery_count() {
     publish(&mut q, &["m"]);
     let mut seen = Vec::new();
     for _ in 0..3 {
-        q.run(T0);
-        let effects = q.take_effects();
-        let d = effects
-            .iter()
-            .find_map(|e| match e {
-                Effect::Deliver { deliveries, .. } => deliveries.first(),
-                _ => None,
-            })
-            .expect("delivered");
-        let count = d
-            .message
-            .properties
-            .headers()
-            .and_then(Result::ok)
-            .and_then(|h| h.get("x-delivery-count").and_then(FieldValue::as_i64));
-        seen.push((d.redelivered, count));
+        let ds = run_deliveries(&mut q, T0);
+        let d = ds.first().expect("delivered");
+        seen.push((d.redelivered, delivery_count(&d.message)));
         q.apply(Command::Settle(vec![d.seq], Settle::Requeue), T0);
     }
     assert_eq!(

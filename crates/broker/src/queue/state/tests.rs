@@ -94,8 +94,8 @@ pub(super) fn publish(q: &mut QueueState, bodies: &[&str]) {
     q.apply(Command::Publish(batch), T0);
 }
 
-/// Runs the queue at `now` and returns what it delivered: (consumer tag, body, seq).
-pub(super) fn delivered(q: &mut QueueState, now: u64) -> Vec<(String, String, u64)> {
+/// Runs the queue at `now` and returns its deliveries.
+pub(super) fn run_deliveries(q: &mut QueueState, now: u64) -> Vec<crate::mail::Delivery> {
     q.run(now);
     q.take_effects()
         .into_iter()
@@ -103,19 +103,21 @@ pub(super) fn delivered(q: &mut QueueState, now: u64) -> Vec<(String, String, u6
             Effect::Deliver { deliveries, .. } => deliveries,
             _ => Vec::new(),
         })
+        .collect()
+}
+
+/// Runs the queue at `now` and returns what it delivered: (consumer tag, body, seq).
+pub(super) fn delivered(q: &mut QueueState, now: u64) -> Vec<(String, String, u64)> {
+    run_deliveries(q, now)
+        .into_iter()
         .map(|d| (d.consumer_tag.to_string(), body(&d.message), d.seq))
         .collect()
 }
 
 /// Runs the queue and returns what it delivered, as (body, redelivered).
-pub(super) fn redelivery(q: &mut QueueState) -> Vec<(String, bool)> {
-    q.run(T0);
-    q.take_effects()
+fn redelivery(q: &mut QueueState) -> Vec<(String, bool)> {
+    run_deliveries(q, T0)
         .into_iter()
-        .flat_map(|e| match e {
-            Effect::Deliver { deliveries, .. } => deliveries,
-            _ => Vec::new(),
-        })
         .map(|d| (body(&d.message), d.redelivered))
         .collect()
 }
