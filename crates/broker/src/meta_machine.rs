@@ -5,7 +5,7 @@
 //! too far behind the log receives.
 
 use crate::metadata::Metadata;
-use crate::persist::{read_json, write_atomically};
+use crate::persist::{read_json, write_atomically, write_atomically_blocking};
 use serde::{Deserialize, Serialize};
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
@@ -148,10 +148,8 @@ impl RaftStateMachine<Meta> for MetaMachine {
                 meta.last_membership.clone(),
             )
             .map_err(io_error)?;
-        let path = snapshot_path(&self.raft_dir);
-        tokio::task::spawn_blocking(move || write_atomically(&path, &bytes))
+        write_atomically_blocking(snapshot_path(&self.raft_dir), bytes)
             .await
-            .map_err(io_error)?
             .map_err(io_error)?;
         tracing::info!(
             index = meta.last_log_id.map_or(0, |l| l.index),

@@ -45,6 +45,21 @@ openraft::declare_raft_types!(
 /// The metadata group's raft.
 pub type MetaRaft = openraft::Raft<Meta>;
 
+openraft::declare_raft_types!(
+    /// A quorum queue's group: its log carries the queue's commands and its state machine
+    /// answers with the queue's replies, both encoded by the broker (this crate does not
+    /// know what a queue is); snapshots are the queue's state, encoded the same way.
+    pub Replica:
+        D = bytes::Bytes,
+        R = bytes::Bytes,
+        NodeId = u64,
+        Node = openraft::BasicNode,
+        SnapshotData = Cursor<Vec<u8>>,
+);
+
+/// A quorum queue's raft.
+pub type ReplicaRaft = openraft::Raft<Replica>;
+
 /// How the metadata group keeps time. Its leader need not move within a second (queues do
 /// not wait on it), so the timing leaves room for a follower's fsync within a heartbeat.
 pub fn config(cluster_name: &str) -> Result<openraft::Config, String> {

@@ -247,6 +247,30 @@ impl Ready {
         }
     }
 
+    /// The messages held in memory, in the order they go out (a replica's are all of them).
+    pub fn in_memory(&self) -> impl Iterator<Item = &Entry> {
+        self.items.iter().filter_map(|i| match i {
+            Item::Mem(e) => Some(e),
+            Item::Disk(_) => None,
+        })
+    }
+
+    /// How many of the first messages are returns ([`Ready::give_back`]).
+    pub fn returned(&self) -> usize {
+        self.returned
+    }
+
+    /// Ready messages held in memory, in the order they go out, the first `returned` of them
+    /// returns.
+    pub fn of_entries(entries: impl Iterator<Item = Entry>, returned: usize) -> Ready {
+        let mut r = Ready::default();
+        for e in entries {
+            r.push_mem(e);
+        }
+        r.returned = returned.min(r.items.len());
+        r
+    }
+
     /// Drops every ready message; returns how many there were. Messages on disk are marked
     /// acknowledged so their segments can go.
     pub fn purge(&mut self, log: Option<&mut QueueLog>) -> u64 {

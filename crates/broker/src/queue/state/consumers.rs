@@ -4,7 +4,7 @@
 use crate::queue::command::ConsumerSpec;
 use warren_meta::ConnId;
 
-#[derive(Debug)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Consumer {
     pub id: u64,
     pub spec: ConsumerSpec,
@@ -26,7 +26,7 @@ impl Consumer {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Consumers {
     /// Highest priority first; within a priority, the next to serve first.
     list: Vec<Consumer>,

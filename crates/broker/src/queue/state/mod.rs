@@ -15,10 +15,11 @@
 mod consumers;
 mod deliver;
 mod enqueue;
+mod image;
 #[cfg(test)]
 mod quorum_tests;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use super::command::{ConsumerSpec, GetReply, Settle, Ticket};
 use super::deadletter::{Reason, dead_letter};
@@ -28,6 +29,7 @@ use crate::mail::Delivery;
 use crate::message::Message;
 use consumers::Consumers;
 use foldhash::HashMap;
+pub(crate) use image::Image;
 use std::fs::File;
 use std::sync::Arc;
 use warren_amqp::{AmqpError, AmqpResult, ShortStr};

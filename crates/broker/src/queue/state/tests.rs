@@ -18,7 +18,7 @@ fn queue_with(args: QueueArgs) -> QueueState {
 
 /// A queue of kind `kind` (a quorum queue is durable, as it must be) allowed `memory_bytes`
 /// of messages in memory.
-pub(super) fn queue_of(kind: QueueType, args: QueueArgs, memory_bytes: u64) -> QueueState {
+pub(crate) fn queue_of(kind: QueueType, args: QueueArgs, memory_bytes: u64) -> QueueState {
     let info = Queue {
         name: ShortStr::from("q"),
         id: Uid {
@@ -51,7 +51,7 @@ fn queue() -> QueueState {
     queue_with(QueueArgs::default())
 }
 
-pub(super) fn message_with(body: &str, props: BasicProperties) -> Arc<Message> {
+pub(crate) fn message_with(body: &str, props: BasicProperties) -> Arc<Message> {
     Arc::new(Message {
         exchange: ShortStr::from(""),
         routing_key: ShortStr::from("q"),
@@ -60,15 +60,15 @@ pub(super) fn message_with(body: &str, props: BasicProperties) -> Arc<Message> {
     })
 }
 
-pub(super) fn message(body: &str) -> Arc<Message> {
+pub(crate) fn message(body: &str) -> Arc<Message> {
     message_with(body, BasicProperties::default())
 }
 
-pub(super) fn body(m: &Message) -> String {
+pub(crate) fn body(m: &Message) -> String {
     String::from_utf8_lossy(&m.body.to_bytes()).into_owned()
 }
 
-pub(super) fn spec(c: u64, tag: &str) -> ConsumerSpec {
+pub(crate) fn spec(c: u64, tag: &str) -> ConsumerSpec {
     ConsumerSpec {
         tag: ShortStr::from(tag),
         conn: conn(c),
@@ -82,20 +82,20 @@ pub(super) fn spec(c: u64, tag: &str) -> ConsumerSpec {
     }
 }
 
-pub(super) fn consume(q: &mut QueueState, spec: ConsumerSpec) -> u64 {
+pub(crate) fn consume(q: &mut QueueState, spec: ConsumerSpec) -> u64 {
     match q.apply(Command::Consume(spec), T0) {
         Reply::Consumed(Ok(id)) => id,
         other => panic!("consume refused: {other:?}"),
     }
 }
 
-pub(super) fn publish(q: &mut QueueState, bodies: &[&str]) {
+pub(crate) fn publish(q: &mut QueueState, bodies: &[&str]) {
     let batch = bodies.iter().map(|b| (message(b), None)).collect();
     q.apply(Command::Publish(batch), T0);
 }
 
 /// Runs the queue at `now` and returns its deliveries.
-pub(super) fn run_deliveries(q: &mut QueueState, now: u64) -> Vec<crate::mail::Delivery> {
+pub(crate) fn run_deliveries(q: &mut QueueState, now: u64) -> Vec<crate::mail::Delivery> {
     q.run(now);
     q.take_effects()
         .into_iter()
@@ -107,7 +107,7 @@ pub(super) fn run_deliveries(q: &mut QueueState, now: u64) -> Vec<crate::mail::D
 }
 
 /// Runs the queue at `now` and returns what it delivered: (consumer tag, body, seq).
-pub(super) fn delivered(q: &mut QueueState, now: u64) -> Vec<(String, String, u64)> {
+pub(crate) fn delivered(q: &mut QueueState, now: u64) -> Vec<(String, String, u64)> {
     run_deliveries(q, now)
         .into_iter()
         .map(|d| (d.consumer_tag.to_string(), body(&d.message), d.seq))

@@ -1,0 +1,158 @@
+//! A quorum queue's group as one member runs it: its log and snapshot in a directory of its
+//! own, its replica of the queue, and openraft with timings short enough that a new leader
+//! serves within a second of the old one going; and how members reach each other: every
+//! group's messages share the cluster's links, each request prefixed by its queue's id.
+
+use super::machine::{Applied, QuorumMachine};
+use crate::queue::state::QueueState;
+use bytes::{BufMut, Bytes, BytesMut};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use warren_meta::{NodeId, QueueId};
+use warren_raft::network::BoxFuture;
+use warren_raft::openraft::BasicNode;
+use warren_raft::{CallError, LogStore, Network, Proposer, Replica, ReplicaRaft, Transport};
+
+/// How a quorum queue's group keeps time. Heartbeats every 100 ms, and an election after 400
+/// to 800 ms without one: a leader that dies or hangs is replaced well within a second, and
+/// a follower notices by the missing heartbeats, not by a TCP timeout.
+pub(crate) fn config(queue: QueueId) -> Result<warren_raft::openraft::Config, String> {
+    warren_raft::openraft::Config {
+        cluster_name: format!("queue-{}", queue),
+        heartbeat_interval: 100,
+        election_timeout_min: 400,
+        election_timeout_max: 800,
+        install_snapshot_timeout: 5_000,
+        snapshot_max_chunk_size: 4 * 1024 * 1024,
+        // A snapshot is the whole queue: taken once the log has grown by this much since the
+        // last, which bounds the log on disk and what a member that restarts must replay.
+        snapshot_policy: warren_raft::openraft::SnapshotPolicy::LogsSinceLast(8_192),
+        max_in_snapshot_log_to_keep: 1_024,
+        ..Default::default()
+    }
+    .validate()
+    .map_err(|e| e.to_string())
+}
+
+/// The bytes that name a group in front of each of its requests.
+const ID_LEN: usize = 16;
+
+fn prefix(queue: QueueId) -> [u8; ID_LEN] {
+    let mut b = [0u8; ID_LEN];
+    b[..8].copy_from_slice(&queue.node.0.to_be_bytes());
+    b[8..].copy_from_slice(&queue.n.to_be_bytes());
+    b
+}
+
+/// The group a request is for, and the request.
+pub(crate) fn split(request: &[u8]) -> Option<(QueueId, &[u8])> {
+    if request.len() < ID_LEN {
+        return None;
+    }
+    let (id, rest) = request.split_at(ID_LEN);
+    let node = u64::from_be_bytes(id[..8].try_into().ok()?);
+    let n = u64::from_be_bytes(id[8..].try_into().ok()?);
+    Some((
+        QueueId {
+            node: NodeId(node),
+            n,
+        },
+        rest,
+    ))
+}
+
+/// One group's way to its other members: the node's quorum transport, each request prefixed
+/// by the group's id.
+struct GroupTransport {
+    queue: QueueId,
+    links: Arc<dyn Transport>,
+}
+
+impl Transport for GroupTransport {
+    fn call(
+        &self,
+        to: &str,
+        request: Bytes,
+        timeout: Duration,
+    ) -> BoxFuture<Result<Bytes, CallError>> {
+        let mut framed = BytesMut::with_capacity(ID_LEN + request.len());
+        framed.put_slice(&prefix(self.queue));
+        framed.put_slice(&request);
+        self.links.call(to, framed.freeze(), timeout)
+    }
+}
+
+/// A member of a quorum queue's group, running on this node.
+pub(crate) struct Member {
+    pub raft: ReplicaRaft,
+    /// Hands commands to the group's leader, wherever it is.
+    pub proposer: Proposer<Replica>,
+    /// What applying the log left for the leader to carry out.
+    pub applied: mpsc::UnboundedReceiver<Applied>,
+}
+
+/// Starts this node's member of `queue`'s group, with its log and snapshot in `dir`. `id` is
+/// this node's raft id; `members` (raft id → address) are the group's first voters, set up
+/// by the member that `initialize`s them (the one the queue was placed on first) when the
+/// group has never run.
+pub(crate) async fn start(
+    queue: QueueId,
+    id: u64,
+    state: QueueState,
+    dir: PathBuf,
+    links: Arc<dyn Transport>,
+    members: Option<BTreeMap<u64, String>>,
+) -> Result<Member, String> {
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let (log, _) = LogStore::<Replica>::open(&dir.join("log"))?;
+    let fresh = log.is_empty();
+    let (tx, applied) = mpsc::unbounded_channel();
+    let machine = QuorumMachine::open(state, dir, tx)?;
+    let transport: Arc<dyn Transport> = Arc::new(GroupTransport { queue, links });
+    let raft = ReplicaRaft::new(
+        id,
+        Arc::new(config(queue)?),
+        Network::new(transport.clone()),
+        log,
+        machine,
+    )
+    .await
+    .map_err(|e| format!("cannot start the queue's group: {e}"))?;
+    if let (true, Some(members)) = (fresh, members) {
+        let nodes: BTreeMap<u64, BasicNode> = members
+            .into_iter()
+            .map(|(id, addr)| (id, BasicNode::new(addr)))
+            .collect();
+        if let Err(e) = raft.initialize(nodes).await {
+            // Already initialized (a restart that found its log empty after a snapshot):
+            // the group's own membership stands.
+            tracing::debug!(error = %e, "the queue's group was set up before");
+        }
+    }
+    let proposer = Proposer::new(raft.clone(), transport);
+    Ok(Member {
+        raft,
+        proposer,
+        applied,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_names_its_group() {
+        let q = QueueId {
+            node: NodeId(0xfeed),
+            n: 42,
+        };
+        let mut framed = prefix(q).to_vec();
+        framed.extend_from_slice(b"raft");
+        assert_eq!(split(&framed), Some((q, &b"raft"[..])));
+        assert_eq!(split(b"short"), None);
+    }
+}

@@ -1,0 +1,260 @@
+//! A quorum queue's replica as openraft's state machine: a thin shell around the queue's own
+//! deterministic [`QueueState`], the same core a classic queue runs. Each log entry is an
+//! [`Op`]: a queue command with the leader's clock reading, so that every replica expires
+//! messages at the same moments. Applying it answers the queue's reply (for whoever proposed
+//! it) and leaves effects (deliveries, confirms, dead letters), which only the leader's shell
+//! carries out. A snapshot is the queue's [`Image`], kept in the group's directory, so that a
+//! member that fell behind, or lost its log, starts again from another's.
+
+use crate::persist::write_atomically_blocking;
+use crate::queue::state::{Effect, Image, QueueState};
+use crate::queue::wire::{Answer, Cmd};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+use warren_raft::Replica;
+use warren_raft::openraft::storage::{RaftSnapshotBuilder, RaftStateMachine, Snapshot};
+use warren_raft::openraft::{
+    BasicNode, Entry, EntryPayload, LogId, SnapshotMeta, StorageError, StorageIOError,
+    StoredMembership,
+};
+
+/// One entry of a quorum queue's log.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Op {
+    /// The leader's clock when it proposed the command, in ms since the Unix epoch.
+    pub now: u64,
+    pub cmd: Cmd,
+}
+
+impl Op {
+    /// The entry for `cmd` at `now` (none for the commands only a queue's shell gives itself).
+    pub(crate) fn of(now: u64, cmd: crate::queue::state::Command) -> Option<Op> {
+        Some(Op {
+            now,
+            cmd: Cmd::of(cmd)?,
+        })
+    }
+
+    pub(crate) fn encode(&self) -> Bytes {
+        postcard::to_stdvec(self)
+            .map(Bytes::from)
+            .unwrap_or_default()
+    }
+}
+
+/// What applying a run of entries left for the shell to carry out (if it leads).
+#[derive(Debug)]
+pub(crate) struct Applied {
+    pub effects: Vec<Effect>,
+}
+
+/// A snapshot as kept on disk and sent to other members.
+#[derive(Serialize, Deserialize)]
+struct SnapshotFile {
+    meta: SnapshotMeta<u64, BasicNode>,
+    image: Image,
+}
+
+fn snapshot_path(dir: &Path) -> PathBuf {
+    dir.join("snapshot")
+}
+
+fn io_error(e: impl ToString) -> StorageError<u64> {
+    StorageIOError::write_snapshot(None, &std::io::Error::other(e.to_string())).into()
+}
+
+/// The last snapshot: built here or installed from the leader.
+type Current = Arc<Mutex<Option<(SnapshotMeta<u64, BasicNode>, Vec<u8>)>>>;
+
+pub(crate) struct QuorumMachine {
+    state: QueueState,
+    applied: Option<LogId<u64>>,
+    membership: StoredMembership<u64, BasicNode>,
+    dir: PathBuf,
+    current: Current,
+    effects: mpsc::UnboundedSender<Applied>,
+}
+
+impl QuorumMachine {
+    /// The replica, from the snapshot kept in `dir` if there is one (the log holds only what
+    /// came after it). Effects go to `effects`.
+    pub fn open(
+        mut state: QueueState,
+        dir: PathBuf,
+        effects: mpsc::UnboundedSender<Applied>,
+    ) -> Result<QuorumMachine, String> {
+        let mut machine = QuorumMachine {
+            applied: None,
+            membership: StoredMembership::default(),
+            current: Arc::new(Mutex::new(None)),
+            dir,
+            effects,
+            state: {
+                state.take_effects();
+                state
+            },
+        };
+        match std::fs::read(snapshot_path(&machine.dir)) {
+            Ok(bytes) => machine.take_snapshot(bytes)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("cannot read the queue's snapshot: {e}")),
+        }
+        Ok(machine)
+    }
+
+    /// Takes on the state a snapshot holds.
+    fn take_snapshot(&mut self, bytes: Vec<u8>) -> Result<(), String> {
+        let file: SnapshotFile = postcard::from_bytes(&bytes)
+            .map_err(|e| format!("an unreadable queue snapshot: {e}"))?;
+        self.state.restore(file.image);
+        self.applied = file.meta.last_log_id;
+        self.membership = file.meta.last_membership.clone();
+        if let Ok(mut c) = self.current.lock() {
+            *c = Some((file.meta, bytes));
+        }
+        Ok(())
+    }
+
+    /// Applies one command; returns the encoded answer.
+    fn apply_op(&mut self, op: Op) -> Bytes {
+        let reply = self.state.apply(op.cmd.into_command(), op.now);
+        self.state.run(op.now);
+        postcard::to_stdvec(&Answer::of(reply))
+            .map(Bytes::from)
+            .unwrap_or_default()
+    }
+
+    /// The queue's state, for reads that need no log entry (counts, listings) on the leader.
+    pub fn state(&self) -> &QueueState {
+        &self.state
+    }
+}
+
+/// The state to snapshot, with the log position and membership it covers.
+type Taken = (Option<LogId<u64>>, StoredMembership<u64, BasicNode>, Image);
+
+/// Builds a snapshot from the state as it was when openraft asked for a builder.
+pub(crate) struct Builder {
+    image: Option<Taken>,
+    dir: PathBuf,
+    current: Current,
+}
+
+impl RaftSnapshotBuilder<Replica> for Builder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<Replica>, StorageError<u64>> {
+        let (last_log_id, last_membership, image) = self
+            .image
+            .take()
+            .ok_or_else(|| io_error("a snapshot built twice"))?;
+        let meta = SnapshotMeta {
+            last_log_id,
+            last_membership,
+            snapshot_id: last_log_id.map_or_else(
+                || "empty".to_owned(),
+                |l| format!("{}-{}", l.leader_id, l.index),
+            ),
+        };
+        let file = SnapshotFile {
+            meta: meta.clone(),
+            image,
+        };
+        let bytes = postcard::to_stdvec(&file).map_err(io_error)?;
+        write_atomically_blocking(snapshot_path(&self.dir), bytes.clone())
+            .await
+            .map_err(io_error)?;
+        if let Ok(mut c) = self.current.lock() {
+            *c = Some((meta.clone(), bytes.clone()));
+        }
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(bytes)),
+        })
+    }
+}
+
+impl RaftStateMachine<Replica> for QuorumMachine {
+    type SnapshotBuilder = Builder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<u64>>, StoredMembership<u64, BasicNode>), StorageError<u64>> {
+        Ok((self.applied, self.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Bytes>, StorageError<u64>>
+    where
+        I: IntoIterator<Item = Entry<Replica>> + Send,
+        I::IntoIter: Send,
+    {
+        let mut answers = Vec::new();
+        for entry in entries {
+            self.applied = Some(entry.log_id);
+            let index = entry.log_id.index;
+            let answer = match entry.payload {
+                EntryPayload::Blank => Bytes::new(),
+                EntryPayload::Membership(m) => {
+                    self.membership = StoredMembership::new(Some(entry.log_id), m);
+                    Bytes::new()
+                }
+                EntryPayload::Normal(raw) => match postcard::from_bytes::<Op>(&raw) {
+                    Ok(op) => self.apply_op(op),
+                    Err(e) => {
+                        // Every replica skips it alike: the log is the same everywhere.
+                        tracing::error!(error = %e, index, "skipped an unreadable queue command");
+                        Bytes::new()
+                    }
+                },
+            };
+            answers.push(answer);
+        }
+        let effects = self.state.take_effects();
+        if !effects.is_empty() {
+            let _ = self.effects.send(Applied { effects });
+        }
+        Ok(answers)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Builder {
+        Builder {
+            image: Some((self.applied, self.membership.clone(), self.state.image())),
+            dir: self.dir.clone(),
+            current: self.current.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<u64>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<u64, BasicNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError<u64>> {
+        let bytes = snapshot.into_inner();
+        write_atomically_blocking(snapshot_path(&self.dir), bytes.clone())
+            .await
+            .map_err(io_error)?;
+        self.take_snapshot(bytes).map_err(io_error)?;
+        // What the snapshot's sender called it, whatever this node would.
+        self.applied = meta.last_log_id;
+        self.membership = meta.last_membership.clone();
+        Ok(())
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<Replica>>, StorageError<u64>> {
+        let current = self.current.lock().ok().and_then(|c| c.clone());
+        Ok(current.map(|(meta, bytes)| Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(bytes)),
+        }))
+    }
+}

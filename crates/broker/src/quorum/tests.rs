@@ -1,0 +1,224 @@
+//! A replica as openraft drives it: the storage conformance suite, and snapshots that carry a
+//! queue from one member to another (or across a restart) without changing what it does next.
+
+use super::machine::{Applied, Op, QuorumMachine};
+use crate::queue::Settle;
+use crate::queue::state::Command;
+use crate::queue::state::Effect;
+use crate::queue::state::Reply;
+use crate::queue::state::tests::{body, message, queue_of, spec};
+use crate::queue::wire::Answer;
+use bytes::Bytes;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::mpsc;
+use warren_meta::{QueueArgs, QueueType};
+use warren_raft::openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
+use warren_raft::openraft::testing::{StoreBuilder, Suite};
+use warren_raft::openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, StorageError};
+use warren_raft::{LogStore, Replica};
+
+const T0: u64 = 1_000_000;
+
+/// A directory of its own, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> Scratch {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "warren-quorum-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::create_dir_all(&dir);
+        Scratch(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn replica(dir: &Scratch) -> (QuorumMachine, mpsc::UnboundedReceiver<Applied>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let state = queue_of(QueueType::Quorum, QueueArgs::default(), u64::MAX);
+    let machine = QuorumMachine::open(state, dir.0.clone(), tx).expect("opened");
+    (machine, rx)
+}
+
+struct Builder;
+
+impl StoreBuilder<Replica, LogStore<Replica>, QuorumMachine, Scratch> for Builder {
+    async fn build(
+        &self,
+    ) -> Result<(Scratch, LogStore<Replica>, QuorumMachine), StorageError<u64>> {
+        let dir = Scratch::new();
+        let (log, _) = LogStore::open(&dir.0.join("log")).expect("log opened");
+        let (machine, _effects) = replica(&dir);
+        Ok((dir, log, machine))
+    }
+}
+
+/// openraft's own conformance suite: appends, truncation, purges, votes, membership read back
+/// from log and state machine, snapshots built, sent and installed.
+#[test]
+fn a_replica_passes_openraft_s_storage_suite() {
+    Suite::test_all(Builder).unwrap();
+}
+
+fn entry(index: u64, cmd: Command) -> Entry<Replica> {
+    let op = Op::of(T0, cmd).expect("a command the log carries");
+    Entry {
+        log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+        payload: EntryPayload::Normal(op.encode()),
+    }
+}
+
+fn publish(index: u64, bodies: &[&str]) -> Entry<Replica> {
+    entry(
+        index,
+        Command::Publish(bodies.iter().map(|b| (message(b), None)).collect()),
+    )
+}
+
+/// What a replica delivered since last asked: (consumer tag, body, seq, redelivered).
+fn delivered(rx: &mut mpsc::UnboundedReceiver<Applied>) -> Vec<(String, String, u64, bool)> {
+    let mut out = Vec::new();
+    while let Ok(applied) = rx.try_recv() {
+        for e in applied.effects {
+            if let Effect::Deliver { deliveries, .. } = e {
+                out.extend(deliveries.into_iter().map(|d| {
+                    (
+                        d.consumer_tag.to_string(),
+                        body(&d.message),
+                        d.seq,
+                        d.redelivered,
+                    )
+                }));
+            }
+        }
+    }
+    out
+}
+
+fn consumed(answer: &Bytes) -> u64 {
+    match postcard::from_bytes::<Answer>(answer) {
+        Ok(Answer::Other(Reply::Consumed(Ok(id)))) => id,
+        _ => panic!("not a consume-ok"),
+    }
+}
+
+#[tokio::test]
+async fn a_member_that_installs_a_snapshot_goes_on_as_the_leader_does() {
+    let (a_dir, b_dir) = (Scratch::new(), Scratch::new());
+    let (mut a, mut a_rx) = replica(&a_dir);
+    let answers = a
+        .apply([
+            entry(1, Command::Consume(spec(1, "c"))),
+            publish(2, &["m1", "m2", "m3"]),
+        ])
+        .await
+        .unwrap();
+    consumed(&answers[0]);
+    let out = delivered(&mut a_rx);
+    assert_eq!(out.len(), 3);
+    // m2 comes back once; m1 is acknowledged; m3 stays out.
+    a.apply([
+        entry(3, Command::Settle(vec![out[1].2], Settle::Requeue)),
+        entry(4, Command::Settle(vec![out[0].2], Settle::Ack)),
+    ])
+    .await
+    .unwrap();
+    let redelivered = delivered(&mut a_rx);
+    assert_eq!(
+        redelivered.len(),
+        1,
+        "m2 went straight back to the consumer"
+    );
+
+    let snapshot = a
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .unwrap();
+    assert_eq!(snapshot.meta.last_log_id.map(|l| l.index), Some(4));
+    let (mut b, mut b_rx) = replica(&b_dir);
+    b.install_snapshot(&snapshot.meta, snapshot.snapshot)
+        .await
+        .unwrap();
+    let (applied, _) = b.applied_state().await.unwrap();
+    assert_eq!(applied.map(|l| l.index), Some(4));
+
+    // From here, both see the same entries and must do the same: the consumer's channel
+    // closes (m2 and m3 come back, counted), and a new consumer takes everything.
+    let next = || {
+        [
+            entry(
+                5,
+                Command::ChannelClosed {
+                    conn: spec(1, "c").conn,
+                    channel_key: 1,
+                },
+            ),
+            publish(6, &["m4"]),
+            entry(7, Command::Consume(spec(2, "d"))),
+        ]
+    };
+    let (ra, rb) = (
+        a.apply(next()).await.unwrap(),
+        b.apply(next()).await.unwrap(),
+    );
+    assert_eq!(consumed(&ra[2]), consumed(&rb[2]), "the same consumer id");
+    let (da, db) = (delivered(&mut a_rx), delivered(&mut b_rx));
+    assert_eq!(da, db);
+    let bodies: Vec<&str> = da.iter().map(|d| d.1.as_str()).collect();
+    assert_eq!(
+        bodies,
+        ["m2", "m3", "m4"],
+        "returns first, then what was never delivered"
+    );
+    assert!(da[0].3 && da[1].3 && !da[2].3);
+}
+
+#[tokio::test]
+async fn a_member_restarted_takes_its_snapshot_back() {
+    let dir = Scratch::new();
+    {
+        let (mut a, _rx) = replica(&dir);
+        a.apply([publish(1, &["kept1", "kept2"])]).await.unwrap();
+        a.get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+    }
+    let (mut again, mut rx) = replica(&dir);
+    let (applied, _) = again.applied_state().await.unwrap();
+    assert_eq!(applied.map(|l| l.index), Some(1));
+    assert_eq!(again.state().ready_len(), 2);
+    let answers = again
+        .apply([entry(2, Command::Consume(spec(1, "c")))])
+        .await
+        .unwrap();
+    consumed(&answers[0]);
+    let bodies: Vec<String> = delivered(&mut rx).into_iter().map(|d| d.1).collect();
+    assert_eq!(bodies, ["kept1", "kept2"]);
+}
+
+#[tokio::test]
+async fn an_unreadable_entry_is_skipped_alike_by_every_replica() {
+    let dir = Scratch::new();
+    let (mut a, _rx) = replica(&dir);
+    let junk = Entry {
+        log_id: LogId::new(CommittedLeaderId::new(1, 1), 1),
+        payload: EntryPayload::Normal(Bytes::from_static(b"\xff\xff\xff")),
+    };
+    let answers = a.apply([junk, publish(2, &["after"])]).await.unwrap();
+    assert!(answers[0].is_empty());
+    assert_eq!(a.state().ready_len(), 1, "the next entry still applies");
+}
