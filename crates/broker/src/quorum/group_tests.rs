@@ -66,9 +66,7 @@ impl Drop for Scratch {
 }
 
 fn op(cmd: Command) -> Bytes {
-    Op::of(1_000_000, cmd)
-        .expect("a command the log carries")
-        .encode()
+    Op::of(1_000_000, vec![cmd]).encode()
 }
 
 /// Bodies each replica delivered so far, by member.

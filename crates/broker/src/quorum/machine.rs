@@ -1,6 +1,6 @@
 //! A quorum queue's replica as openraft's state machine: a thin shell around the queue's own
 //! deterministic [`QueueState`], the same core a classic queue runs. Each log entry is an
-//! [`Op`]: a queue command with the leader's clock reading, so that every replica expires
+//! [`Op`]: queue commands with the leader's clock reading, so that every replica expires
 //! messages at the same moments. Applying it answers the queue's reply (for whoever proposed
 //! it) and leaves effects (deliveries, confirms, dead letters), which only the leader's shell
 //! carries out. A snapshot is the queue's [`Image`], kept in the group's directory, so that a
@@ -22,21 +22,23 @@ use warren_raft::openraft::{
     StoredMembership,
 };
 
-/// One entry of a quorum queue's log.
+/// One entry of a quorum queue's log: the commands a member gathered while its previous
+/// entry was being committed (so that one round to a majority carries many, in order).
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Op {
-    /// The leader's clock when it proposed the command, in ms since the Unix epoch.
+    /// The leader's clock when it proposed the commands, in ms since the Unix epoch.
     pub now: u64,
-    pub cmd: Cmd,
+    pub cmds: Vec<Cmd>,
 }
 
 impl Op {
-    /// The entry for `cmd` at `now` (none for the commands only a queue's shell gives itself).
-    pub(crate) fn of(now: u64, cmd: crate::queue::state::Command) -> Option<Op> {
-        Some(Op {
+    /// The entry for `cmds` at `now`, leaving out the commands only a queue's own shell gives
+    /// itself.
+    pub(crate) fn of(now: u64, cmds: Vec<crate::queue::state::Command>) -> Op {
+        Op {
             now,
-            cmd: Cmd::of(cmd)?,
-        })
+            cmds: cmds.into_iter().filter_map(Cmd::of).collect(),
+        }
     }
 
     pub(crate) fn encode(&self) -> Bytes {
@@ -119,11 +121,15 @@ impl QuorumMachine {
         Ok(())
     }
 
-    /// Applies one command; returns the encoded answer.
+    /// Applies an entry's commands in order; returns their answers, encoded as one list.
     fn apply_op(&mut self, op: Op) -> Bytes {
-        let reply = self.state.apply(op.cmd.into_command(), op.now);
+        let answers: Vec<Answer> = op
+            .cmds
+            .into_iter()
+            .map(|cmd| Answer::of(self.state.apply(cmd.into_command(), op.now)))
+            .collect();
         self.state.run(op.now);
-        postcard::to_stdvec(&Answer::of(reply))
+        postcard::to_stdvec(&answers)
             .map(Bytes::from)
             .unwrap_or_default()
     }

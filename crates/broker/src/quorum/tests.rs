@@ -71,7 +71,7 @@ fn a_replica_passes_openraft_s_storage_suite() {
 }
 
 fn entry(index: u64, cmd: Command) -> Entry<Replica> {
-    let op = Op::of(T0, cmd).expect("a command the log carries");
+    let op = Op::of(T0, vec![cmd]);
     Entry {
         log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
         payload: EntryPayload::Normal(op.encode()),
@@ -106,8 +106,8 @@ fn delivered(rx: &mut mpsc::UnboundedReceiver<Applied>) -> Vec<(String, String, 
 }
 
 fn consumed(answer: &Bytes) -> u64 {
-    match postcard::from_bytes::<Answer>(answer) {
-        Ok(Answer::Other(Reply::Consumed(Ok(id)))) => id,
+    match postcard::from_bytes::<Vec<Answer>>(answer).as_deref() {
+        Ok([Answer::Other(Reply::Consumed(Ok(id)))]) => *id,
         _ => panic!("not a consume-ok"),
     }
 }
@@ -221,4 +221,36 @@ async fn an_unreadable_entry_is_skipped_alike_by_every_replica() {
     let answers = a.apply([junk, publish(2, &["after"])]).await.unwrap();
     assert!(answers[0].is_empty());
     assert_eq!(a.state().ready_len(), 1, "the next entry still applies");
+}
+
+#[tokio::test]
+async fn one_entry_carries_many_commands_answered_in_order() {
+    let dir = Scratch::new();
+    let (mut a, mut rx) = replica(&dir);
+    let cmds = vec![
+        Command::Consume(spec(1, "c")),
+        Command::Publish(vec![(message("x"), None), (message("y"), None)]),
+        Command::Counts,
+    ];
+    let e = Entry {
+        log_id: LogId::new(CommittedLeaderId::new(1, 1), 1),
+        payload: EntryPayload::Normal(Op::of(T0, cmds).encode()),
+    };
+    let answers = a.apply([e]).await.unwrap();
+    let answers: Vec<Answer> = postcard::from_bytes(&answers[0]).unwrap();
+    assert!(matches!(
+        answers.as_slice(),
+        [
+            Answer::Other(Reply::Consumed(Ok(_))),
+            Answer::Other(Reply::Done),
+            // Counted before the entry's messages went out: the queue delivers once the
+            // whole entry is applied.
+            Answer::Other(Reply::Counts {
+                messages: 2,
+                consumers: 1
+            }),
+        ]
+    ));
+    let bodies: Vec<String> = delivered(&mut rx).into_iter().map(|d| d.1).collect();
+    assert_eq!(bodies, ["x", "y"]);
 }
