@@ -60,6 +60,7 @@ impl Broker {
             config.auth.loopback_users.clone(),
             post.clone(),
             peers.clone(),
+            crate::quorum::Replicas::new(setup.quorum.clone()),
         );
         let replies = Arc::new(ReplyConsumers::default());
         let remote = Remote::new(peers, &meta, post.clone(), replies.clone());
@@ -81,6 +82,11 @@ impl Broker {
 
     pub fn vhost(&self, name: &str) -> Option<Arc<VHost>> {
         self.meta.vhost(name)
+    }
+
+    /// Answers a request from another node for a quorum queue's group (raft id `from`).
+    pub async fn serve_quorum(&self, from: u64, request: &[u8]) -> bytes::Bytes {
+        self.meta.replicas().serve(from, request).await
     }
 
     /// A new connection's id, unique across the cluster.

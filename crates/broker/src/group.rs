@@ -20,6 +20,8 @@ pub struct ClusterSetup {
     pub peers: Vec<(String, String)>,
     /// How queue traffic reaches other nodes.
     pub links: Arc<dyn crate::queue::remote::Links>,
+    /// How quorum queues' groups reach their members on other nodes.
+    pub quorum: Arc<dyn Transport>,
 }
 
 impl ClusterSetup {
@@ -30,6 +32,7 @@ impl ClusterSetup {
             address: name.to_owned(),
             peers: Vec::new(),
             links: Arc::new(crate::queue::remote::NoLinks),
+            quorum: Arc::new(Alone),
         }
     }
 }

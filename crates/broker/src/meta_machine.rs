@@ -215,6 +215,7 @@ mod tests {
                 Vec::new(),
                 Arc::new(Mailboxes::default()),
                 crate::queue::remote::Peers::new(Arc::new(crate::queue::remote::NoLinks)),
+                crate::quorum::Replicas::new(crate::group::ClusterSetup::alone("suite").quorum),
             );
             let (log, _) = LogStore::open(&dir.join("log")).map_err(io_error)?;
             Ok((Scratch(dir.clone()), log, MetaMachine::new(meta, dir)))

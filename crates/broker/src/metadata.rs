@@ -23,7 +23,8 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use tokio::sync::watch;
 use warren_amqp::{AmqpError, AmqpResult, ShortStr};
 use warren_meta::{
-    Applied, Command, Definitions, Effect, NodeId, Queue, QueueId, Scope, Topology, UidSource, User,
+    Applied, Command, Definitions, Effect, NodeId, Queue, QueueId, QueueType, Scope, Topology,
+    UidSource, User,
 };
 use warren_raft::openraft::{BasicNode, EntryPayload, LogId, StoredMembership};
 use warren_raft::{Meta, Outcome, ProposeError};
@@ -109,6 +110,12 @@ pub struct Metadata {
     post: Arc<Mailboxes>,
     /// How handles of queues on other nodes reach them.
     peers: Arc<Peers>,
+    /// The quorum queues' groups this node is a member of.
+    replicas: Arc<crate::quorum::Replicas>,
+    /// The members' addresses by raft id (`name@host:port`), for quorum queues' groups: kept
+    /// apart from the membership so that a queue starting while a change is applied can read
+    /// them.
+    addresses: RwLock<std::collections::HashMap<u64, String>>,
 }
 
 impl Metadata {
@@ -118,6 +125,7 @@ impl Metadata {
         loopback_users: Vec<String>,
         post: Arc<Mailboxes>,
         peers: Arc<Peers>,
+        replicas: Arc<crate::quorum::Replicas>,
     ) -> Arc<Metadata> {
         Arc::new(Metadata {
             held: Mutex::new(Held {
@@ -134,11 +142,18 @@ impl Metadata {
             loopback_users,
             post,
             peers,
+            replicas,
+            addresses: RwLock::new(std::collections::HashMap::new()),
         })
     }
 
     pub fn node(&self) -> NodeId {
         self.ids.node()
+    }
+
+    /// The quorum queues' groups this node is a member of.
+    pub(crate) fn replicas(&self) -> &crate::quorum::Replicas {
+        &self.replicas
     }
 
     /// The node's name, `name@host`.
@@ -274,11 +289,17 @@ impl Metadata {
 
     /// The queue channel learns the members, to name them and keep links to them.
     fn tell_peers(&self, membership: &StoredMembership<u64, BasicNode>) {
-        let members = membership
+        let members: Vec<(NodeId, String)> = membership
             .membership()
             .nodes()
             .map(|(id, n)| (NodeId(*id), n.addr.clone()))
             .collect();
+        if let Ok(mut a) = self.addresses.write() {
+            *a = members
+                .iter()
+                .map(|(id, addr)| (id.0, addr.clone()))
+                .collect();
+        }
         self.peers.set_members((self.node(), &self.name), members);
     }
 
@@ -404,6 +425,9 @@ impl Metadata {
     /// The handle of a queue: its actor, started here if this is its home, else a handle that
     /// reaches it on its home node.
     fn handle_for(&self, v: &Arc<VHost>, q: &Queue) -> Option<QueueHandle> {
+        if q.kind == QueueType::Quorum {
+            return self.quorum_handle(v, q);
+        }
         if q.home == self.node() {
             return self.start_queue(v, q);
         }
@@ -412,6 +436,57 @@ impl Metadata {
             q.clone(),
             q.home,
             self.peers.clone(),
+        ))
+    }
+
+    /// The handle of a quorum queue: this node's member of its group, started here, or (on a
+    /// node that holds none) a handle that reaches it through a member.
+    fn quorum_handle(&self, v: &Arc<VHost>, q: &Queue) -> Option<QueueHandle> {
+        let me = self.node();
+        if !q.members.contains(&me) {
+            let through = q
+                .members
+                .iter()
+                .copied()
+                .find(|n| self.peers.is_reachable(*n))
+                .or_else(|| q.members.first().copied())?;
+            return Some(QueueHandle::remote(
+                v.name.clone(),
+                q.clone(),
+                through,
+                self.peers.clone(),
+            ));
+        }
+        // The member placed first sets the group up, the first time it runs.
+        let initial = (q.members.first() == Some(&me)).then(|| {
+            let addresses = self.addresses.read().map(|a| a.clone()).unwrap_or_default();
+            q.members
+                .iter()
+                .map(|n| {
+                    let addr = addresses
+                        .get(&n.0)
+                        .cloned()
+                        .unwrap_or_else(|| n.to_string());
+                    (n.0, addr)
+                })
+                .collect()
+        });
+        let placement = crate::quorum::shell::Placement {
+            me: me.0,
+            dir: self.settings.quorum_dir(q.id),
+            initial,
+        };
+        let around = queue::Surroundings {
+            on_remove: v.on_remove(),
+            dead_letters: v.dead_letters(),
+            post: self.post.clone(),
+        };
+        Some(crate::quorum::shell::spawn(
+            &v.name,
+            q.clone(),
+            placement,
+            self.replicas.clone(),
+            around,
         ))
     }
 

@@ -3,7 +3,7 @@
 //! them. Like RabbitMQ, `balanced` stops counting once there are many queues and picks a
 //! running node at random instead, so that a declaration never walks the whole topology.
 
-use warren_meta::{Locator, NodeId, Topology};
+use warren_meta::{Locator, NodeId, QueueType, Topology};
 
 /// Above this many queues, `balanced` picks at random (RabbitMQ's threshold).
 const COUNT_UP_TO: usize = 1_000;
@@ -37,6 +37,48 @@ pub(crate) fn home(
         .min_by_key(|i| counts[*i])
         .unwrap_or(0);
     candidates[best]
+}
+
+/// The members of a new quorum queue declared on node `me`: `size` of the nodes whose brokers
+/// run (at least `me`), the first to lead. The leader is where the locator says (`balanced`:
+/// the node leading the fewest quorum queues); the others are the nodes holding the fewest
+/// quorum queues' members, so that replicas spread as leaders do.
+pub(crate) fn members(
+    topology: &Topology,
+    me: NodeId,
+    running: &[NodeId],
+    locator: Locator,
+    size: usize,
+) -> Vec<NodeId> {
+    let mut nodes = vec![me];
+    nodes.extend(running.iter().filter(|n| **n != me));
+    let (mut leads, mut holds) = (vec![0usize; nodes.len()], vec![0usize; nodes.len()]);
+    let quorum = topology
+        .vhosts()
+        .flat_map(|v| v.queues())
+        .filter(|q| q.kind == QueueType::Quorum);
+    for q in quorum {
+        for m in &q.members {
+            if let Some(i) = nodes.iter().position(|n| n == m) {
+                holds[i] += 1;
+            }
+        }
+        if let Some(i) = nodes.iter().position(|n| *n == q.home) {
+            leads[i] += 1;
+        }
+    }
+    let leader = match locator {
+        Locator::ClientLocal => 0,
+        Locator::Balanced => (0..nodes.len()).min_by_key(|i| leads[*i]).unwrap_or(0),
+    };
+    let mut others: Vec<usize> = (0..nodes.len()).filter(|i| *i != leader).collect();
+    // Fewest members first; among equals, this node, then the others in their order.
+    others.sort_by_key(|i| holds[*i]);
+    std::iter::once(leader)
+        .chain(others)
+        .take(size.max(1))
+        .map(|i| nodes[i])
+        .collect()
 }
 
 #[cfg(test)]
@@ -97,5 +139,54 @@ mod tests {
             [a, b, a, b],
             "the random number decides, not the counts"
         );
+    }
+
+    fn declare_quorum(t: &mut Topology, name: &str, n: u64, members: Vec<NodeId>) {
+        t.apply(&Command::DeclareQuorumQueue {
+            vhost: "/".into(),
+            queue: QueueDeclaration {
+                name: name.into(),
+                id: Uid {
+                    node: members[0],
+                    n,
+                },
+                durable: true,
+                auto_delete: false,
+                exclusive_owner: None,
+                arguments: warren_amqp::FieldTable::new().with("x-queue-type", "quorum"),
+                home: members[0],
+            },
+            members,
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn quorum_members_spread_over_the_running_nodes() {
+        let (a, b, c, d) = (NodeId(1), NodeId(2), NodeId(3), NodeId(4));
+        let mut t = topology();
+        // Three nodes, groups of three: everyone holds one; client-local leads here.
+        assert_eq!(
+            members(&t, b, &[a, b, c], Locator::ClientLocal, 3),
+            [b, a, c]
+        );
+        // Fewer running nodes than asked for: all of them.
+        assert_eq!(members(&t, a, &[a, b], Locator::ClientLocal, 3), [a, b]);
+        // Four nodes: replicas go where there are fewest.
+        declare_quorum(&mut t, "q1", 1, vec![a, b, c]);
+        assert_eq!(
+            members(&t, a, &[a, b, c, d], Locator::ClientLocal, 3),
+            [a, d, b]
+        );
+        // balanced: the node leading fewest leads.
+        declare_quorum(&mut t, "q2", 2, vec![b, c, d]);
+        let m = members(&t, a, &[a, b, c, d], Locator::Balanced, 3);
+        assert_eq!(
+            m[0], c,
+            "a and b lead one each, c and d none: c comes first in order"
+        );
+        assert_eq!(m.len(), 3);
+        // A group of one is the leader alone.
+        assert_eq!(members(&t, a, &[a, b, c, d], Locator::ClientLocal, 1), [a]);
     }
 }

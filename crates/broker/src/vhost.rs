@@ -15,6 +15,7 @@ use warren_amqp::{AmqpError, AmqpResult, FieldTable, ShortStr};
 use warren_meta::rules::{default_exchange_refused, describe};
 use warren_meta::{
     Binding, Command, ConnId, Exchange, ExchangeKind, QueueArgs, QueueDeclaration, QueueId,
+    QueueType,
 };
 
 /// What `exchange.declare` asks for.
@@ -83,6 +84,13 @@ impl StoreLayout {
 
     /// A transient queue's log directory, used only if it pages messages out; the whole
     /// `transient` directory is emptied at start.
+    /// A quorum queue's group directory on this node (its log and snapshot).
+    pub fn quorum_dir(&self, id: QueueId) -> std::path::PathBuf {
+        self.data_dir
+            .join("quorum")
+            .join(format!("{}-{}", id.node, id.n))
+    }
+
     pub fn transient_dir(&self, id: QueueId) -> std::path::PathBuf {
         self.data_dir
             .join("transient")
@@ -103,6 +111,10 @@ impl StoreLayout {
 }
 
 /// How long a closing connection waits for its exclusive queues to leave the topology.
+/// How many nodes hold a quorum queue unless its declaration says otherwise (RabbitMQ's
+/// default; fewer if fewer nodes run).
+const QUORUM_GROUP_SIZE: u64 = 3;
+
 const FORGET_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn metadata_gone() -> AmqpError {
@@ -263,21 +275,35 @@ impl VHost {
         })?;
         if existing.is_none() {
             let mut declaration = declaration;
-            // Exclusive queues stay with their connection, as in RabbitMQ.
-            if declaration.exclusive_owner.is_none() {
-                let describe = self.rs("queue", &declaration.name);
-                let locator = QueueArgs::parse(&declaration.arguments, &describe)?.locator;
-                let running = meta.running_nodes();
-                declaration.home = meta
-                    .read(|t| placement::home(t, meta.node(), &running, locator, declaration.id.n));
-            }
+            let describe = self.rs("queue", &declaration.name);
+            let args = QueueArgs::parse(&declaration.arguments, &describe)?;
+            let running = meta.running_nodes();
+            let me = meta.node();
+            let vhost = self.name.clone();
+            let command = if args.queue_type == QueueType::Quorum {
+                let size = args.initial_group_size.unwrap_or(QUORUM_GROUP_SIZE) as usize;
+                let members =
+                    meta.read(|t| placement::members(t, me, &running, args.locator, size));
+                declaration.home = members.first().copied().unwrap_or(me);
+                Command::DeclareQuorumQueue {
+                    vhost,
+                    queue: declaration.clone(),
+                    members,
+                }
+            } else {
+                // Exclusive queues stay with their connection, as in RabbitMQ.
+                if declaration.exclusive_owner.is_none() {
+                    let id = declaration.id.n;
+                    declaration.home =
+                        meta.read(|t| placement::home(t, me, &running, args.locator, id));
+                }
+                Command::DeclareQueue {
+                    vhost,
+                    queue: declaration.clone(),
+                }
+            };
             let (name, home) = (declaration.name.clone(), declaration.home);
-            let changed = meta
-                .change(&Command::DeclareQueue {
-                    vhost: self.name.clone(),
-                    queue: declaration,
-                })
-                .await?;
+            let changed = meta.change(&command).await?;
             let handle = self.queue(&name).ok_or_else(|| self.no_queue(&name))?;
             if home != meta.node() {
                 serving(&handle).await;

@@ -49,7 +49,8 @@ pub struct Inbound {
 /// Where links hand what they receive, one receiver per channel (none: dropped). Shared by
 /// every link and looked up per frame, so that a receiver set after a link came up (a node
 /// dialled while it was still starting) gets that link's frames too.
-pub(crate) type Receivers = std::sync::Arc<std::sync::RwLock<[Option<mpsc::Sender<Inbound>>; 3]>>;
+pub(crate) type Receivers =
+    std::sync::Arc<std::sync::RwLock<[Option<mpsc::Sender<Inbound>>; Channel::ALL.len()]>>;
 
 /// How the rest of the node reaches a running link.
 #[derive(Debug, Clone)]

@@ -24,10 +24,17 @@ pub enum Channel {
     Queue,
     /// Requests from warrenctl and between nodes about the cluster itself.
     Control,
+    /// The Raft groups of quorum queues, each request naming its queue.
+    Quorum,
 }
 
 impl Channel {
-    pub const ALL: [Channel; 3] = [Channel::Meta, Channel::Queue, Channel::Control];
+    pub const ALL: [Channel; 4] = [
+        Channel::Meta,
+        Channel::Queue,
+        Channel::Control,
+        Channel::Quorum,
+    ];
 
     pub(crate) fn index(self) -> usize {
         self as usize

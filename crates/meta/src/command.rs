@@ -115,6 +115,12 @@ pub enum Command {
     SetClusterName {
         name: String,
     },
+    /// `queue.declare` of a quorum queue, with the nodes placed to hold it (the first to lead).
+    DeclareQuorumQueue {
+        vhost: String,
+        queue: QueueDeclaration,
+        members: Vec<NodeId>,
+    },
 }
 
 /// What applying a command changed, for the runtime to carry out: start or stop queues,

@@ -113,6 +113,9 @@ pub struct QueuePlacement {
     pub home: NodeId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exclusive_owner: Option<ConnId>,
+    /// A quorum queue's members, the first placed to lead.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<NodeId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -92,8 +92,11 @@ pub struct Queue {
     /// The arguments that change how the queue behaves, validated (derived from `arguments`).
     pub args: QueueArgs,
     pub kind: QueueType,
-    /// The node the queue lives on (a classic queue's only node).
+    /// The node the queue lives on (a classic queue's only node; a quorum queue's member
+    /// placed to lead it first).
     pub home: NodeId,
+    /// A quorum queue's members, the first placed to lead (empty for a classic queue).
+    pub members: Vec<NodeId>,
 }
 
 impl Queue {

@@ -3,6 +3,7 @@
 //! `x-queue-leader-locator`), validated as RabbitMQ validates them, in the same order and with
 //! the same texts.
 
+use crate::QueueType;
 use warren_amqp::AmqpError;
 use warren_amqp::{FieldTable, FieldValue, ShortStr};
 
@@ -41,6 +42,10 @@ pub struct QueueArgs {
     /// A quorum queue's `x-delivery-limit`: a message returned more often than this is
     /// dropped (dead-lettered, reason `delivery_limit`).
     pub delivery_limit: Option<u64>,
+    /// `x-queue-type`.
+    pub queue_type: QueueType,
+    /// A quorum queue's `x-quorum-initial-group-size`: how many nodes hold it at first.
+    pub initial_group_size: Option<u64>,
 }
 
 /// Why an argument was refused, in the Erlang term RabbitMQ prints.
@@ -207,20 +212,68 @@ impl QueueArgs {
         }
         if let Some(v) = t.get("x-queue-type") {
             let kind = longstr("x-queue-type", v, queue)?;
-            if kind.as_ref() != b"classic" {
-                // Quorum queues come with clustering; until then they are refused rather than
-                // quietly served by a queue that replicates nothing.
+            a.queue_type = match kind.as_ref() {
+                b"classic" => QueueType::Classic,
+                b"quorum" => QueueType::Quorum,
+                other => {
+                    return Err(invalid(
+                        "x-queue-type",
+                        queue,
+                        format!(
+                            "\"unsupported queue type '{}'\"",
+                            String::from_utf8_lossy(other)
+                        ),
+                    ));
+                }
+            };
+        }
+        if let Some(v) = t.get("x-delivery-limit") {
+            a.delivery_limit = Some(non_negative("x-delivery-limit", v, queue)?);
+        }
+        if let Some(v) = t.get("x-quorum-initial-group-size") {
+            let n = non_negative("x-quorum-initial-group-size", v, queue)?;
+            if n == 0 {
                 return Err(invalid(
-                    "x-queue-type",
+                    "x-quorum-initial-group-size",
                     queue,
-                    format!(
-                        "\"unsupported queue type '{}'\"",
-                        String::from_utf8_lossy(kind)
-                    ),
+                    "{value_zero,0}",
                 ));
             }
+            a.initial_group_size = Some(n);
         }
         Ok(a)
+    }
+}
+
+impl QueueArgs {
+    /// What a quorum queue may not be or have, refused as RabbitMQ refuses it: arguments it
+    /// does not support, then auto-delete, exclusive and non-durable declarations.
+    pub fn check_quorum(
+        t: &FieldTable,
+        durable: bool,
+        auto_delete: bool,
+        exclusive: bool,
+        queue: &str,
+    ) -> Result<(), AmqpError> {
+        for arg in ["x-max-priority", "x-queue-mode"] {
+            if t.get(arg).is_some() {
+                return Err(AmqpError::precondition_failed(format!(
+                    "invalid arg '{arg}' for {queue}"
+                )));
+            }
+        }
+        let property = if auto_delete {
+            "auto-delete"
+        } else if exclusive {
+            "exclusive-owner"
+        } else if !durable {
+            "non-durable"
+        } else {
+            return Ok(());
+        };
+        Err(AmqpError::precondition_failed(format!(
+            "invalid property '{property}' for {queue}"
+        )))
     }
 }
 

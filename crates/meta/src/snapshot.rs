@@ -95,6 +95,7 @@ impl Topology {
                         id: q.id,
                         home: q.home,
                         exclusive_owner: q.exclusive_owner,
+                        members: q.members.clone(),
                     }),
                 });
             }
@@ -195,21 +196,28 @@ impl Topology {
             });
         }
         for q in &defs.queues {
-            let (id, home, exclusive_owner) = match &q.warren {
-                Some(p) => (p.id, p.home, p.exclusive_owner),
-                None => (new_id(), home, None),
+            let (id, home, exclusive_owner, members) = match &q.warren {
+                Some(p) => (p.id, p.home, p.exclusive_owner, p.members.clone()),
+                None => (new_id(), home, None, Vec::new()),
             };
-            cmds.push(Command::DeclareQueue {
-                vhost: q.vhost.clone(),
-                queue: QueueDeclaration {
-                    name: ShortStr::from(q.name.as_str()),
-                    id,
-                    durable: q.durable,
-                    auto_delete: q.auto_delete,
-                    exclusive_owner,
-                    arguments: json_to_table(&q.arguments),
-                    home,
-                },
+            let queue = QueueDeclaration {
+                name: ShortStr::from(q.name.as_str()),
+                id,
+                durable: q.durable,
+                auto_delete: q.auto_delete,
+                exclusive_owner,
+                arguments: json_to_table(&q.arguments),
+                home,
+            };
+            let vhost = q.vhost.clone();
+            cmds.push(if members.is_empty() {
+                Command::DeclareQueue { vhost, queue }
+            } else {
+                Command::DeclareQuorumQueue {
+                    vhost,
+                    queue,
+                    members,
+                }
             });
         }
         // Exclusive queues are checked against their owner, which a snapshot records.

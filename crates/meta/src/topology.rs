@@ -8,7 +8,7 @@ use crate::bindings::Bindings;
 use crate::command::{Applied, Command, Effect, QueueDeclaration};
 use crate::equivalence;
 use crate::headers::HeadersBinding;
-use crate::ids::{ConnId, QueueId};
+use crate::ids::{ConnId, NodeId, QueueId};
 use crate::model::{
     Binding, Destination, Exchange, ExchangeKind, Permissions, Policy, Queue, QueueType, User,
 };
@@ -308,6 +308,51 @@ impl Topology {
         self.users.get_mut(name).ok_or_else(|| no_user(name))
     }
 
+    /// `queue.declare`: a quorum queue is held by `members` (none given: its home alone).
+    fn declare_queue(
+        &mut self,
+        vhost: &str,
+        d: &QueueDeclaration,
+        members: &[NodeId],
+    ) -> AmqpResult<Applied> {
+        let v = self.vhost_mut(vhost)?;
+        if v.check_queue_declaration(d)?.is_some() {
+            return Ok(Applied::unchanged());
+        }
+        let rs = v.rs("queue", &d.name);
+        let args = QueueArgs::parse(&d.arguments, &rs)?;
+        let quorum = args.queue_type == QueueType::Quorum;
+        if quorum {
+            let exclusive = d.exclusive_owner.is_some();
+            QueueArgs::check_quorum(&d.arguments, d.durable, d.auto_delete, exclusive, &rs)?;
+        }
+        let members = match (quorum, members.is_empty()) {
+            (false, _) => Vec::new(),
+            (true, true) => vec![d.home],
+            (true, false) => members.to_vec(),
+        };
+        let queue = Queue {
+            name: d.name.clone(),
+            id: d.id,
+            durable: d.durable && d.exclusive_owner.is_none(),
+            auto_delete: d.auto_delete,
+            exclusive_owner: d.exclusive_owner,
+            arguments: d.arguments.clone(),
+            kind: args.queue_type,
+            args,
+            home: d.home,
+            members,
+        };
+        v.queues.insert(queue.name.clone(), queue.clone());
+        Ok(Applied {
+            durable: queue.durable,
+            effects: vec![Effect::QueueAdded {
+                vhost: vhost.to_owned(),
+                queue,
+            }],
+        })
+    }
+
     /// Applies one command. On error nothing has changed.
     pub fn apply(&mut self, cmd: &Command) -> AmqpResult<Applied> {
         match cmd {
@@ -477,32 +522,12 @@ impl Topology {
                 v.remove_exchange(name, &mut out);
                 Ok(out)
             }
-            Command::DeclareQueue { vhost, queue: d } => {
-                let v = self.vhost_mut(vhost)?;
-                if v.check_queue_declaration(d)?.is_some() {
-                    return Ok(Applied::unchanged());
-                }
-                let args = QueueArgs::parse(&d.arguments, &v.rs("queue", &d.name))?;
-                let queue = Queue {
-                    name: d.name.clone(),
-                    id: d.id,
-                    durable: d.durable && d.exclusive_owner.is_none(),
-                    auto_delete: d.auto_delete,
-                    exclusive_owner: d.exclusive_owner,
-                    arguments: d.arguments.clone(),
-                    kind: QueueType::Classic,
-                    args,
-                    home: d.home,
-                };
-                v.queues.insert(queue.name.clone(), queue.clone());
-                Ok(Applied {
-                    durable: queue.durable,
-                    effects: vec![Effect::QueueAdded {
-                        vhost: vhost.clone(),
-                        queue,
-                    }],
-                })
-            }
+            Command::DeclareQueue { vhost, queue: d } => self.declare_queue(vhost, d, &[]),
+            Command::DeclareQuorumQueue {
+                vhost,
+                queue,
+                members,
+            } => self.declare_queue(vhost, queue, members),
             Command::DeleteQueue { vhost, name, id } => {
                 let v = self.vhost_mut(vhost)?;
                 if v.queues.get(name).map(|q| q.id) != Some(*id) {

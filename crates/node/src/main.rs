@@ -161,6 +161,7 @@ async fn run(config: Config) -> ExitCode {
         address: format!("{}:{}", me.name, mesh.listen_addr().port()),
         peers,
         links: links.clone(),
+        quorum: transport::QuorumTransport::start(&mesh, running.clone()),
     };
     let app = app::App::new(config, setup);
     let _ = running.set(app.clone());

@@ -242,23 +242,71 @@ impl Transport for MeshTransport {
         request: Bytes,
         timeout: Duration,
     ) -> BoxFuture<Result<Bytes, CallError>> {
-        let (mesh, rpc, to) = (self.mesh.clone(), self.rpc.clone(), to.to_owned());
-        Box::pin(async move {
-            let addr = NodeAddr::parse(&to).map_err(CallError::Unreachable)?;
-            if !mesh.is_connected(&addr.name) {
-                // Dialled in the background; openraft calls again soon.
-                mesh.keep_connected(addr.clone());
-                return Err(CallError::Unreachable(format!(
-                    "no link to {} yet",
-                    addr.name
-                )));
-            }
-            rpc.call(&addr.name, &request, timeout)
-                .await
-                .map_err(|e| match e {
-                    LinkError::NotConnected => CallError::Unreachable(addr.name.clone()),
-                    LinkError::TimedOut => CallError::TimedOut,
-                })
+        call_over(&self.mesh, &self.rpc, to, request, timeout)
+    }
+}
+
+/// One request to the node at `to` (`name@host:port`) over `rpc`'s channel.
+fn call_over(
+    mesh: &Mesh,
+    rpc: &Arc<Rpc>,
+    to: &str,
+    request: Bytes,
+    timeout: Duration,
+) -> BoxFuture<Result<Bytes, CallError>> {
+    let (mesh, rpc, to) = (mesh.clone(), rpc.clone(), to.to_owned());
+    Box::pin(async move {
+        let addr = NodeAddr::parse(&to).map_err(CallError::Unreachable)?;
+        if !mesh.is_connected(&addr.name) {
+            // Dialled in the background; openraft calls again soon.
+            mesh.keep_connected(addr.clone());
+            return Err(CallError::Unreachable(format!(
+                "no link to {} yet",
+                addr.name
+            )));
+        }
+        rpc.call(&addr.name, &request, timeout)
+            .await
+            .map_err(|e| match e {
+                LinkError::NotConnected => CallError::Unreachable(addr.name.clone()),
+                LinkError::TimedOut => CallError::TimedOut,
+            })
+    })
+}
+
+/// Quorum queues' groups between nodes: their requests go over the cluster links' quorum
+/// channel, each naming its queue, and requests from other nodes are answered by the group
+/// this node runs for that queue (none while the broker is stopped: the sender tries again).
+pub struct QuorumTransport {
+    mesh: Mesh,
+    rpc: Arc<Rpc>,
+}
+
+impl QuorumTransport {
+    pub fn start(mesh: &Mesh, app: Arc<OnceLock<Arc<App>>>) -> Arc<QuorumTransport> {
+        let handler: Handler = Arc::new(move |from: String, body: Bytes| {
+            let app = app.get().cloned();
+            Box::pin(async move {
+                match app.and_then(|a| a.broker_now()) {
+                    Some(broker) => broker.serve_quorum(raft_id(&from), &body).await,
+                    None => Bytes::new(),
+                }
+            })
+        });
+        Arc::new(QuorumTransport {
+            mesh: mesh.clone(),
+            rpc: Rpc::start(mesh, Channel::Quorum, handler),
         })
+    }
+}
+
+impl Transport for QuorumTransport {
+    fn call(
+        &self,
+        to: &str,
+        request: Bytes,
+        timeout: Duration,
+    ) -> BoxFuture<Result<Bytes, CallError>> {
+        call_over(&self.mesh, &self.rpc, to, request, timeout)
     }
 }

@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use warren_amqp::ShortStr;
-use warren_meta::QueueId;
+use warren_meta::{ConnId, QueueId};
 
 /// Commands handled before the queue looks at its consumers again.
 const BATCH: usize = 256;
@@ -191,45 +191,19 @@ impl QueueActor {
             if effects.is_empty() {
                 return;
             }
-            for e in effects {
-                match e {
-                    Effect::Deliver { conn, deliveries } => {
-                        let bytes = deliveries.iter().map(|d| d.message.body_size()).sum();
-                        self.drain.delivered(
-                            deliveries.len() as u64,
-                            bytes,
-                            std::time::Instant::now(),
-                        );
-                        if self.mail.send(conn, ConnMsg::Deliver(deliveries)).is_err() {
-                            // The connection is gone without telling us: take back what it
-                            // never acknowledged and serve the others.
-                            let now = now_ms();
-                            self.state.apply(Command::ConnectionGone { conn }, now);
-                            self.state.run(now);
-                        }
-                    }
-                    Effect::Settled { tickets, ok } => {
-                        for (conn, msg) in ticket_mail(tickets, ok) {
-                            let _ = self.mail.send(conn, msg);
-                        }
-                    }
-                    Effect::ConsumerGone {
-                        conn,
-                        channel,
-                        channel_key,
-                        tag,
-                    } => {
-                        let _ = self.mail.send(
-                            conn,
-                            ConnMsg::ConsumerGone {
-                                channel,
-                                channel_key,
-                                consumer_tag: tag,
-                            },
-                        );
-                    }
-                    Effect::DeadLetter(m) => (self.around.dead_letters)(m),
+            let now = std::time::Instant::now();
+            for e in &effects {
+                if let Effect::Deliver { deliveries, .. } = e {
+                    let bytes = deliveries.iter().map(|d| d.message.body_size()).sum();
+                    self.drain.delivered(deliveries.len() as u64, bytes, now);
                 }
+            }
+            for conn in carry_out(effects, &mut self.mail, &self.around.dead_letters) {
+                // The connection is gone without telling us: take back what it never
+                // acknowledged and serve the others.
+                let now = now_ms();
+                self.state.apply(Command::ConnectionGone { conn }, now);
+                self.state.run(now);
             }
         }
     }
@@ -265,4 +239,46 @@ async fn sleep_until(deadline: Option<Instant>) {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
     }
+}
+
+/// Carries out a queue's effects: mail to connections (here or on other nodes), dead letters
+/// to the vhost. Returns the connections found gone, whose deliveries the queue must take
+/// back.
+pub(crate) fn carry_out(
+    effects: Vec<Effect>,
+    mail: &mut MailCache,
+    dead_letters: &DeadLetterSink,
+) -> Vec<ConnId> {
+    let mut gone = Vec::new();
+    for e in effects {
+        match e {
+            Effect::Deliver { conn, deliveries } => {
+                if mail.send(conn, ConnMsg::Deliver(deliveries)).is_err() {
+                    gone.push(conn);
+                }
+            }
+            Effect::Settled { tickets, ok } => {
+                for (conn, msg) in ticket_mail(tickets, ok) {
+                    let _ = mail.send(conn, msg);
+                }
+            }
+            Effect::ConsumerGone {
+                conn,
+                channel,
+                channel_key,
+                tag,
+            } => {
+                let _ = mail.send(
+                    conn,
+                    ConnMsg::ConsumerGone {
+                        channel,
+                        channel_key,
+                        consumer_tag: tag,
+                    },
+                );
+            }
+            Effect::DeadLetter(m) => dead_letters(m),
+        }
+    }
+    gone
 }

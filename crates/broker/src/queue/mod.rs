@@ -5,7 +5,7 @@
 //! data ([`command`]) passes. What a queue is (its arguments, validated) comes from the
 //! topology: `warren_meta::Queue`.
 
-mod actor;
+pub(crate) mod actor;
 pub mod command;
 pub mod deadletter;
 pub mod flow;
@@ -33,7 +33,7 @@ use tokio::sync::mpsc;
 /// whole read's worth of messages for this queue (see `connection::outgoing`), and its bodies
 /// keep that read's buffer (64 kB) alive until the queue takes them, so this bounds what
 /// publishers can pile up in front of a busy queue to a few megabytes.
-const MAILBOX: usize = 256;
+pub(crate) const MAILBOX: usize = 256;
 
 /// Starts a local queue actor and returns its handle.
 pub fn spawn(

@@ -123,6 +123,16 @@ impl Cmd {
         }
     }
 
+    /// A command as a quorum queue's log carries it: what another node may send, and what a
+    /// queue's shell tells its own queue about connections and nodes that went (every
+    /// replica must see those too). `None` for an fsync's end, which no replica has.
+    pub(crate) fn logged(cmd: Command) -> Option<Cmd> {
+        match cmd {
+            Command::ConnectionGone { .. } | Command::NodeGone { .. } => Some(Cmd::Other(cmd)),
+            cmd => Cmd::of(cmd),
+        }
+    }
+
     /// Settlements and credit: they never wait on the queue (they go to its control
     /// channel), and must not wait behind publishes either, since they are what lets a
     /// congested queue take more.

@@ -32,12 +32,11 @@ pub(crate) struct Op {
 }
 
 impl Op {
-    /// The entry for `cmds` at `now`, leaving out the commands only a queue's own shell gives
-    /// itself.
+    /// The entry for `cmds` at `now` (see [`Cmd::logged`] for what is left out).
     pub(crate) fn of(now: u64, cmds: Vec<crate::queue::state::Command>) -> Op {
         Op {
             now,
-            cmds: cmds.into_iter().filter_map(Cmd::of).collect(),
+            cmds: cmds.into_iter().filter_map(Cmd::logged).collect(),
         }
     }
 
@@ -134,7 +133,8 @@ impl QuorumMachine {
             .unwrap_or_default()
     }
 
-    /// The queue's state, for reads that need no log entry (counts, listings) on the leader.
+    /// The queue's state as this replica has it.
+    #[cfg(test)]
     pub fn state(&self) -> &QueueState {
         &self.state
     }

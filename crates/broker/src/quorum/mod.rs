@@ -2,14 +2,58 @@
 //! RabbitMQ's quorum queues are (on Ra). Every member runs the queue's deterministic state
 //! machine on the same log ([`machine`]); only the leader carries out what it says should
 //! happen (deliveries, confirms, dead letters).
-//!
-//! The replica and its group are built and tested here first; the broker starts them for
-//! queues declared `x-queue-type: quorum` once declarations, placement and the queue handle's
-//! quorum backend are in (until then such declarations are refused).
-#![cfg_attr(not(test), allow(dead_code))]
+//! A member node's handle on the queue is a local one, as a classic queue's: the shell
+//! ([`shell`]) takes the same commands. A node that holds no member reaches the queue through
+//! one that does, as it reaches a classic queue on another node.
 
 pub(crate) mod group;
 pub(crate) mod machine;
+pub(crate) mod shell;
+
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use warren_meta::QueueId;
+use warren_raft::{ReplicaRaft, Transport};
+
+/// The groups of quorum queues this node is a member of, and how members reach each other.
+pub struct Replicas {
+    /// The node's links for quorum groups (each request prefixed by its group, see `group`).
+    pub(crate) links: Arc<dyn Transport>,
+    groups: RwLock<HashMap<QueueId, ReplicaRaft>>,
+}
+
+impl Replicas {
+    pub fn new(links: Arc<dyn Transport>) -> Arc<Replicas> {
+        Arc::new(Replicas {
+            links,
+            groups: RwLock::new(HashMap::new()),
+        })
+    }
+
+    pub(crate) fn insert(&self, queue: QueueId, raft: ReplicaRaft) {
+        if let Ok(mut g) = self.groups.write() {
+            g.insert(queue, raft);
+        }
+    }
+
+    pub(crate) fn remove(&self, queue: QueueId) -> Option<ReplicaRaft> {
+        self.groups.write().ok().and_then(|mut g| g.remove(&queue))
+    }
+
+    /// Answers a request from another member (raft id `from`); empty when this node has no
+    /// member of that group (it reads as a network error, and the sender tries again).
+    pub async fn serve(&self, from: u64, request: &[u8]) -> Bytes {
+        let Some((queue, body)) = group::split(request) else {
+            return Bytes::new();
+        };
+        let raft = self.groups.read().ok().and_then(|g| g.get(&queue).cloned());
+        match raft {
+            Some(raft) => warren_raft::serve(&raft, from, body).await,
+            None => Bytes::new(),
+        }
+    }
+}
 
 #[cfg(test)]
 mod group_tests;

@@ -162,6 +162,7 @@ mod tests {
             args: Default::default(),
             kind: Default::default(),
             home: NodeId(1),
+            members: Vec::new(),
         };
         let h = QueueHandle::local("/".into(), q, tx, control, Arc::new(Flow::default()));
         (h, rx)

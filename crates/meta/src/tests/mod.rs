@@ -86,4 +86,5 @@ fn refused(t: &mut Topology, c: &Command) -> String {
 
 mod access;
 mod entities;
+mod quorum;
 mod replay;

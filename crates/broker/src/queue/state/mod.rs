@@ -82,7 +82,6 @@ pub(crate) enum Command {
     Publish(Vec<(Arc<Message>, Option<Ticket>)>),
     /// Deliveries could not be handed to a connection: it is gone, and so are its consumers;
     /// whatever it had not acknowledged is requeued.
-    #[serde(skip)]
     ConnectionGone {
         conn: ConnId,
     },
@@ -90,7 +89,6 @@ pub(crate) enum Command {
     #[serde(skip)]
     Synced(bool),
     /// Node `node` went down: its connections are gone, as for [`Command::ConnectionGone`].
-    #[serde(skip)]
     NodeGone {
         node: NodeId,
     },

@@ -32,6 +32,7 @@ pub(crate) fn queue_of(kind: QueueType, args: QueueArgs, memory_bytes: u64) -> Q
         args,
         kind,
         home: NodeId(1),
+        members: Vec::new(),
     };
     let start = Start {
         store: QueueDisk {

@@ -1,0 +1,213 @@
+//! A quorum queue as a member node serves it: the tokio shell around its group. It takes the
+//! same commands as a classic queue's actor (so the queue's handle, channels and routing do
+//! not know the difference), gathers those that arrive while an entry is being committed into
+//! the next entry, and hands each asker the answer the replicated state machine gave. When
+//! this member leads, it carries out the effects applying the log left (deliveries, confirms,
+//! dead letters); the other members' replicas make the same decisions and discard them.
+
+use super::Replicas;
+use super::group::{self, Member};
+use super::machine::{Applied, Op};
+use crate::mail::MailCache;
+use crate::queue::actor::{QueueCmd, carry_out, now_ms};
+use crate::queue::state::{Command, QueueState, Reply};
+use crate::queue::wire::Answer;
+use crate::queue::{QueueDisk, QueueHandle, Surroundings, flow::Flow};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use warren_meta::{Queue, QueueId};
+use warren_raft::ReplicaRaft;
+
+/// Commands gathered into one entry at most.
+const BATCH: usize = 512;
+
+/// How long a command may wait for a majority before its asker is told the queue is gone.
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where this node's member of a group lives and whom it starts with.
+pub(crate) struct Placement {
+    /// This node's raft id.
+    pub me: u64,
+    /// The group's directory on this node.
+    pub dir: PathBuf,
+    /// The first voters (raft id → address), given to the member that sets the group up.
+    pub initial: Option<BTreeMap<u64, String>>,
+}
+
+/// Starts this node's member of `queue`'s group; returns the queue's handle.
+pub(crate) fn spawn(
+    vhost: &str,
+    queue: Queue,
+    placement: Placement,
+    replicas: Arc<Replicas>,
+    around: Surroundings,
+) -> QueueHandle {
+    let (tx, rx) = mpsc::channel(crate::queue::MAILBOX);
+    let (control_tx, control) = mpsc::unbounded_channel();
+    let flow = Arc::new(Flow::default());
+    let id = queue.id;
+    let handle = QueueHandle::local(
+        vhost.to_owned(),
+        queue.clone(),
+        tx,
+        control_tx.clone(),
+        flow,
+    );
+    let state = QueueState::new(
+        vhost,
+        queue,
+        crate::queue::empty(QueueDisk {
+            // Never opened: a replica keeps its messages in memory, its log is the group's.
+            dir: placement.dir.join("unused"),
+            segment_bytes: 0,
+            memory_bytes: u64::MAX,
+        }),
+        now_ms(),
+    );
+    tokio::spawn(run(
+        (id, state),
+        placement,
+        replicas,
+        around,
+        rx,
+        control,
+        control_tx,
+    ));
+    handle
+}
+
+async fn run(
+    (id, state): (QueueId, QueueState),
+    placement: Placement,
+    replicas: Arc<Replicas>,
+    around: Surroundings,
+    mut rx: mpsc::Receiver<QueueCmd>,
+    mut control: mpsc::UnboundedReceiver<Command>,
+    control_tx: mpsc::UnboundedSender<Command>,
+) {
+    let name = state.name().clone();
+    let member = group::start(
+        id,
+        placement.me,
+        state,
+        placement.dir,
+        replicas.links.clone(),
+        placement.initial,
+    )
+    .await;
+    let Member {
+        raft,
+        proposer,
+        applied,
+    } = match member {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::error!(queue = %name, error = %e, "cannot start the quorum queue's member");
+            return;
+        }
+    };
+    replicas.insert(id, raft.clone());
+    tokio::spawn(lead(
+        raft.clone(),
+        placement.me,
+        applied,
+        around,
+        control_tx,
+    ));
+    let mut control_open = true;
+    loop {
+        let mut batch: Vec<(Command, Option<oneshot::Sender<Reply>>)> = Vec::new();
+        let mut stop: Option<oneshot::Sender<()>> = None;
+        tokio::select! {
+            biased;
+            c = control.recv(), if control_open => match c {
+                Some(c) => batch.push((c, None)),
+                None => control_open = false,
+            },
+            c = rx.recv() => match c {
+                Some(QueueCmd::Tell(c)) => batch.push((c, None)),
+                Some(QueueCmd::Ask(c, reply)) => batch.push((c, Some(reply))),
+                Some(QueueCmd::Shutdown(done)) => stop = Some(done),
+                None => break,
+            },
+        }
+        // Whatever else is waiting goes in the same entry, settlements first (they let the
+        // queue deliver again).
+        while stop.is_none() && batch.len() < BATCH {
+            if let Ok(c) = control.try_recv() {
+                batch.push((c, None));
+                continue;
+            }
+            match rx.try_recv() {
+                Ok(QueueCmd::Tell(c)) => batch.push((c, None)),
+                Ok(QueueCmd::Ask(c, reply)) => batch.push((c, Some(reply))),
+                Ok(QueueCmd::Shutdown(done)) => stop = Some(done),
+                Err(_) => break,
+            }
+        }
+        if !batch.is_empty() {
+            commit(&proposer, &name, batch).await;
+        }
+        if let Some(done) = stop {
+            let _ = raft.shutdown().await;
+            replicas.remove(id);
+            let _ = done.send(());
+            return;
+        }
+    }
+    // No handle is left: the queue was taken out of the topology, or its vhost went.
+    let _ = raft.shutdown().await;
+    replicas.remove(id);
+}
+
+/// Commits one entry and answers its askers.
+async fn commit(
+    proposer: &warren_raft::Proposer<warren_raft::Replica>,
+    name: &warren_amqp::ShortStr,
+    batch: Vec<(Command, Option<oneshot::Sender<Reply>>)>,
+) {
+    let (cmds, askers): (Vec<Command>, Vec<_>) = batch
+        .into_iter()
+        .filter(|(c, _)| !matches!(c, Command::Synced(_)))
+        .unzip();
+    let op = Op::of(now_ms(), cmds);
+    match proposer.propose(op.encode(), COMMIT_TIMEOUT).await {
+        Ok((_, raw)) => {
+            let answers: Vec<Answer> = postcard::from_bytes(&raw).unwrap_or_default();
+            for (asker, answer) in askers.into_iter().zip(answers) {
+                if let (Some(asker), Some(reply)) = (asker, answer.into_reply()) {
+                    let _ = asker.send(reply);
+                }
+            }
+        }
+        // Its askers hear that the queue is gone; publishers waiting for confirms keep
+        // waiting (the entry may still commit, and then they are confirmed).
+        Err(e) => {
+            tracing::warn!(queue = %name, error = %e, "a quorum queue's commands were not committed")
+        }
+    }
+}
+
+/// Carries out the effects of applied entries while this member leads. Connections found
+/// gone are told to the group, so that every replica takes their deliveries back.
+async fn lead(
+    raft: ReplicaRaft,
+    me: u64,
+    mut applied: mpsc::UnboundedReceiver<Applied>,
+    around: Surroundings,
+    tell: mpsc::UnboundedSender<Command>,
+) {
+    let mut mail = MailCache::new(around.post.clone());
+    while let Some(a) = applied.recv().await {
+        let leading = raft.metrics().borrow().current_leader == Some(me);
+        if !leading {
+            continue;
+        }
+        for conn in carry_out(a.effects, &mut mail, &around.dead_letters) {
+            let _ = tell.send(Command::ConnectionGone { conn });
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! Quorum queues in the topology: declared with their members, refused as RabbitMQ refuses
+//! what they may not be, and carried through snapshots with their members.
+
+use super::*;
+use crate::QueueType;
+
+const OTHER: NodeId = NodeId(8);
+
+fn quorum_decl(name: &str, id: u64) -> QueueDeclaration {
+    let mut d = decl(name, id, true, None);
+    d.arguments = FieldTable::new().with("x-queue-type", "quorum");
+    d
+}
+
+fn quorum(d: QueueDeclaration, members: Vec<NodeId>) -> Command {
+    Command::DeclareQuorumQueue {
+        vhost: "/".into(),
+        queue: d,
+        members,
+    }
+}
+
+#[test]
+fn a_quorum_queue_keeps_its_members_through_a_snapshot() {
+    let mut t = with_root();
+    let a = t
+        .apply(&quorum(quorum_decl("qq", 1), vec![HOME, OTHER]))
+        .unwrap();
+    assert!(a.durable);
+    let added = match &a.effects[..] {
+        [Effect::QueueAdded { queue, .. }] => queue.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(added.kind, QueueType::Quorum);
+    assert_eq!(added.members, [HOME, OTHER]);
+    // A plain declaration of the same queue is equivalent and changes nothing.
+    assert!(
+        t.apply(&Command::DeclareQueue {
+            vhost: "/".into(),
+            queue: quorum_decl("qq", 2),
+        })
+        .unwrap()
+        .is_unchanged()
+    );
+    // Redeclared as a classic queue: refused, as RabbitMQ refuses a change of type.
+    let mut classic = quorum_decl("qq", 3);
+    classic.arguments = FieldTable::new().with("x-queue-type", "classic");
+    let text = refused(
+        &mut t,
+        &Command::DeclareQueue {
+            vhost: "/".into(),
+            queue: classic,
+        },
+    );
+    assert!(
+        text.starts_with("PRECONDITION_FAILED - inequivalent arg 'x-queue-type'"),
+        "{text}"
+    );
+    let defs = t.export(Scope::All);
+    let mut again = Topology::new();
+    for c in again.import_commands(&defs, HOME, &mut || uid(99)).unwrap() {
+        again.apply(&c).unwrap();
+    }
+    let q = again
+        .vhost("/")
+        .unwrap()
+        .queue(&"qq".into())
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (q.kind, q.members, q.id),
+        (QueueType::Quorum, vec![HOME, OTHER], uid(1))
+    );
+}
+
+#[test]
+fn what_a_quorum_queue_may_not_be_is_refused() {
+    let mut t = with_root();
+    type Change = fn(&mut QueueDeclaration);
+    let cases: [(Change, &str); 6] = [
+        (
+            |d| d.durable = false,
+            "PRECONDITION_FAILED - invalid property 'non-durable' for queue 'q' in vhost '/'",
+        ),
+        (
+            |d| d.auto_delete = true,
+            "PRECONDITION_FAILED - invalid property 'auto-delete' for queue 'q' in vhost '/'",
+        ),
+        (
+            |d| d.exclusive_owner = Some(uid(50)),
+            "PRECONDITION_FAILED - invalid property 'exclusive-owner' for queue 'q' in vhost '/'",
+        ),
+        (
+            |d| d.arguments.insert("x-max-priority", FieldValue::I32(5)),
+            "PRECONDITION_FAILED - invalid arg 'x-max-priority' for queue 'q' in vhost '/'",
+        ),
+        (
+            |d| {
+                d.arguments
+                    .insert("x-quorum-initial-group-size", FieldValue::I32(0))
+            },
+            "PRECONDITION_FAILED - invalid arg 'x-quorum-initial-group-size' for queue 'q' in vhost '/': {value_zero,0}",
+        ),
+        (
+            |d| d.arguments.insert("x-delivery-limit", FieldValue::I32(-1)),
+            "PRECONDITION_FAILED - invalid arg 'x-delivery-limit' for queue 'q' in vhost '/': {value_negative,-1}",
+        ),
+    ];
+    for (change, text) in cases {
+        let mut d = quorum_decl("q", 1);
+        change(&mut d);
+        assert_eq!(refused(&mut t, &quorum(d, vec![HOME])), text);
+    }
+    // Limits it does take are read.
+    let mut d = quorum_decl("q", 1);
+    d.arguments.insert("x-delivery-limit", FieldValue::I32(3));
+    d.arguments
+        .insert("x-quorum-initial-group-size", FieldValue::I32(5));
+    t.apply(&quorum(d, vec![HOME])).unwrap();
+    let q = t.vhost("/").unwrap().queue(&"q".into()).unwrap();
+    assert_eq!(
+        (q.args.delivery_limit, q.args.initial_group_size),
+        (Some(3), Some(5))
+    );
+}

@@ -1,0 +1,136 @@
+//! Quorum queues on a 3-node cluster, through clients of different nodes: declared on one,
+//! published to with confirms on another, consumed on the third; and they keep every
+//! confirmed message when the node their group first chose to lead is killed.
+
+mod support;
+
+use futures_lite::StreamExt;
+use lapin::options::*;
+use lapin::types::{AMQPValue, FieldTable};
+use std::time::Duration;
+use support::cluster::{cluster, durable, passive};
+use support::{Node, lapin_channel, publish_confirmed};
+
+fn quorum_args() -> FieldTable {
+    let mut t = FieldTable::default();
+    t.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
+    t
+}
+
+/// Messages in a queue, asked through `node` (none: not answered from there).
+async fn count(node: &Node, queue: &str) -> Option<u32> {
+    let (_c, ch) = lapin_channel(node.amqp).await;
+    let declared = ch.queue_declare(queue.into(), passive(), FieldTable::default());
+    match tokio::time::timeout(Duration::from_secs(15), declared).await {
+        Ok(Ok(q)) => Some(q.message_count()),
+        _ => None,
+    }
+}
+
+async fn until_count(node: &Node, queue: &str, want: u32) {
+    for _ in 0..150 {
+        if count(node, queue).await == Some(want) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{queue} never counted {want} through {}", node.name());
+}
+
+/// Takes `n` messages from `queue` through `node`, acknowledging each; returns their bodies.
+async fn take(node: &Node, queue: &str, n: usize) -> Vec<String> {
+    let (_c, ch) = lapin_channel(node.amqp).await;
+    let mut consumer = ch
+        .basic_consume(
+            queue.into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let mut bodies = Vec::new();
+    while bodies.len() < n {
+        let d = tokio::time::timeout(Duration::from_secs(20), consumer.next())
+            .await
+            .unwrap_or_else(|_| panic!("only {} of {n} arrived", bodies.len()))
+            .expect("a delivery")
+            .expect("not an error");
+        bodies.push(String::from_utf8_lossy(&d.data).into_owned());
+        d.ack(BasicAckOptions::default()).await.unwrap();
+    }
+    bodies
+}
+
+#[test]
+fn a_quorum_queue_serves_every_node_and_outlives_its_first_leader() {
+    let mut nodes = cluster(3);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let (_c, on1) = lapin_channel(nodes[0].amqp).await;
+        let ok = on1
+            .queue_declare("qq".into(), durable(), quorum_args())
+            .await
+            .unwrap();
+        assert_eq!((ok.message_count(), ok.consumer_count()), (0, 0));
+        // Declared again, the same: equivalent. As a classic queue: refused.
+        on1.queue_declare("qq".into(), durable(), quorum_args())
+            .await
+            .unwrap();
+        let (_c, on2) = lapin_channel(nodes[1].amqp).await;
+        on2.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .unwrap();
+        for i in 0..20 {
+            publish_confirmed(&on2, "qq", format!("m{i}").as_bytes()).await;
+        }
+        for node in &nodes {
+            until_count(node, "qq", 20).await;
+        }
+        let got = take(&nodes[2], "qq", 5).await;
+        let first: Vec<String> = (0..5).map(|i| format!("m{i}")).collect();
+        assert_eq!(got, first, "in order, through the third node");
+        until_count(&nodes[1], "qq", 15).await;
+    });
+
+    // The node chosen to lead first (the declaring one) is killed: the two others elect a
+    // leader and go on with every message confirmed before.
+    let c1 = nodes.remove(0);
+    let _down = c1.kill();
+    rt.block_on(async {
+        until_count(&nodes[0], "qq", 15).await;
+        let (_c, on2) = lapin_channel(nodes[0].amqp).await;
+        on2.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .unwrap();
+        for i in 20..25 {
+            publish_confirmed(&on2, "qq", format!("m{i}").as_bytes()).await;
+        }
+        let got = take(&nodes[1], "qq", 20).await;
+        let rest: Vec<String> = (5..25).map(|i| format!("m{i}")).collect();
+        assert_eq!(got, rest);
+        until_count(&nodes[0], "qq", 0).await;
+    });
+}
+
+#[test]
+fn what_a_quorum_queue_may_not_be_is_refused_with_rabbitmq_s_words() {
+    let nodes = cluster(3);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let (_c, ch) = lapin_channel(nodes[0].amqp).await;
+        let err = ch
+            .queue_declare("nd".into(), QueueDeclareOptions::default(), quorum_args())
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("PRECONDITION_FAILED")
+                && text.contains("invalid property 'non-durable' for queue 'nd' in vhost '/'"),
+            "{text}"
+        );
+    });
+}
