@@ -457,6 +457,14 @@ impl Metadata {
                 self.peers.clone(),
             ));
         }
+        if q.arguments
+            .get("x-overflow")
+            .and_then(|v| v.as_bytes())
+            .map(|b| b.as_ref())
+            == Some(b"reject-publish-dlx")
+        {
+            tracing::warn!(queue = %q.name, vhost = %v.name, "Invalid overflow strategy reject-publish-dlx for a quorum queue: drop-head applies");
+        }
         // The member placed first sets the group up, the first time it runs.
         let initial = (q.members.first() == Some(&me)).then(|| {
             let addresses = self.addresses.read().map(|a| a.clone()).unwrap_or_default();

@@ -349,6 +349,13 @@ impl VHost {
             Err(e) if e.code == warren_amqp::reply::NOT_FOUND => return Ok(0),
             Err(e) => return Err(e),
         };
+        if q.queue().kind == QueueType::Quorum && (if_unused || if_empty) {
+            let flag = if if_unused { "if-unused" } else { "if-empty" };
+            return Err(AmqpError::not_implemented(format!(
+                "cannot delete {}. queue.delete operations with {flag} flag set are not supported by quorum queues",
+                self.rs("queue", name)
+            )));
+        }
         let n = q.delete(if_unused, if_empty).await?;
         self.forget(&q).await?;
         Ok(n)

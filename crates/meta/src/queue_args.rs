@@ -227,8 +227,22 @@ impl QueueArgs {
                 }
             };
         }
-        if let Some(v) = t.get("x-delivery-limit") {
-            a.delivery_limit = Some(non_negative("x-delivery-limit", v, queue)?);
+        // Not validated by RabbitMQ: an integer is the limit (below zero, as zero), anything
+        // else none.
+        if let Some(n) = t.get("x-delivery-limit").and_then(FieldValue::as_i64) {
+            a.delivery_limit = Some(n.max(0) as u64);
+        }
+        if let Some(v) = t.get("x-dead-letter-strategy") {
+            match longstr("x-dead-letter-strategy", v, queue)?.as_ref() {
+                b"at-most-once" | b"at-least-once" => {}
+                _ => {
+                    return Err(invalid(
+                        "x-dead-letter-strategy",
+                        queue,
+                        "invalid_dlx_strategy",
+                    ));
+                }
+            }
         }
         if let Some(v) = t.get("x-quorum-initial-group-size") {
             let n = non_negative("x-quorum-initial-group-size", v, queue)?;
@@ -246,8 +260,9 @@ impl QueueArgs {
 }
 
 impl QueueArgs {
-    /// What a quorum queue may not be or have, refused as RabbitMQ refuses it: arguments it
-    /// does not support, then auto-delete, exclusive and non-durable declarations.
+    /// What a quorum queue may not be or have, refused as RabbitMQ 3.10 refuses it (after
+    /// the values, which [`QueueArgs::parse`] checks): the first argument it does not take, in
+    /// the order the client sent them, then auto-delete, exclusive and non-durable.
     pub fn check_quorum(
         t: &FieldTable,
         durable: bool,
@@ -255,12 +270,20 @@ impl QueueArgs {
         exclusive: bool,
         queue: &str,
     ) -> Result<(), AmqpError> {
-        for arg in ["x-max-priority", "x-queue-mode"] {
-            if t.get(arg).is_some() {
-                return Err(AmqpError::precondition_failed(format!(
-                    "invalid arg '{arg}' for {queue}"
-                )));
-            }
+        const NOT_TAKEN: [&str; 5] = [
+            "x-max-priority",
+            "x-queue-mode",
+            "x-queue-version",
+            "x-queue-master-locator",
+            "x-max-age",
+        ];
+        if let Some((arg, _)) = t
+            .iter()
+            .find(|(k, _)| NOT_TAKEN.contains(&k.as_str_lossy().as_ref()))
+        {
+            return Err(AmqpError::precondition_failed(format!(
+                "invalid arg '{arg}' for {queue} of queue type rabbit_quorum_queue"
+            )));
         }
         let property = if auto_delete {
             "auto-delete"

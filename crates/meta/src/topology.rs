@@ -12,7 +12,7 @@ use crate::ids::{ConnId, NodeId, QueueId};
 use crate::model::{
     Binding, Destination, Exchange, ExchangeKind, Permissions, Policy, Queue, QueueType, User,
 };
-use crate::queue_args::QueueArgs;
+use crate::queue_args::{Overflow, QueueArgs};
 use crate::rules::{check_reserved, default_exchange_refused, describe, locked};
 use std::collections::BTreeMap;
 use warren_amqp::{AmqpError, AmqpResult, FieldTable, FieldValue, ShortStr};
@@ -320,11 +320,15 @@ impl Topology {
             return Ok(Applied::unchanged());
         }
         let rs = v.rs("queue", &d.name);
-        let args = QueueArgs::parse(&d.arguments, &rs)?;
+        let mut args = QueueArgs::parse(&d.arguments, &rs)?;
         let quorum = args.queue_type == QueueType::Quorum;
         if quorum {
             let exclusive = d.exclusive_owner.is_some();
             QueueArgs::check_quorum(&d.arguments, d.durable, d.auto_delete, exclusive, &rs)?;
+            // Accepted, and served as drop-head, as RabbitMQ's quorum queues do.
+            if args.overflow == Overflow::RejectPublishDlx {
+                args.overflow = Overflow::DropHead;
+            }
         }
         let members = match (quorum, members.is_empty()) {
             (false, _) => Vec::new(),

@@ -113,7 +113,41 @@ fn a_quorum_queue_serves_every_node_and_outlives_its_first_leader() {
         let rest: Vec<String> = (5..25).map(|i| format!("m{i}")).collect();
         assert_eq!(got, rest);
         until_count(&nodes[0], "qq", 0).await;
+        // Deleted through one node, it is gone from every node (once the metadata, which
+        // lost its leader with c1 too, has a new one: until then the change times out).
+        let mut deleted = None;
+        for _ in 0..20 {
+            let (_c, ch) = lapin_channel(nodes[1].amqp).await;
+            match ch
+                .queue_delete("qq".into(), QueueDeleteOptions::default())
+                .await
+            {
+                Ok(n) => {
+                    deleted = Some(n);
+                    break;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+            }
+        }
+        assert_eq!(deleted, Some(0));
+        for node in &nodes {
+            assert_eq!(count(node, "qq").await, None, "{}", node.name());
+        }
     });
+}
+
+/// The error a declaration on a fresh channel of `node` gets, as lapin prints it.
+async fn declare_error(
+    node: &Node,
+    name: &str,
+    opts: QueueDeclareOptions,
+    args: FieldTable,
+) -> String {
+    let (_c, ch) = lapin_channel(node.amqp).await;
+    match ch.queue_declare(name.into(), opts, args).await {
+        Ok(_) => panic!("{name} was declared"),
+        Err(e) => e.to_string(),
+    }
 }
 
 #[test]
@@ -121,16 +155,58 @@ fn what_a_quorum_queue_may_not_be_is_refused_with_rabbitmq_s_words() {
     let nodes = cluster(3);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let (_c, ch) = lapin_channel(nodes[0].amqp).await;
-        let err = ch
-            .queue_declare("nd".into(), QueueDeclareOptions::default(), quorum_args())
+        let n = &nodes[0];
+        let mut prio = quorum_args();
+        prio.insert("x-max-priority".into(), AMQPValue::LongInt(5));
+        let cases = [
+            (
+                declare_error(n, "nd", QueueDeclareOptions::default(), quorum_args()).await,
+                "PRECONDITION_FAILED - invalid property 'non-durable' for queue 'nd' in vhost '/'",
+            ),
+            (
+                declare_error(n, "pr", durable(), prio).await,
+                "PRECONDITION_FAILED - invalid arg 'x-max-priority' for queue 'pr' in vhost '/' of queue type rabbit_quorum_queue",
+            ),
+            (
+                declare_error(n, "", durable(), quorum_args()).await,
+                "PRECONDITION_FAILED - Cannot declare a server-named queue for type rabbit_quorum_queue",
+            ),
+        ];
+        for (got, want) in cases {
+            assert!(got.contains(want), "{got}");
+        }
+        // A plain redeclaration of a quorum queue is not equivalent.
+        let (_c, ch) = lapin_channel(n.amqp).await;
+        ch.queue_declare("q".into(), durable(), quorum_args())
             .await
-            .unwrap_err();
-        let text = err.to_string();
+            .unwrap();
+        let plain = declare_error(n, "q", durable(), FieldTable::default()).await;
         assert!(
-            text.contains("PRECONDITION_FAILED")
-                && text.contains("invalid property 'non-durable' for queue 'nd' in vhost '/'"),
-            "{text}"
+            plain.contains("inequivalent arg 'x-queue-type' for queue 'q' in vhost '/': received none but current is the value 'quorum' of type 'longstr'"),
+            "{plain}"
+        );
+        // Global prefetch and conditional deletes close the connection with 540.
+        let (conn, ch) = lapin_channel(n.amqp).await;
+        ch.basic_qos(10, BasicQosOptions { global: true }).await.unwrap();
+        let err = ch
+            .basic_consume("q".into(), "".into(), BasicConsumeOptions::default(), FieldTable::default())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("NOT_IMPLEMENTED - queue 'q' in vhost '/' does not support global qos"),
+            "{err}"
+        );
+        drop(conn);
+        let (_conn, ch) = lapin_channel(n.amqp).await;
+        let err = ch
+            .queue_delete("q".into(), QueueDeleteOptions { if_unused: true, ..Default::default() })
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("NOT_IMPLEMENTED - cannot delete queue 'q' in vhost '/'. queue.delete operations with if-unused flag set are not supported by quorum queues"),
+            "{err}"
         );
     });
 }

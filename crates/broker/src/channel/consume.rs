@@ -13,6 +13,7 @@ use std::sync::Arc;
 use warren_amqp::methods::*;
 use warren_amqp::{AmqpError, AmqpResult};
 use warren_amqp::{Method, ShortStr};
+use warren_meta::QueueType;
 use warren_meta::rules::{describe, strip_cr_lf};
 
 /// A delivery the client has yet to acknowledge.
@@ -85,6 +86,12 @@ impl Channel {
         }
         let queue_name = self.resolve_queue(&m.queue)?;
         let queue = ctx.vhost.queue_for(&queue_name, ctx.conn.id)?;
+        if queue.queue().kind == QueueType::Quorum && self.shared.limit > 0 {
+            return Err(AmqpError::not_implemented(format!(
+                "{} does not support global qos",
+                describe("queue", &queue_name, &ctx.vhost.name)
+            )));
+        }
         let priority = match m.arguments.get("x-priority") {
             None => 0,
             Some(v) => v.as_i64().ok_or_else(|| {

@@ -5,7 +5,7 @@ use super::{Channel, Ctx};
 use crate::names;
 use crate::vhost;
 use warren_amqp::methods::*;
-use warren_amqp::{AmqpResult, FieldTable, Method, ShortStr};
+use warren_amqp::{AmqpError, AmqpResult, FieldTable, Method, ShortStr};
 use warren_meta::rules::{check_queue_name, strip_cr_lf};
 use warren_meta::{Binding, Destination};
 
@@ -130,6 +130,11 @@ impl Channel {
             (name, counts)
         } else {
             let name = if name.is_empty() {
+                if is_quorum(&m.arguments) {
+                    return Err(AmqpError::precondition_failed(
+                        "Cannot declare a server-named queue for type rabbit_quorum_queue",
+                    ));
+                }
                 ShortStr::from(names::queue_name())
             } else {
                 check_queue_name(&name)?;
@@ -231,4 +236,12 @@ impl Channel {
         self.reply(ctx, m.nowait, QueueDeleteOk { message_count });
         Ok(())
     }
+}
+
+/// Whether a declaration asks for a quorum queue.
+fn is_quorum(arguments: &FieldTable) -> bool {
+    arguments
+        .get("x-queue-type")
+        .and_then(warren_amqp::FieldValue::as_bytes)
+        .is_some_and(|t| t.as_ref() == b"quorum")
 }

@@ -40,9 +40,6 @@ pub struct Ready {
     mem_bytes: u64,
     /// Records (segment, offset) delivered before a restart: read back as redelivered.
     delivered_before: HashSet<(u64, u64)>,
-    /// How many of the first items are messages a quorum queue took back ([`Ready::give_back`]):
-    /// they go out again before anything else, first returned first.
-    returned: usize,
 }
 
 impl Ready {
@@ -56,7 +53,6 @@ impl Ready {
             bytes,
             mem_bytes: 0,
             delivered_before,
-            returned: 0,
         }
     }
 
@@ -127,7 +123,6 @@ impl Ready {
                     self.count -= 1;
                     self.bytes -= n;
                     self.mem_bytes -= n;
-                    self.returned = self.returned.saturating_sub(1);
                     return Some(e);
                 }
                 Item::Disk(run) => {
@@ -234,16 +229,10 @@ impl Ready {
     }
 
     /// Puts messages a quorum queue took back (rejected with requeue, or out to a consumer
-    /// that went) ahead of every message never delivered, behind those returned before them:
-    /// as RabbitMQ's quorum queues keep returns apart and serve them first.
+    /// that went) behind every ready message, as RabbitMQ's quorum queues do.
     pub fn give_back(&mut self, entries: Vec<Entry>) {
         for e in entries {
-            let n = e.message.body_size();
-            self.count += 1;
-            self.bytes += n;
-            self.mem_bytes += n;
-            self.items.insert(self.returned, Item::Mem(e));
-            self.returned += 1;
+            self.push_mem(e);
         }
     }
 
@@ -255,19 +244,10 @@ impl Ready {
         })
     }
 
-    /// How many of the first messages are returns ([`Ready::give_back`]).
-    pub fn returned(&self) -> usize {
-        self.returned
-    }
-
-    /// Ready messages held in memory, in the order they go out, the first `returned` of them
-    /// returns.
-    pub fn of_entries(entries: impl Iterator<Item = Entry>, returned: usize) -> Ready {
+    /// Ready messages held in memory, in the order they go out.
+    pub fn of_entries(entries: impl Iterator<Item = Entry>) -> Ready {
         let mut r = Ready::default();
-        for e in entries {
-            r.push_mem(e);
-        }
-        r.returned = returned.min(r.items.len());
+        r.give_back(entries.collect());
         r
     }
 
@@ -276,7 +256,6 @@ impl Ready {
     pub fn purge(&mut self, log: Option<&mut QueueLog>) -> u64 {
         let n = self.count;
         let mut log = log;
-        self.returned = 0;
         for item in self.items.drain(..) {
             match item {
                 Item::Mem(e) => {

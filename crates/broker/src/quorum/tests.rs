@@ -180,7 +180,7 @@ async fn a_member_that_installs_a_snapshot_goes_on_as_the_leader_does() {
     assert_eq!(
         bodies,
         ["m2", "m3", "m4"],
-        "returns first, then what was never delivered"
+        "what came back, then what was published after"
     );
     assert!(da[0].3 && da[1].3 && !da[2].3);
 }

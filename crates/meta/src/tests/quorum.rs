@@ -77,7 +77,7 @@ fn a_quorum_queue_keeps_its_members_through_a_snapshot() {
 fn what_a_quorum_queue_may_not_be_is_refused() {
     let mut t = with_root();
     type Change = fn(&mut QueueDeclaration);
-    let cases: [(Change, &str); 6] = [
+    let cases: [(Change, &str); 9] = [
         (
             |d| d.durable = false,
             "PRECONDITION_FAILED - invalid property 'non-durable' for queue 'q' in vhost '/'",
@@ -92,7 +92,7 @@ fn what_a_quorum_queue_may_not_be_is_refused() {
         ),
         (
             |d| d.arguments.insert("x-max-priority", FieldValue::I32(5)),
-            "PRECONDITION_FAILED - invalid arg 'x-max-priority' for queue 'q' in vhost '/'",
+            "PRECONDITION_FAILED - invalid arg 'x-max-priority' for queue 'q' in vhost '/' of queue type rabbit_quorum_queue",
         ),
         (
             |d| {
@@ -102,8 +102,32 @@ fn what_a_quorum_queue_may_not_be_is_refused() {
             "PRECONDITION_FAILED - invalid arg 'x-quorum-initial-group-size' for queue 'q' in vhost '/': {value_zero,0}",
         ),
         (
-            |d| d.arguments.insert("x-delivery-limit", FieldValue::I32(-1)),
-            "PRECONDITION_FAILED - invalid arg 'x-delivery-limit' for queue 'q' in vhost '/': {value_negative,-1}",
+            |d| d.arguments.insert("x-dead-letter-strategy", "bogus".into()),
+            "PRECONDITION_FAILED - invalid arg 'x-dead-letter-strategy' for queue 'q' in vhost '/': invalid_dlx_strategy",
+        ),
+        (
+            // The first not taken, in the client's order; values before keys.
+            |d| {
+                d.arguments.insert("x-queue-mode", "lazy".into());
+                d.arguments.insert("x-max-priority", FieldValue::I32(5));
+            },
+            "PRECONDITION_FAILED - invalid arg 'x-queue-mode' for queue 'q' in vhost '/' of queue type rabbit_quorum_queue",
+        ),
+        (
+            |d| {
+                d.arguments.insert("x-max-priority", FieldValue::I32(5));
+                d.arguments
+                    .insert("x-quorum-initial-group-size", FieldValue::I32(0));
+            },
+            "PRECONDITION_FAILED - invalid arg 'x-quorum-initial-group-size' for queue 'q' in vhost '/': {value_zero,0}",
+        ),
+        (
+            // An exclusive queue is never durable, but its exclusivity is what is named.
+            |d| {
+                d.exclusive_owner = Some(uid(50));
+                d.durable = false;
+            },
+            "PRECONDITION_FAILED - invalid property 'exclusive-owner' for queue 'q' in vhost '/'",
         ),
     ];
     for (change, text) in cases {
@@ -111,15 +135,23 @@ fn what_a_quorum_queue_may_not_be_is_refused() {
         change(&mut d);
         assert_eq!(refused(&mut t, &quorum(d, vec![HOME])), text);
     }
-    // Limits it does take are read.
-    let mut d = quorum_decl("q", 1);
-    d.arguments.insert("x-delivery-limit", FieldValue::I32(3));
-    d.arguments
-        .insert("x-quorum-initial-group-size", FieldValue::I32(5));
-    t.apply(&quorum(d, vec![HOME])).unwrap();
-    let q = t.vhost("/").unwrap().queue(&"q".into()).unwrap();
-    assert_eq!(
-        (q.args.delivery_limit, q.args.initial_group_size),
-        (Some(3), Some(5))
-    );
+    // Limits it does take are read; RabbitMQ does not validate x-delivery-limit: below zero
+    // it is zero, and what is not an integer is no limit.
+    for (limit, read) in [
+        (FieldValue::I32(3), Some(3)),
+        (FieldValue::I32(-1), Some(0)),
+        ("abc".into(), None),
+    ] {
+        let mut t = with_root();
+        let mut d = quorum_decl("q", 1);
+        d.arguments.insert("x-delivery-limit", limit);
+        d.arguments
+            .insert("x-quorum-initial-group-size", FieldValue::I32(5));
+        t.apply(&quorum(d, vec![HOME])).unwrap();
+        let q = t.vhost("/").unwrap().queue(&"q".into()).unwrap();
+        assert_eq!(
+            (q.args.delivery_limit, q.args.initial_group_size),
+            (read, Some(5))
+        );
+    }
 }

@@ -37,7 +37,7 @@ impl QueueState {
                 consumer_tag: c.spec.tag.clone(),
                 queue: Some(queue),
                 seq: entry.seq,
-                message: counted(&entry),
+                message: counted(&entry, false),
                 redelivered: entry.redelivered,
                 no_ack,
             };
@@ -71,7 +71,7 @@ impl QueueState {
         let entry = self.pop_live()?;
         let reply = GetReply {
             seq: entry.seq,
-            message: counted(&entry),
+            message: counted(&entry, self.replicated),
             redelivered: entry.redelivered,
             remaining: self.ready_len() as u32,
         };
@@ -146,9 +146,10 @@ impl QueueState {
 }
 
 /// The message as it goes out: with an `x-delivery-count` header once a quorum queue has had
-/// it back (as RabbitMQ's quorum queues add it; never before the first return).
-fn counted(entry: &Entry) -> Arc<Message> {
-    if entry.delivery_count == 0 {
+/// it back, as RabbitMQ's quorum queues add it (`always`: even before the first return, as
+/// they answer `basic.get`).
+fn counted(entry: &Entry, always: bool) -> Arc<Message> {
+    if entry.delivery_count == 0 && !always {
         return entry.message.clone();
     }
     let m = &entry.message;

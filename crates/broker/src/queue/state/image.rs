@@ -12,9 +12,8 @@ use warren_meta::ConnId;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Image {
-    /// Each priority level's ready messages, in the order they go out, and how many of the
-    /// first are returns.
-    levels: Vec<(Vec<ImagedEntry>, usize)>,
+    /// Each priority level's ready messages, in the order they go out.
+    levels: Vec<Vec<ImagedEntry>>,
     /// Deliveries out, in delivery order.
     unacked: Vec<ImagedUnacked>,
     consumers: Consumers,
@@ -82,7 +81,7 @@ impl QueueState {
             levels: self
                 .levels
                 .iter()
-                .map(|l| (l.in_memory().map(ImagedEntry::of).collect(), l.returned()))
+                .map(|l| l.in_memory().map(ImagedEntry::of).collect())
                 .collect(),
             unacked,
             consumers: self.consumers.clone(),
@@ -100,8 +99,8 @@ impl QueueState {
         self.levels = image
             .levels
             .into_iter()
-            .map(|(entries, returned)| {
-                Ready::of_entries(entries.into_iter().filter_map(ImagedEntry::entry), returned)
+            .map(|entries: Vec<ImagedEntry>| {
+                Ready::of_entries(entries.into_iter().filter_map(ImagedEntry::entry))
             })
             .collect();
         self.levels.resize_with(n.max(1), Ready::default);

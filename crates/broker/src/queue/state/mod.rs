@@ -192,7 +192,7 @@ pub(crate) struct QueueState {
     settled_failed: Vec<Ticket>,
     effects: Vec<Effect>,
     /// A quorum queue's replica: its log is the group's, so it keeps no files of its own, and
-    /// it counts returns (`x-delivery-count`, `x-delivery-limit`) and serves them first.
+    /// it counts returns (`x-delivery-count`, `x-delivery-limit`) and puts them at the back.
     replicated: bool,
 }
 
