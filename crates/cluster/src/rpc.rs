@@ -24,7 +24,8 @@ const HEADER: usize = 9;
 pub enum CallError {
     /// There is no link to that node: the request was not sent.
     NotConnected,
-    /// Sent, and no answer in time.
+    /// Sent, and no answer in time (or the link ended before one came): it may or may not
+    /// have had its effect.
     TimedOut,
 }
 
@@ -36,7 +37,8 @@ pub type Handler = Arc<dyn Fn(String, Bytes) -> Answering + Send + Sync>;
 pub struct Rpc {
     mesh: Mesh,
     channel: Channel,
-    pending: Mutex<HashMap<u64, oneshot::Sender<Bytes>>>,
+    /// Calls waiting for an answer, with the node asked.
+    pending: Mutex<HashMap<u64, (String, oneshot::Sender<Bytes>)>>,
     next: AtomicU64,
 }
 
@@ -62,7 +64,15 @@ impl Rpc {
         tokio::spawn(async move {
             while let Some(msg) = inbound.recv().await {
                 let Some(rpc) = weak.upgrade() else { return };
-                if msg.ended || msg.kind != PeerKind::Node || msg.payload.len() < HEADER {
+                if msg.ended {
+                    // No answer can come over a link that ended: its callers hear so now,
+                    // not when their time is up.
+                    if let Ok(mut p) = rpc.pending.lock() {
+                        p.retain(|_, (peer, _)| *peer != msg.from);
+                    }
+                    continue;
+                }
+                if msg.kind != PeerKind::Node || msg.payload.len() < HEADER {
                     continue;
                 }
                 let kind = msg.payload[0];
@@ -83,7 +93,7 @@ impl Rpc {
                     }
                     ANSWER => {
                         let waiting = rpc.pending.lock().ok().and_then(|mut p| p.remove(&id));
-                        if let Some(tx) = waiting {
+                        if let Some((_, tx)) = waiting {
                             let _ = tx.send(body);
                         }
                     }
@@ -104,7 +114,7 @@ impl Rpc {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         if let Ok(mut p) = self.pending.lock() {
-            p.insert(id, tx);
+            p.insert(id, (peer.to_owned(), tx));
         }
         let forget = || {
             if let Ok(mut p) = self.pending.lock() {

@@ -383,6 +383,42 @@ async fn calls_between_nodes_get_their_own_answers() {
     b.shut_down();
 }
 
+/// A call to a node whose link ends while it waits hears so at once (its answer cannot come),
+/// not when its time is up: a caller that must try elsewhere does not wait for nothing.
+#[tokio::test]
+async fn a_call_fails_as_soon_as_its_link_ends() {
+    use std::sync::Arc;
+    use warren_cluster::Rpc;
+    use warren_cluster::rpc::{CallError, Handler};
+    let c = cookie("SECRET");
+    let (a, b) = (node("a", &c).await, node("b", &c).await);
+    let silent: Handler = Arc::new(|_, _| Box::pin(std::future::pending()));
+    let on_a = Rpc::start(&a, Channel::Meta, silent.clone());
+    let _on_b = Rpc::start(&b, Channel::Meta, silent);
+    a.keep_connected(addr(&b));
+    until("a and b linked", || a.connected() == ["b@127.0.0.1"]).await;
+    let waiting = tokio::spawn(async move {
+        let started = tokio::time::Instant::now();
+        let r = on_a
+            .call("b@127.0.0.1", b"x", Duration::from_secs(60))
+            .await;
+        (r, started.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    b.shut_down();
+    let (r, took) = tokio::time::timeout(Duration::from_secs(20), waiting)
+        .await
+        .expect("the call ended before its time")
+        .unwrap();
+    assert_eq!(
+        r,
+        Err(CallError::TimedOut),
+        "sent, so its effect is unknown"
+    );
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+    a.shut_down();
+}
+
 /// A node dialled while it is still starting sets its receivers after the link is up: what
 /// arrives on that link from then on still reaches them.
 #[tokio::test]

@@ -96,21 +96,34 @@ fn a_quorum_queue_serves_every_node_and_outlives_its_first_leader() {
         until_count(&nodes[1], "qq", 15).await;
     });
 
-    // The node chosen to lead first (the declaring one) is killed: the two others elect a
-    // leader and go on with every message confirmed before.
-    let c1 = nodes.remove(0);
-    let _down = c1.kill();
-    rt.block_on(async {
-        until_count(&nodes[0], "qq", 15).await;
-        let (_c, on2) = lapin_channel(nodes[0].amqp).await;
-        on2.confirm_select(ConfirmSelectOptions::default())
+    // The leader's node is killed while a publisher on another node waits for confirms: the
+    // two others elect a leader, the publisher's entry in flight is committed once, and every
+    // message confirmed, before or after, is there, in order.
+    let leaders: Vec<usize> = (0..3)
+        .filter(|i| nodes[*i].logged_within("leads quorum queue", Duration::from_millis(200)))
+        .collect();
+    assert_eq!(leaders.len(), 1, "one leader: {leaders:?}");
+    let leader = nodes.remove(leaders[0]);
+    let publisher_at = nodes[0].amqp;
+    let publishing = rt.spawn(async move {
+        let (_c, ch) = lapin_channel(publisher_at).await;
+        ch.confirm_select(ConfirmSelectOptions::default())
             .await
             .unwrap();
-        for i in 20..25 {
-            publish_confirmed(&on2, "qq", format!("m{i}").as_bytes()).await;
+        for i in 20..40 {
+            publish_confirmed(&ch, "qq", format!("m{i}").as_bytes()).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let got = take(&nodes[1], "qq", 20).await;
-        let rest: Vec<String> = (5..25).map(|i| format!("m{i}")).collect();
+    });
+    std::thread::sleep(Duration::from_millis(150));
+    let _down = leader.kill();
+    rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(60), publishing)
+            .await
+            .expect("the publisher was confirmed to the end")
+            .unwrap();
+        let got = take(&nodes[1], "qq", 35).await;
+        let rest: Vec<String> = (5..40).map(|i| format!("m{i}")).collect();
         assert_eq!(got, rest);
         until_count(&nodes[0], "qq", 0).await;
         // Deleted through one node, it is gone from every node (once the metadata, which

@@ -66,7 +66,9 @@ impl Drop for Scratch {
 }
 
 fn op(cmd: Command) -> Bytes {
-    Op::of(1_000_000, vec![cmd]).encode()
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Op::of(1_000_000, (1, seq), vec![cmd]).encode()
 }
 
 /// Bodies each replica delivered so far, by member.

@@ -11,6 +11,7 @@ use crate::queue::state::{Effect, Image, QueueState};
 use crate::queue::wire::{Answer, Cmd};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -28,14 +29,26 @@ use warren_raft::openraft::{
 pub(crate) struct Op {
     /// The leader's clock when it proposed the commands, in ms since the Unix epoch.
     pub now: u64,
+    /// The member that proposed it (its raft id), and its number among that member's
+    /// entries: a member whose proposal got no answer proposes the same entry again, and
+    /// the replicas apply it once.
+    pub from: u64,
+    pub seq: u64,
     pub cmds: Vec<Cmd>,
 }
 
 impl Op {
-    /// The entry for `cmds` at `now` (see [`Cmd::logged`] for what is left out).
-    pub(crate) fn of(now: u64, cmds: Vec<crate::queue::state::Command>) -> Op {
+    /// Entry `seq` of member `from` for `cmds` at `now` (see [`Cmd::logged`] for what is left
+    /// out).
+    pub(crate) fn of(
+        now: u64,
+        (from, seq): (u64, u64),
+        cmds: Vec<crate::queue::state::Command>,
+    ) -> Op {
         Op {
             now,
+            from,
+            seq,
             cmds: cmds.into_iter().filter_map(Cmd::logged).collect(),
         }
     }
@@ -58,7 +71,12 @@ pub(crate) struct Applied {
 struct SnapshotFile {
     meta: SnapshotMeta<u64, BasicNode>,
     image: Image,
+    proposers: Proposers,
 }
+
+/// Each member's last entry applied (its number and the answers it got), so that an entry
+/// proposed again is answered without being applied twice.
+type Proposers = BTreeMap<u64, (u64, Bytes)>;
 
 fn snapshot_path(dir: &Path) -> PathBuf {
     dir.join("snapshot")
@@ -73,6 +91,7 @@ type Current = Arc<Mutex<Option<(SnapshotMeta<u64, BasicNode>, Vec<u8>)>>>;
 
 pub(crate) struct QuorumMachine {
     state: QueueState,
+    proposers: Proposers,
     applied: Option<LogId<u64>>,
     membership: StoredMembership<u64, BasicNode>,
     dir: PathBuf,
@@ -89,6 +108,7 @@ impl QuorumMachine {
         effects: mpsc::UnboundedSender<Applied>,
     ) -> Result<QuorumMachine, String> {
         let mut machine = QuorumMachine {
+            proposers: Proposers::new(),
             applied: None,
             membership: StoredMembership::default(),
             current: Arc::new(Mutex::new(None)),
@@ -112,6 +132,7 @@ impl QuorumMachine {
         let file: SnapshotFile = postcard::from_bytes(&bytes)
             .map_err(|e| format!("an unreadable queue snapshot: {e}"))?;
         self.state.restore(file.image);
+        self.proposers = file.proposers;
         self.applied = file.meta.last_log_id;
         self.membership = file.meta.last_membership.clone();
         if let Ok(mut c) = self.current.lock() {
@@ -120,17 +141,26 @@ impl QuorumMachine {
         Ok(())
     }
 
-    /// Applies an entry's commands in order; returns their answers, encoded as one list.
+    /// Applies an entry's commands in order; returns their answers, encoded as one list. An
+    /// entry its member proposed again is answered as it was the first time.
     fn apply_op(&mut self, op: Op) -> Bytes {
+        if let Some((seq, answers)) = self.proposers.get(&op.from) {
+            if op.seq <= *seq {
+                return answers.clone();
+            }
+        }
+        let (from, seq) = (op.from, op.seq);
         let answers: Vec<Answer> = op
             .cmds
             .into_iter()
             .map(|cmd| Answer::of(self.state.apply(cmd.into_command(), op.now)))
             .collect();
         self.state.run(op.now);
-        postcard::to_stdvec(&answers)
+        let answers = postcard::to_stdvec(&answers)
             .map(Bytes::from)
-            .unwrap_or_default()
+            .unwrap_or_default();
+        self.proposers.insert(from, (seq, answers.clone()));
+        answers
     }
 
     /// The queue's state as this replica has it.
@@ -141,7 +171,12 @@ impl QuorumMachine {
 }
 
 /// The state to snapshot, with the log position and membership it covers.
-type Taken = (Option<LogId<u64>>, StoredMembership<u64, BasicNode>, Image);
+type Taken = (
+    Option<LogId<u64>>,
+    StoredMembership<u64, BasicNode>,
+    Image,
+    Proposers,
+);
 
 /// Builds a snapshot from the state as it was when openraft asked for a builder.
 pub(crate) struct Builder {
@@ -152,7 +187,7 @@ pub(crate) struct Builder {
 
 impl RaftSnapshotBuilder<Replica> for Builder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<Replica>, StorageError<u64>> {
-        let (last_log_id, last_membership, image) = self
+        let (last_log_id, last_membership, image, proposers) = self
             .image
             .take()
             .ok_or_else(|| io_error("a snapshot built twice"))?;
@@ -167,6 +202,7 @@ impl RaftSnapshotBuilder<Replica> for Builder {
         let file = SnapshotFile {
             meta: meta.clone(),
             image,
+            proposers,
         };
         let bytes = postcard::to_stdvec(&file).map_err(io_error)?;
         write_atomically_blocking(snapshot_path(&self.dir), bytes.clone())
@@ -226,7 +262,12 @@ impl RaftStateMachine<Replica> for QuorumMachine {
 
     async fn get_snapshot_builder(&mut self) -> Builder {
         Builder {
-            image: Some((self.applied, self.membership.clone(), self.state.image())),
+            image: Some((
+                self.applied,
+                self.membership.clone(),
+                self.state.image(),
+                self.proposers.clone(),
+            )),
             dir: self.dir.clone(),
             current: self.current.clone(),
         }

@@ -24,8 +24,12 @@ use warren_raft::ReplicaRaft;
 /// Commands gathered into one entry at most.
 const BATCH: usize = 512;
 
-/// How long a command may wait for a majority before its asker is told the queue is gone.
-const COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one proposal may wait for its answer before it is made again.
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long an entry is proposed again before its askers are told the queue is gone (its
+/// publishers are confirmed if it commits later, never nacked).
+const GIVE_UP_AFTER: Duration = Duration::from_secs(60);
 
 /// Where this node's member of a group lives and whom it starts with.
 pub(crate) struct Placement {
@@ -111,13 +115,16 @@ async fn run(
     };
     replicas.insert(id, raft.clone());
     tokio::spawn(lead(
-        raft.clone(),
+        (raft.clone(), name.clone()),
         placement.me,
         applied,
         around,
         control_tx,
     ));
     let mut control_open = true;
+    // This member's entries are numbered from its start time, so that numbers grow across
+    // restarts too.
+    let mut seq = now_ms() << 16;
     loop {
         let mut batch: Vec<(Command, Option<oneshot::Sender<Reply>>)> = Vec::new();
         let mut stop: Option<oneshot::Sender<()>> = None;
@@ -149,7 +156,8 @@ async fn run(
             }
         }
         if !batch.is_empty() {
-            commit(&proposer, &name, batch).await;
+            seq += 1;
+            commit(&proposer, &name, (placement.me, seq), batch).await;
         }
         if let Some(done) = stop {
             let _ = raft.shutdown().await;
@@ -163,30 +171,40 @@ async fn run(
     replicas.remove(id);
 }
 
-/// Commits one entry and answers its askers.
+/// Commits one entry, numbered `id` (this member's raft id and the entry's number), and
+/// answers its askers. A proposal that gets no answer (its leader died, or no majority
+/// answered in time) may or may not have been committed: the same entry is proposed again,
+/// and the replicas apply it once.
 async fn commit(
     proposer: &warren_raft::Proposer<warren_raft::Replica>,
     name: &warren_amqp::ShortStr,
+    id: (u64, u64),
     batch: Vec<(Command, Option<oneshot::Sender<Reply>>)>,
 ) {
     let (cmds, askers): (Vec<Command>, Vec<_>) = batch
         .into_iter()
         .filter(|(c, _)| !matches!(c, Command::Synced(_)))
         .unzip();
-    let op = Op::of(now_ms(), cmds);
-    match proposer.propose(op.encode(), COMMIT_TIMEOUT).await {
-        Ok((_, raw)) => {
-            let answers: Vec<Answer> = postcard::from_bytes(&raw).unwrap_or_default();
-            for (asker, answer) in askers.into_iter().zip(answers) {
-                if let (Some(asker), Some(reply)) = (asker, answer.into_reply()) {
-                    let _ = asker.send(reply);
-                }
+    let entry = Op::of(now_ms(), id, cmds).encode();
+    let started = std::time::Instant::now();
+    let raw = loop {
+        match proposer.propose(entry.clone(), COMMIT_TIMEOUT).await {
+            Ok((_, raw)) => break raw,
+            Err(warren_raft::ProposeError::TimedOut) if started.elapsed() < GIVE_UP_AFTER => {
+                tracing::debug!(queue = %name, "a quorum queue's entry is proposed again");
+            }
+            // Its askers hear that the queue is gone; publishers waiting for confirms keep
+            // waiting (the entry may still commit, and then they are confirmed).
+            Err(e) => {
+                tracing::warn!(queue = %name, error = %e, "a quorum queue's commands were not committed");
+                return;
             }
         }
-        // Its askers hear that the queue is gone; publishers waiting for confirms keep
-        // waiting (the entry may still commit, and then they are confirmed).
-        Err(e) => {
-            tracing::warn!(queue = %name, error = %e, "a quorum queue's commands were not committed")
+    };
+    let answers: Vec<Answer> = postcard::from_bytes(&raw).unwrap_or_default();
+    for (asker, answer) in askers.into_iter().zip(answers) {
+        if let (Some(asker), Some(reply)) = (asker, answer.into_reply()) {
+            let _ = asker.send(reply);
         }
     }
 }
@@ -194,20 +212,39 @@ async fn commit(
 /// Carries out the effects of applied entries while this member leads. Connections found
 /// gone are told to the group, so that every replica takes their deliveries back.
 async fn lead(
-    raft: ReplicaRaft,
+    (raft, name): (ReplicaRaft, warren_amqp::ShortStr),
     me: u64,
     mut applied: mpsc::UnboundedReceiver<Applied>,
     around: Surroundings,
     tell: mpsc::UnboundedSender<Command>,
 ) {
     let mut mail = MailCache::new(around.post.clone());
-    while let Some(a) = applied.recv().await {
-        let leading = raft.metrics().borrow().current_leader == Some(me);
-        if !leading {
-            continue;
-        }
-        for conn in carry_out(a.effects, &mut mail, &around.dead_letters) {
-            let _ = tell.send(Command::ConnectionGone { conn });
+    let mut metrics = raft.metrics();
+    let mut leading = metrics.borrow_and_update().current_leader == Some(me);
+    if leading {
+        tracing::info!(queue = %name, "leads quorum queue");
+    }
+    loop {
+        tokio::select! {
+            a = applied.recv() => {
+                let Some(a) = a else { return };
+                if !leading {
+                    continue;
+                }
+                for conn in carry_out(a.effects, &mut mail, &around.dead_letters) {
+                    let _ = tell.send(Command::ConnectionGone { conn });
+                }
+            }
+            changed = metrics.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let now = metrics.borrow_and_update().current_leader == Some(me);
+                if now && !leading {
+                    tracing::info!(queue = %name, term = metrics.borrow().current_term, "leads quorum queue");
+                }
+                leading = now;
+            }
         }
     }
 }

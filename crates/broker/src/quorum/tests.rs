@@ -71,7 +71,7 @@ fn a_replica_passes_openraft_s_storage_suite() {
 }
 
 fn entry(index: u64, cmd: Command) -> Entry<Replica> {
-    let op = Op::of(T0, vec![cmd]);
+    let op = Op::of(T0, (1, index), vec![cmd]);
     Entry {
         log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
         payload: EntryPayload::Normal(op.encode()),
@@ -234,7 +234,7 @@ async fn one_entry_carries_many_commands_answered_in_order() {
     ];
     let e = Entry {
         log_id: LogId::new(CommittedLeaderId::new(1, 1), 1),
-        payload: EntryPayload::Normal(Op::of(T0, cmds).encode()),
+        payload: EntryPayload::Normal(Op::of(T0, (1, 1), cmds).encode()),
     };
     let answers = a.apply([e]).await.unwrap();
     let answers: Vec<Answer> = postcard::from_bytes(&answers[0]).unwrap();
@@ -253,4 +253,42 @@ async fn one_entry_carries_many_commands_answered_in_order() {
     ));
     let bodies: Vec<String> = delivered(&mut rx).into_iter().map(|d| d.1).collect();
     assert_eq!(bodies, ["x", "y"]);
+}
+
+#[tokio::test]
+async fn an_entry_proposed_again_is_applied_once_and_answered_alike() {
+    let dir = Scratch::new();
+    let (mut a, _rx) = replica(&dir);
+    let op = |index| Entry {
+        log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+        payload: EntryPayload::Normal(
+            Op::of(
+                T0,
+                (9, 1),
+                vec![
+                    Command::Publish(vec![(message("once"), None)]),
+                    Command::Counts,
+                ],
+            )
+            .encode(),
+        ),
+    };
+    // The proposer heard nothing the first time (its leader died) and proposed it again.
+    let answers = a.apply([op(1), op(2)]).await.unwrap();
+    assert_eq!(answers[0], answers[1], "answered as the first time");
+    assert_eq!(a.state().ready_len(), 1, "enqueued once");
+    // Its next entry is applied.
+    let next = Entry {
+        log_id: LogId::new(CommittedLeaderId::new(1, 1), 3),
+        payload: EntryPayload::Normal(
+            Op::of(
+                T0,
+                (9, 2),
+                vec![Command::Publish(vec![(message("twice"), None)])],
+            )
+            .encode(),
+        ),
+    };
+    a.apply([next]).await.unwrap();
+    assert_eq!(a.state().ready_len(), 2);
 }
