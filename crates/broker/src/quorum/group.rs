@@ -16,15 +16,17 @@ use warren_raft::network::BoxFuture;
 use warren_raft::openraft::BasicNode;
 use warren_raft::{CallError, LogStore, Network, Proposer, Replica, ReplicaRaft, Transport};
 
-/// How a quorum queue's group keeps time. Heartbeats every 100 ms, and an election after 400
-/// to 800 ms without one: a leader that dies or hangs is replaced well within a second, and
-/// a follower notices by the missing heartbeats, not by a TCP timeout.
+/// How a quorum queue's group keeps time. Heartbeats every 50 ms, and an election after 200
+/// to 400 ms without one: a follower notices a leader that died or hangs by the missing
+/// heartbeats, not by a TCP timeout. openraft's followers also refuse to vote for as long as
+/// the longest election timeout after the last heartbeat (the leader's lease), so a new
+/// leader serves some 600 to 800 ms after the old one went.
 pub(crate) fn config(queue: QueueId) -> Result<warren_raft::openraft::Config, String> {
     warren_raft::openraft::Config {
         cluster_name: format!("queue-{}", queue),
-        heartbeat_interval: 100,
-        election_timeout_min: 400,
-        election_timeout_max: 800,
+        heartbeat_interval: 50,
+        election_timeout_min: 200,
+        election_timeout_max: 400,
         install_snapshot_timeout: 5_000,
         snapshot_max_chunk_size: 4 * 1024 * 1024,
         // A snapshot is the whole queue: taken once the log has grown by this much since the
