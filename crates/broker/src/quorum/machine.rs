@@ -7,6 +7,7 @@
 //! member that fell behind, or lost its log, starts again from another's.
 
 use crate::persist::write_atomically_blocking;
+use crate::queue::Ticket;
 use crate::queue::state::{Effect, Image, QueueState};
 use crate::queue::wire::{Answer, Cmd};
 use bytes::Bytes;
@@ -60,6 +61,14 @@ impl Op {
     }
 }
 
+/// What applying an entry answered: each command's reply, in order, and the publishers whose
+/// messages it took (or refused).
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct Outcome {
+    pub answers: Vec<Answer>,
+    pub settled: Vec<(Vec<Ticket>, bool)>,
+}
+
 /// What applying a run of entries left for the shell to carry out (if it leads).
 #[derive(Debug)]
 pub(crate) struct Applied {
@@ -91,6 +100,8 @@ type Current = Arc<Mutex<Option<(SnapshotMeta<u64, BasicNode>, Vec<u8>)>>>;
 
 pub(crate) struct QuorumMachine {
     state: QueueState,
+    /// Effects of the entries being applied, for the leader.
+    pending: Vec<Effect>,
     proposers: Proposers,
     applied: Option<LogId<u64>>,
     membership: StoredMembership<u64, BasicNode>,
@@ -108,6 +119,7 @@ impl QuorumMachine {
         effects: mpsc::UnboundedSender<Applied>,
     ) -> Result<QuorumMachine, String> {
         let mut machine = QuorumMachine {
+            pending: Vec::new(),
             proposers: Proposers::new(),
             applied: None,
             membership: StoredMembership::default(),
@@ -156,11 +168,21 @@ impl QuorumMachine {
             .map(|cmd| Answer::of(self.state.apply(cmd.into_command(), op.now)))
             .collect();
         self.state.run(op.now);
-        let answers = postcard::to_stdvec(&answers)
+        // Publishers are answered by the member that proposed their entry, from this outcome
+        // (given again if it proposes the entry again): not by the leader's effects, which a
+        // leader that dies, or is replaced, may carry out twice or never.
+        let mut settled = Vec::new();
+        for e in self.state.take_effects() {
+            match e {
+                Effect::Settled { tickets, ok } => settled.push((tickets, ok)),
+                other => self.pending.push(other),
+            }
+        }
+        let outcome = postcard::to_stdvec(&Outcome { answers, settled })
             .map(Bytes::from)
             .unwrap_or_default();
-        self.proposers.insert(from, (seq, answers.clone()));
-        answers
+        self.proposers.insert(from, (seq, outcome.clone()));
+        outcome
     }
 
     /// The queue's state as this replica has it.
@@ -253,7 +275,8 @@ impl RaftStateMachine<Replica> for QuorumMachine {
             };
             answers.push(answer);
         }
-        let effects = self.state.take_effects();
+        let mut effects = std::mem::take(&mut self.pending);
+        effects.extend(self.state.take_effects());
         if !effects.is_empty() {
             let _ = self.effects.send(Applied { effects });
         }

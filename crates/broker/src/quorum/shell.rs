@@ -7,12 +7,12 @@
 
 use super::Replicas;
 use super::group::{self, Member};
-use super::machine::{Applied, Op};
+use super::machine::{Applied, Op, Outcome};
 use crate::mail::MailCache;
 use crate::queue::actor::{QueueCmd, carry_out, now_ms};
-use crate::queue::state::{Command, QueueState, Reply};
-use crate::queue::wire::Answer;
+use crate::queue::state::{Command, Effect, QueueState, Reply};
 use crate::queue::{QueueDisk, QueueHandle, Surroundings, flow::Flow};
+use crate::queue::{Ticket, ticket_mail};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -27,9 +27,12 @@ const BATCH: usize = 512;
 /// How long one proposal may wait for its answer before it is made again.
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How long an entry is proposed again before its askers are told the queue is gone (its
-/// publishers are confirmed if it commits later, never nacked).
+/// How long an entry is proposed again before its askers are told the queue is gone and its
+/// publishers are refused (they may then publish again: at least once).
 const GIVE_UP_AFTER: Duration = Duration::from_secs(60);
+
+/// The pause between two proposals of the same entry.
+const RETRY: Duration = Duration::from_millis(50);
 
 /// Where this node's member of a group lives and whom it starts with.
 pub(crate) struct Placement {
@@ -93,6 +96,7 @@ async fn run(
     control_tx: mpsc::UnboundedSender<Command>,
 ) {
     let name = state.name().clone();
+    let incarnation = next_incarnation(&placement.dir);
     let member = group::start(
         id,
         placement.me,
@@ -114,6 +118,7 @@ async fn run(
         }
     };
     replicas.insert(id, raft.clone());
+    let mut mail = MailCache::new(around.post.clone());
     tokio::spawn(lead(
         (raft.clone(), name.clone()),
         placement.me,
@@ -122,9 +127,9 @@ async fn run(
         control_tx,
     ));
     let mut control_open = true;
-    // This member's entries are numbered from its start time, so that numbers grow across
+    // This member's entries are numbered after its incarnation, so that numbers grow across
     // restarts too.
-    let mut seq = now_ms() << 16;
+    let mut seq = incarnation << 40;
     loop {
         let mut batch: Vec<(Command, Option<oneshot::Sender<Reply>>)> = Vec::new();
         let mut stop: Option<oneshot::Sender<()>> = None;
@@ -157,7 +162,8 @@ async fn run(
         }
         if !batch.is_empty() {
             seq += 1;
-            commit(&proposer, &name, (placement.me, seq), batch).await;
+            let (raft, mail) = (&raft, &mut mail);
+            commit((&proposer, raft), &name, (placement.me, seq), batch, mail).await;
         }
         if let Some(done) = stop {
             let _ = raft.shutdown().await;
@@ -171,42 +177,78 @@ async fn run(
     replicas.remove(id);
 }
 
-/// Commits one entry, numbered `id` (this member's raft id and the entry's number), and
-/// answers its askers. A proposal that gets no answer (its leader died, or no majority
-/// answered in time) may or may not have been committed: the same entry is proposed again,
-/// and the replicas apply it once.
+/// Commits one entry, numbered `id` (this member's raft id and the entry's number), answers
+/// its askers and mails its publishers their confirms. A proposal that gets no answer (its
+/// leader died, or no majority answered in time, or the node it went to has no group running)
+/// may or may not have been committed: the same entry is proposed again, and the replicas
+/// apply it once and give the same outcome.
 async fn commit(
-    proposer: &warren_raft::Proposer<warren_raft::Replica>,
+    (proposer, raft): (&warren_raft::Proposer<warren_raft::Replica>, &ReplicaRaft),
     name: &warren_amqp::ShortStr,
     id: (u64, u64),
     batch: Vec<(Command, Option<oneshot::Sender<Reply>>)>,
+    mail: &mut MailCache,
 ) {
     let (cmds, askers): (Vec<Command>, Vec<_>) = batch
         .into_iter()
         .filter(|(c, _)| !matches!(c, Command::Synced(_)))
         .unzip();
+    let tickets: Vec<Ticket> = cmds
+        .iter()
+        .flat_map(|c| match c {
+            Command::Publish(batch) => batch.iter().filter_map(|(_, t)| t.clone()).collect(),
+            _ => Vec::new(),
+        })
+        .collect();
     let entry = Op::of(now_ms(), id, cmds).encode();
     let started = std::time::Instant::now();
     let raw = loop {
+        let running = raft.metrics().borrow().running_state.is_ok();
         match proposer.propose(entry.clone(), COMMIT_TIMEOUT).await {
             Ok((_, raw)) => break raw,
-            Err(warren_raft::ProposeError::TimedOut) if started.elapsed() < GIVE_UP_AFTER => {
-                tracing::debug!(queue = %name, "a quorum queue's entry is proposed again");
+            Err(e) if running && started.elapsed() < GIVE_UP_AFTER => {
+                tracing::debug!(queue = %name, error = %e, "a quorum queue's entry is proposed again");
+                tokio::time::sleep(RETRY).await;
             }
-            // Its askers hear that the queue is gone; publishers waiting for confirms keep
-            // waiting (the entry may still commit, and then they are confirmed).
+            // Its askers hear that the queue is gone, and its publishers are refused: the
+            // only answer they get, since confirms come from here.
             Err(e) => {
                 tracing::warn!(queue = %name, error = %e, "a quorum queue's commands were not committed");
+                for (conn, msg) in ticket_mail(tickets, false) {
+                    let _ = mail.send(conn, msg);
+                }
                 return;
             }
         }
     };
-    let answers: Vec<Answer> = postcard::from_bytes(&raw).unwrap_or_default();
-    for (asker, answer) in askers.into_iter().zip(answers) {
+    let outcome: Outcome = postcard::from_bytes(&raw).unwrap_or_default();
+    for (tickets, ok) in outcome.settled {
+        for (conn, msg) in ticket_mail(tickets, ok) {
+            let _ = mail.send(conn, msg);
+        }
+    }
+    for (asker, answer) in askers.into_iter().zip(outcome.answers) {
         if let (Some(asker), Some(reply)) = (asker, answer.into_reply()) {
             let _ = asker.send(reply);
         }
     }
+}
+
+/// This member's incarnation: one more than the last start's, kept in its directory (0 if it
+/// cannot be kept, which only weakens the numbering of a restarted member's entries).
+fn next_incarnation(dir: &std::path::Path) -> u64 {
+    let path = dir.join("incarnation");
+    let last: u64 = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    let next = last + 1;
+    let kept = std::fs::create_dir_all(dir)
+        .and_then(|()| crate::persist::write_atomically(&path, next.to_string().as_bytes()));
+    if let Err(e) = kept {
+        tracing::error!(error = %e, "cannot record a quorum queue member's incarnation");
+    }
+    next
 }
 
 /// Carries out the effects of applied entries while this member leads. Connections found
@@ -226,15 +268,8 @@ async fn lead(
     }
     loop {
         tokio::select! {
-            a = applied.recv() => {
-                let Some(a) = a else { return };
-                if !leading {
-                    continue;
-                }
-                for conn in carry_out(a.effects, &mut mail, &around.dead_letters) {
-                    let _ = tell.send(Command::ConnectionGone { conn });
-                }
-            }
+            // A change of leader is seen before the effects applied after it.
+            biased;
             changed = metrics.changed() => {
                 if changed.is_err() {
                     return;
@@ -244,6 +279,21 @@ async fn lead(
                     tracing::info!(queue = %name, term = metrics.borrow().current_term, "leads quorum queue");
                 }
                 leading = now;
+            }
+            a = applied.recv() => {
+                let Some(a) = a else { return };
+                if !leading {
+                    continue;
+                }
+                // Publishers are answered by whoever proposed their entry (see `commit`).
+                let effects = a
+                    .effects
+                    .into_iter()
+                    .filter(|e| !matches!(e, Effect::Settled { .. }))
+                    .collect();
+                for conn in carry_out(effects, &mut mail, &around.dead_letters) {
+                    let _ = tell.send(Command::ConnectionGone { conn });
+                }
             }
         }
     }

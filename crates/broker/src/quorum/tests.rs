@@ -1,7 +1,7 @@
 //! A replica as openraft drives it: the storage conformance suite, and snapshots that carry a
 //! queue from one member to another (or across a restart) without changing what it does next.
 
-use super::machine::{Applied, Op, QuorumMachine};
+use super::machine::{Applied, Op, Outcome, QuorumMachine};
 use crate::queue::Settle;
 use crate::queue::state::Command;
 use crate::queue::state::Effect;
@@ -106,8 +106,9 @@ fn delivered(rx: &mut mpsc::UnboundedReceiver<Applied>) -> Vec<(String, String, 
 }
 
 fn consumed(answer: &Bytes) -> u64 {
-    match postcard::from_bytes::<Vec<Answer>>(answer).as_deref() {
-        Ok([Answer::Other(Reply::Consumed(Ok(id)))]) => *id,
+    let outcome: Option<Outcome> = postcard::from_bytes(answer).ok();
+    match outcome.as_ref().map(|o| o.answers.as_slice()) {
+        Some([Answer::Other(Reply::Consumed(Ok(id)))]) => *id,
         _ => panic!("not a consume-ok"),
     }
 }
@@ -237,7 +238,8 @@ async fn one_entry_carries_many_commands_answered_in_order() {
         payload: EntryPayload::Normal(Op::of(T0, (1, 1), cmds).encode()),
     };
     let answers = a.apply([e]).await.unwrap();
-    let answers: Vec<Answer> = postcard::from_bytes(&answers[0]).unwrap();
+    let outcome: Outcome = postcard::from_bytes(&answers[0]).unwrap();
+    let answers = outcome.answers;
     assert!(matches!(
         answers.as_slice(),
         [
@@ -258,7 +260,14 @@ async fn one_entry_carries_many_commands_answered_in_order() {
 #[tokio::test]
 async fn an_entry_proposed_again_is_applied_once_and_answered_alike() {
     let dir = Scratch::new();
-    let (mut a, _rx) = replica(&dir);
+    let (mut a, mut rx) = replica(&dir);
+    let ticket = crate::queue::Ticket {
+        conn: spec(1, "p").conn,
+        channel: 1,
+        channel_key: 1,
+        seq: 42,
+        commit: false,
+    };
     let op = |index| Entry {
         log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
         payload: EntryPayload::Normal(
@@ -266,7 +275,7 @@ async fn an_entry_proposed_again_is_applied_once_and_answered_alike() {
                 T0,
                 (9, 1),
                 vec![
-                    Command::Publish(vec![(message("once"), None)]),
+                    Command::Publish(vec![(message("once"), Some(ticket.clone()))]),
                     Command::Counts,
                 ],
             )
@@ -277,6 +286,18 @@ async fn an_entry_proposed_again_is_applied_once_and_answered_alike() {
     let answers = a.apply([op(1), op(2)]).await.unwrap();
     assert_eq!(answers[0], answers[1], "answered as the first time");
     assert_eq!(a.state().ready_len(), 1, "enqueued once");
+    // The publisher's confirm is in the outcome, for the proposer to send, both times; the
+    // leader's effects hold none.
+    let outcome: Outcome = postcard::from_bytes(&answers[1]).unwrap();
+    assert_eq!(outcome.settled, [(vec![ticket.clone()], true)]);
+    while let Ok(applied) = rx.try_recv() {
+        assert!(
+            !applied
+                .effects
+                .iter()
+                .any(|e| matches!(e, crate::queue::state::Effect::Settled { .. }))
+        );
+    }
     // Its next entry is applied.
     let next = Entry {
         log_id: LogId::new(CommittedLeaderId::new(1, 1), 3),
