@@ -227,6 +227,8 @@ mod tests {
     /// snapshots built, sent and installed.
     #[test]
     fn the_log_and_state_machine_pass_openraft_s_storage_suite() {
-        Suite::test_all(Builder).unwrap();
+        let passed = Suite::test_all(Builder);
+        crate::persist::remove_left_behind("warren-raft-suite");
+        passed.unwrap();
     }
 }

@@ -119,6 +119,20 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T
     }
 }
 
+/// Removes what tests of this process left in the temporary directory under `prefix`
+/// (`prefix-<pid>-…`): openraft's storage suite keeps one of its stores past its test.
+#[cfg(test)]
+pub(crate) fn remove_left_behind(prefix: &str) {
+    let mine = format!("{prefix}-{}-", std::process::id());
+    if let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) {
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with(&mine) {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

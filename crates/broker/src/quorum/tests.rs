@@ -25,9 +25,13 @@ struct Scratch(PathBuf);
 
 impl Scratch {
     fn new() -> Scratch {
+        Scratch::named("warren-quorum")
+    }
+
+    fn named(prefix: &str) -> Scratch {
         static N: AtomicU64 = AtomicU64::new(0);
         let dir = std::env::temp_dir().join(format!(
-            "warren-quorum-{}-{}",
+            "{prefix}-{}-{}",
             std::process::id(),
             N.fetch_add(1, Ordering::Relaxed)
         ));
@@ -56,7 +60,7 @@ impl StoreBuilder<Replica, LogStore<Replica>, QuorumMachine, Scratch> for Builde
     async fn build(
         &self,
     ) -> Result<(Scratch, LogStore<Replica>, QuorumMachine), StorageError<u64>> {
-        let dir = Scratch::new();
+        let dir = Scratch::named(SUITE);
         let (log, _) = LogStore::open(&dir.0.join("log")).expect("log opened");
         let (machine, _effects) = replica(&dir);
         Ok((dir, log, machine))
@@ -65,9 +69,14 @@ impl StoreBuilder<Replica, LogStore<Replica>, QuorumMachine, Scratch> for Builde
 
 /// openraft's own conformance suite: appends, truncation, purges, votes, membership read back
 /// from log and state machine, snapshots built, sent and installed.
+/// The prefix of the suite's stores' directories.
+const SUITE: &str = "warren-quorum-suite";
+
 #[test]
 fn a_replica_passes_openraft_s_storage_suite() {
-    Suite::test_all(Builder).unwrap();
+    let passed = Suite::test_all(Builder);
+    crate::persist::remove_left_behind(SUITE);
+    passed.unwrap();
 }
 
 fn entry(index: u64, cmd: Command) -> Entry<Replica> {
