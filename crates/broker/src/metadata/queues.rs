@@ -1,0 +1,130 @@
+//! Starting the queues the topology names, on this node: a classic queue's actor where it
+//! lives (with its messages back from its log), a quorum queue's member where it has one, and
+//! elsewhere a handle that reaches the queue on another node.
+
+use super::Metadata;
+use crate::queue::{self, QueueHandle};
+use crate::vhost::VHost;
+use std::sync::Arc;
+use warren_meta::{Queue, QueueType};
+
+impl Metadata {
+    /// The handle of a queue: its actor, started here if this is its home, else a handle that
+    /// reaches it on its home node.
+    pub(super) fn handle_for(&self, v: &Arc<VHost>, q: &Queue) -> Option<QueueHandle> {
+        if q.kind == QueueType::Quorum {
+            return self.quorum_handle(v, q);
+        }
+        if q.home == self.node() {
+            return self.start_queue(v, q);
+        }
+        Some(QueueHandle::remote(
+            v.name.clone(),
+            q.clone(),
+            q.home,
+            self.peers.clone(),
+        ))
+    }
+
+    /// The handle of a quorum queue: this node's member of its group, started here, or (on a
+    /// node that holds none) a handle that reaches it through a member.
+    fn quorum_handle(&self, v: &Arc<VHost>, q: &Queue) -> Option<QueueHandle> {
+        let me = self.node();
+        if !q.members.contains(&me) {
+            let through = q
+                .members
+                .iter()
+                .copied()
+                .find(|n| self.peers.is_reachable(*n))
+                .or_else(|| q.members.first().copied())?;
+            return Some(QueueHandle::remote(
+                v.name.clone(),
+                q.clone(),
+                through,
+                self.peers.clone(),
+            ));
+        }
+        if q.arguments
+            .get("x-overflow")
+            .and_then(|v| v.as_bytes())
+            .map(|b| b.as_ref())
+            == Some(b"reject-publish-dlx")
+        {
+            tracing::warn!(queue = %q.name, vhost = %v.name, "Invalid overflow strategy reject-publish-dlx for a quorum queue: drop-head applies");
+        }
+        // The member placed first sets the group up, the first time it runs.
+        let initial = (q.members.first() == Some(&me)).then(|| {
+            let addresses = self.addresses.read().map(|a| a.clone()).unwrap_or_default();
+            q.members
+                .iter()
+                .map(|n| {
+                    let addr = addresses
+                        .get(&n.0)
+                        .cloned()
+                        .unwrap_or_else(|| n.to_string());
+                    (n.0, addr)
+                })
+                .collect()
+        });
+        let placement = crate::quorum::shell::Placement {
+            me: me.0,
+            dir: self.settings.quorum_dir(q.id),
+            initial,
+        };
+        let around = queue::Surroundings {
+            on_remove: v.on_remove(),
+            dead_letters: v.dead_letters(),
+            post: self.post.clone(),
+        };
+        Some(crate::quorum::shell::spawn(
+            &v.name,
+            q.clone(),
+            placement,
+            self.replicas.clone(),
+            around,
+        ))
+    }
+
+    /// Starts the actor of a queue that lives on this node. A durable queue whose log exists
+    /// takes its messages back: logs are named by queue id, so an existing one is this very
+    /// queue's (applied again after a restart, or recovered).
+    fn start_queue(&self, v: &Arc<VHost>, q: &Queue) -> Option<QueueHandle> {
+        let s = &self.settings;
+        let start = if q.durable {
+            let dir = s.durable_dir(q.id);
+            if !dir.exists() {
+                let legacy = s.legacy_durable_dir(&v.name, &q.name);
+                if legacy.exists() {
+                    if let Err(e) = std::fs::rename(&legacy, &dir) {
+                        tracing::error!(queue = %q.name, vhost = %v.name, error = %e, "cannot move the queue's log to its new place");
+                    }
+                }
+            }
+            if dir.exists() {
+                let levels = q.args.max_priority.map_or(1, |p| p as u16 + 1);
+                match queue::recover(s.config(dir, q), levels) {
+                    Ok((start, repairs)) => {
+                        for r in repairs {
+                            tracing::warn!(queue = %q.name, vhost = %v.name, "{r}");
+                        }
+                        start
+                    }
+                    Err(e) => {
+                        tracing::error!(queue = %q.name, vhost = %v.name, error = %e, "cannot open the queue's log");
+                        return None;
+                    }
+                }
+            } else {
+                queue::empty(s.config(dir, q))
+            }
+        } else {
+            queue::empty(s.config(s.transient_dir(q.id), q))
+        };
+        let around = queue::Surroundings {
+            on_remove: v.on_remove(),
+            dead_letters: v.dead_letters(),
+            post: self.post.clone(),
+        };
+        Some(queue::spawn(&v.name, q.clone(), start, around))
+    }
+}
