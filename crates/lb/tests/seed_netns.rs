@@ -147,7 +147,10 @@ fn the_seed_configuration_runs_as_written_against_two_warren_nodes() {
 }
 
 async fn client_side() {
-    for port in [5672, 5673, 5674, 1080] {
+    // Only the nodes are probed. The balancer bound its ports before it wrote the pidfile
+    // the parent waited for, and a probe of 5672 would itself be a session the balancer
+    // places: under load it can be placed after the first client's, shifting the alternation.
+    for port in [5673, 5674] {
         wait_for_port(([127, 0, 0, 1], port).into());
     }
     let through = "amqp://guest:guest@127.0.0.1:5672/%2f";
