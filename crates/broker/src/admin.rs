@@ -5,7 +5,7 @@
 
 use crate::broker::Broker;
 use std::sync::Arc;
-use warren_meta::{Command, PasswordHash, Permissions, Topology};
+use warren_meta::{Command, PasswordHash, Permissions, Policy, QueueType, Topology};
 use warren_raft::ProposeError;
 
 /// Why an operation was refused.
@@ -57,6 +57,8 @@ pub struct QueueRow {
     pub consumers: u64,
     /// The queue's home node, by name.
     pub node: String,
+    /// `classic` or `quorum`, as rabbitmqctl's `type` column shows it.
+    pub kind: &'static str,
 }
 
 /// The operator's view of one node.
@@ -146,13 +148,54 @@ impl Admin {
         .await
     }
 
-    pub fn vhosts(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.read(|t| t.vhosts().map(|v| v.name.clone()).collect());
-        v.sort();
+    /// Sets (or replaces) a policy in `vhost`. The answer is the warning the operator should
+    /// see, if any (mirroring keys, which warren ignores).
+    pub async fn set_policy(&self, vhost: &str, policy: Policy) -> AdminResult<Option<String>> {
+        self.vhost_must_exist(vhost)?;
+        let warning = warren_meta::mirroring::warning(&policy.name, &policy.definition);
+        self.change(Command::SetPolicy {
+            vhost: vhost.to_owned(),
+            policy,
+        })
+        .await?;
+        if let Some(w) = &warning {
+            tracing::warn!(vhost, "{w}");
+        }
+        Ok(warning)
+    }
+
+    pub async fn clear_policy(&self, vhost: &str, name: &str) -> AdminResult<()> {
+        self.vhost_must_exist(vhost)?;
+        self.change(Command::ClearPolicy {
+            vhost: vhost.to_owned(),
+            name: name.to_owned(),
+        })
+        .await
+    }
+
+    /// The policies of `vhost`, by name.
+    pub fn policies(&self, vhost: &str) -> AdminResult<Vec<Policy>> {
+        self.vhost_must_exist(vhost)?;
+        let mut p: Vec<Policy> = self.read(|t| {
+            t.vhost(vhost)
+                .map(|v| v.policies().cloned().collect())
+                .unwrap_or_default()
+        });
+        p.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(p)
+    }
+
+    /// Every vhost with its default queue type, by name.
+    pub fn vhosts(&self) -> Vec<(String, Option<QueueType>)> {
+        let mut v: Vec<(String, Option<QueueType>)> = self.read(|t| {
+            t.vhosts()
+                .map(|v| (v.name.clone(), v.default_queue_type()))
+                .collect()
+        });
+        v.sort_by(|a, b| a.0.cmp(&b.0));
         v
     }
 
-    /// Adds a vhost; one that exists already is left as it is, as RabbitMQ does.
     pub async fn set_cluster_name(&self, name: &str) -> AdminResult<()> {
         self.change(Command::SetClusterName {
             name: name.to_owned(),
@@ -179,12 +222,23 @@ impl Admin {
         self.broker.meta.cluster_name()
     }
 
-    pub async fn add_vhost(&self, name: &str) -> AdminResult<()> {
+    /// Adds a vhost, with the queue type its declarations get when they name none; one that
+    /// exists already is left as it is, as RabbitMQ does.
+    pub async fn add_vhost(
+        &self,
+        name: &str,
+        default_queue_type: Option<QueueType>,
+    ) -> AdminResult<()> {
         if self.read(|t| t.vhost(name).is_some()) {
             return Ok(());
         }
-        self.change(Command::AddVhost {
-            name: name.to_owned(),
+        let name = name.to_owned();
+        self.change(match default_queue_type {
+            None => Command::AddVhost { name },
+            Some(default_queue_type) => Command::AddVhostWithDefaultType {
+                name,
+                default_queue_type,
+            },
         })
         .await
     }
@@ -267,6 +321,7 @@ impl Admin {
                     .get(&q.home)
                     .cloned()
                     .unwrap_or_else(|| q.home.to_string()),
+                kind: q.kind.as_str(),
             });
         }
         rows

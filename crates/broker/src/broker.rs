@@ -58,6 +58,7 @@ impl Broker {
             &config.node.name,
             layout,
             config.auth.loopback_users.clone(),
+            config.node.queue_type(),
             post.clone(),
             peers.clone(),
             crate::quorum::Replicas::new(setup.quorum.clone()),

@@ -112,6 +112,18 @@ pub struct AmqpConfig {
 pub struct NodeConfig {
     pub name: String,
     pub data_dir: PathBuf,
+    /// The queue type declarations get that name none, in vhosts that have no default of
+    /// their own (RabbitMQ's `default_queue_type`): `classic` or `quorum`.
+    pub default_queue_type: Option<String>,
+}
+
+impl NodeConfig {
+    /// `default_queue_type`, once `validate` has accepted it.
+    pub fn queue_type(&self) -> Option<warren_meta::QueueType> {
+        self.default_queue_type
+            .as_deref()
+            .and_then(warren_meta::QueueType::parse)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -143,6 +155,7 @@ impl Default for NodeConfig {
         NodeConfig {
             name: format!("warren@{host}"),
             data_dir: PathBuf::from("data"),
+            default_queue_type: None,
         }
     }
 }
@@ -171,6 +184,13 @@ impl Config {
                 "amqp.frame_max must be 0 or at least {}",
                 warren_amqp::constants::FRAME_MIN_SIZE
             ));
+        }
+        if let Some(t) = &self.node.default_queue_type {
+            if warren_meta::QueueType::parse(t).is_none() {
+                return Err(format!(
+                    "node.default_queue_type must be \"classic\" or \"quorum\", not \"{t}\""
+                ));
+            }
         }
         if self.auth.default_user.is_empty() {
             return Err("auth.default_user must not be empty".to_owned());
@@ -201,5 +221,9 @@ mod tests {
         let c = Config::from_toml("[amqp]\nlisten = \"127.0.0.1:5999\"\nheartbeat = 5\n").unwrap();
         assert_eq!(c.amqp.listen.port(), 5999);
         assert_eq!(c.amqp.heartbeat, 5);
+        let err = Config::from_toml("[node]\ndefault_queue_type = \"stream\"\n").unwrap_err();
+        assert!(err.contains("not \"stream\""), "{err}");
+        let c = Config::from_toml("[node]\ndefault_queue_type = \"quorum\"\n").unwrap();
+        assert_eq!(c.node.queue_type(), Some(warren_meta::QueueType::Quorum));
     }
 }

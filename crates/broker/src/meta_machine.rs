@@ -213,6 +213,7 @@ mod tests {
                 "suite@localhost",
                 layout,
                 Vec::new(),
+                None,
                 Arc::new(Mailboxes::default()),
                 crate::queue::remote::Peers::new(Arc::new(crate::queue::remote::NoLinks)),
                 crate::quorum::Replicas::new(crate::group::ClusterSetup::alone("suite").quorum),

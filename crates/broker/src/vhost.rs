@@ -82,8 +82,6 @@ impl StoreLayout {
         self.data_dir.join("queues").join(hex)
     }
 
-    /// A transient queue's log directory, used only if it pages messages out; the whole
-    /// `transient` directory is emptied at start.
     /// A quorum queue's group directory on this node (its log and snapshot).
     pub fn quorum_dir(&self, id: QueueId) -> std::path::PathBuf {
         self.data_dir
@@ -91,6 +89,8 @@ impl StoreLayout {
             .join(format!("{}-{}", id.node, id.n))
     }
 
+    /// A transient queue's log directory, used only if it pages messages out; the whole
+    /// `transient` directory is emptied at start.
     pub fn transient_dir(&self, id: QueueId) -> std::path::PathBuf {
         self.data_dir
             .join("transient")
@@ -110,11 +110,11 @@ impl StoreLayout {
     }
 }
 
-/// How long a closing connection waits for its exclusive queues to leave the topology.
 /// How many nodes hold a quorum queue unless its declaration says otherwise (RabbitMQ's
 /// default; fewer if fewer nodes run).
 const QUORUM_GROUP_SIZE: u64 = 3;
 
+/// How long a closing connection waits for its exclusive queues to leave the topology.
 const FORGET_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn metadata_gone() -> AmqpError {
@@ -134,6 +134,13 @@ impl VHost {
 
     fn meta(&self) -> AmqpResult<Arc<Metadata>> {
         self.meta.upgrade().ok_or_else(metadata_gone)
+    }
+
+    /// The queue type declarations that name none get here (none while shutting down).
+    pub fn default_queue_type(&self) -> Option<QueueType> {
+        self.meta
+            .upgrade()
+            .and_then(|m| m.default_queue_type(&self.name))
     }
 
     fn queues(&self) -> MutexGuard<'_, HashMap<ShortStr, QueueHandle>> {

@@ -56,6 +56,10 @@ fn parse(mut argv: impl Iterator<Item = String>) -> Result<Invocation, String> {
                 other => return Err(format!("unknown formatter '{other}'")),
             },
             "--cookie-file" => inv.cookie_file = Some(value(&a)?.into()),
+            "--default-queue-type" | "--priority" | "--apply-to" => {
+                let v = value(&a)?;
+                inv.options.insert(a.trim_start_matches('-').into(), v);
+            }
             "-t" | "--timeout" => {
                 let secs: u64 = value(&a)?
                     .parse()
@@ -135,7 +139,8 @@ async fn run(inv: Invocation, verb: &Verb, node: NodeAddr, cookie: Cookie) -> Ex
         .unwrap_or_else(|| "/".to_owned());
     if !inv.quiet && !inv.json {
         if let Some(line) = verb.announce(&inv.args, &vhost, &node.name) {
-            println!("{line}");
+            let priority = inv.options.get("priority").map_or("0", String::as_str);
+            println!("{}", line.replace("{priority}", priority));
         }
     }
     let me = format!(
@@ -186,6 +191,14 @@ async fn run(inv: Invocation, verb: &Verb, node: NodeAddr, cookie: Cookie) -> Ex
 fn print_answer(inv: &Invocation, verb: &Verb, answer: Answer) -> ExitCode {
     match answer {
         Answer::Done => {
+            if !inv.quiet && !inv.json {
+                if let Some(after) = verb.after {
+                    println!("{after}");
+                }
+            }
+        }
+        Answer::Warned(warning) => {
+            eprintln!("Warning: {warning}");
             if !inv.quiet && !inv.json {
                 if let Some(after) = verb.after {
                     println!("{after}");

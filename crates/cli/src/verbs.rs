@@ -173,8 +173,8 @@ const VERBS: &[Verb] = &[
     verb(
         "list_vhosts",
         0,
-        Some(0),
-        Shape::Table,
+        None,
+        Shape::Columns(&["name"]),
         Some("Listing vhosts ..."),
     ),
     verb(
@@ -204,6 +204,29 @@ const VERBS: &[Verb] = &[
         Some(1),
         Shape::Done,
         Some("Clearing permissions for user \"{0}\" in vhost \"{vhost}\" ..."),
+    ),
+    verb(
+        "set_policy",
+        3,
+        Some(3),
+        Shape::Done,
+        Some(
+            "Setting policy \"{0}\" for pattern \"{1}\" to \"{2}\" with priority \"{priority}\" for vhost \"{vhost}\" ...",
+        ),
+    ),
+    verb(
+        "clear_policy",
+        1,
+        Some(1),
+        Shape::Done,
+        Some("Clearing policy \"{0}\" on vhost \"{vhost}\" ..."),
+    ),
+    verb(
+        "list_policies",
+        0,
+        Some(0),
+        Shape::Table,
+        Some("Listing policies for vhost \"{vhost}\" ..."),
     ),
     verb(
         "list_permissions",
@@ -274,7 +297,7 @@ impl Verb {
 
     pub fn announce(&self, args: &[String], vhost: &str, node: &str) -> Option<String> {
         let mut line = self.announce?.to_owned();
-        for (i, a) in args.iter().enumerate().take(2) {
+        for (i, a) in args.iter().enumerate().take(3) {
             line = line.replace(&format!("{{{i}}}"), a);
         }
         let rest = args.get(1..).unwrap_or_default().join(", ");

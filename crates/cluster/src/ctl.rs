@@ -57,6 +57,8 @@ pub struct Request {
 pub enum Answer {
     /// Done, with nothing to show beyond warrenctl's own line.
     Done,
+    /// Done, with a warning for the operator (warrenctl prints it to stderr).
+    Warned(String),
     /// Rows with named columns (the listing verbs).
     Table {
         columns: Vec<String>,

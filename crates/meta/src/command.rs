@@ -3,7 +3,7 @@
 //! needs (ids, hashes, the home node), so applying it is deterministic on every node.
 
 use crate::ids::{ConnId, NodeId, QueueId};
-use crate::model::{Binding, Exchange, Permissions, Policy, Queue};
+use crate::model::{Binding, Exchange, Permissions, Policy, Queue, QueueType};
 use crate::password::PasswordHash;
 use serde::{Deserialize, Serialize};
 use warren_amqp::{FieldTable, ShortStr};
@@ -120,6 +120,12 @@ pub enum Command {
         vhost: String,
         queue: QueueDeclaration,
         members: Vec<NodeId>,
+    },
+    /// `add_vhost --default-queue-type`: a vhost whose declarations that name no queue type
+    /// get `default_queue_type`. Like `AddVhost`, a vhost that exists is left as it is.
+    AddVhostWithDefaultType {
+        name: String,
+        default_queue_type: QueueType,
     },
 }
 

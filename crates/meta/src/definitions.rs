@@ -78,6 +78,36 @@ pub struct GlobalParameterDef {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VhostDef {
     pub name: String,
+    /// RabbitMQ exports a vhost's default queue type here; some exports carry it at the top
+    /// level instead, which is read too.
+    #[serde(default, skip_serializing_if = "VhostMetadata::is_empty")]
+    pub metadata: VhostMetadata,
+    #[serde(default, skip_serializing)]
+    pub default_queue_type: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct VhostMetadata {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_queue_type: Option<String>,
+}
+
+impl VhostMetadata {
+    fn is_empty(&self) -> bool {
+        self.default_queue_type.is_none()
+    }
+}
+
+impl VhostDef {
+    /// The vhost's default queue type by name, wherever the file put it (`undefined` is
+    /// RabbitMQ's word for none).
+    pub fn queue_type(&self) -> Option<&str> {
+        self.metadata
+            .default_queue_type
+            .as_deref()
+            .or(self.default_queue_type.as_deref())
+            .filter(|t| *t != "undefined")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

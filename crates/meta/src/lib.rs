@@ -14,10 +14,12 @@
 
 pub mod bindings;
 pub mod command;
+pub mod default_type;
 pub mod definitions;
 pub mod equivalence;
 pub mod headers;
 pub mod ids;
+pub mod mirroring;
 pub mod model;
 pub mod password;
 pub mod queue_args;

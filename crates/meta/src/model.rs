@@ -72,6 +72,16 @@ pub enum QueueType {
 }
 
 impl QueueType {
+    /// A type by the name `x-queue-type`, `add_vhost --default-queue-type` and definitions
+    /// use.
+    pub fn parse(name: &str) -> Option<QueueType> {
+        match name {
+            "classic" => Some(QueueType::Classic),
+            "quorum" => Some(QueueType::Quorum),
+            _ => None,
+        }
+    }
+
     pub fn as_str(&self) -> &'static str {
         match self {
             QueueType::Classic => "classic",

@@ -212,20 +212,14 @@ impl QueueArgs {
         }
         if let Some(v) = t.get("x-queue-type") {
             let kind = longstr("x-queue-type", v, queue)?;
-            a.queue_type = match kind.as_ref() {
-                b"classic" => QueueType::Classic,
-                b"quorum" => QueueType::Quorum,
-                other => {
-                    return Err(invalid(
-                        "x-queue-type",
-                        queue,
-                        format!(
-                            "\"unsupported queue type '{}'\"",
-                            String::from_utf8_lossy(other)
-                        ),
-                    ));
-                }
-            };
+            let name = String::from_utf8_lossy(kind);
+            a.queue_type = QueueType::parse(&name).ok_or_else(|| {
+                invalid(
+                    "x-queue-type",
+                    queue,
+                    format!("\"unsupported queue type '{name}'\""),
+                )
+            })?;
         }
         // Not validated by RabbitMQ: an integer is the limit (below zero, as zero), anything
         // else none.

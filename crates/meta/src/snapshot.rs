@@ -6,10 +6,10 @@
 use crate::command::{Command, QueueDeclaration};
 use crate::definitions::{
     BindingDef, Definitions, ExchangeDef, GlobalParameterDef, PermissionDef, PolicyDef, QueueDef,
-    QueuePlacement, UserDef, VhostDef, json_to_table, table_to_json,
+    QueuePlacement, UserDef, VhostDef, VhostMetadata, json_to_table, table_to_json,
 };
 use crate::ids::{ConnId, NodeId, QueueId};
-use crate::model::{Binding, Destination, Exchange, ExchangeKind, Permissions, Policy};
+use crate::model::{Binding, Destination, Exchange, ExchangeKind, Permissions, Policy, QueueType};
 use crate::password::PasswordHash;
 use crate::topology::Topology;
 use std::collections::BTreeMap;
@@ -59,6 +59,10 @@ impl Topology {
             let vhost = v.name.clone();
             d.vhosts.push(VhostDef {
                 name: vhost.clone(),
+                metadata: VhostMetadata {
+                    default_queue_type: v.default_queue_type().map(|t| t.as_str().to_owned()),
+                },
+                default_queue_type: None,
             });
             for p in v.policies() {
                 d.policies.push(PolicyDef {
@@ -133,8 +137,15 @@ impl Topology {
             }
         }
         for v in &defs.vhosts {
-            cmds.push(Command::AddVhost {
-                name: v.name.clone(),
+            let name = v.name.clone();
+            cmds.push(match v.queue_type() {
+                None => Command::AddVhost { name },
+                Some(t) => Command::AddVhostWithDefaultType {
+                    name,
+                    default_queue_type: QueueType::parse(t).ok_or_else(|| {
+                        format!("vhost '{}': unknown default queue type '{t}'", v.name)
+                    })?,
+                },
             });
         }
         for u in &defs.users {

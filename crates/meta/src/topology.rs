@@ -25,6 +25,9 @@ pub struct Vhost {
     queues: BTreeMap<ShortStr, Queue>,
     bindings: Bindings,
     policies: BTreeMap<String, Policy>,
+    /// What declarations that name no queue type get (RabbitMQ's vhost metadata); `None` is
+    /// RabbitMQ's `undefined`.
+    default_queue_type: Option<QueueType>,
 }
 
 /// The exchanges every vhost has from its creation.
@@ -39,7 +42,7 @@ const BUILTIN: [(&str, ExchangeKind, bool); 7] = [
 ];
 
 impl Vhost {
-    fn new(name: &str) -> Vhost {
+    fn new(name: &str, default_queue_type: Option<QueueType>) -> Vhost {
         let mut exchanges = BTreeMap::new();
         for (n, kind, internal) in BUILTIN {
             let name = ShortStr::from(n);
@@ -61,7 +64,12 @@ impl Vhost {
             queues: BTreeMap::new(),
             bindings: Bindings::default(),
             policies: BTreeMap::new(),
+            default_queue_type,
         }
+    }
+
+    pub fn default_queue_type(&self) -> Option<QueueType> {
+        self.default_queue_type
     }
 
     pub fn exchange(&self, name: &ShortStr) -> Option<&Exchange> {
@@ -357,16 +365,25 @@ impl Topology {
         })
     }
 
+    /// A vhost that exists already is left as it is, its default queue type included, as
+    /// RabbitMQ's `add_vhost` leaves it.
+    fn add_vhost(&mut self, name: &str, default_queue_type: Option<QueueType>) -> Applied {
+        if self.vhosts.contains_key(name) {
+            return Applied::unchanged();
+        }
+        self.vhosts
+            .insert(name.to_owned(), Vhost::new(name, default_queue_type));
+        changed(Effect::VhostAdded(name.to_owned()))
+    }
+
     /// Applies one command. On error nothing has changed.
     pub fn apply(&mut self, cmd: &Command) -> AmqpResult<Applied> {
         match cmd {
-            Command::AddVhost { name } => {
-                if self.vhosts.contains_key(name) {
-                    return Ok(Applied::unchanged());
-                }
-                self.vhosts.insert(name.clone(), Vhost::new(name));
-                Ok(changed(Effect::VhostAdded(name.clone())))
-            }
+            Command::AddVhost { name } => Ok(self.add_vhost(name, None)),
+            Command::AddVhostWithDefaultType {
+                name,
+                default_queue_type,
+            } => Ok(self.add_vhost(name, Some(*default_queue_type))),
             Command::DeleteVhost { name } => {
                 let v = self.vhosts.remove(name).ok_or_else(|| no_vhost(name))?;
                 self.permissions.retain(|(_, vh), _| vh != name);

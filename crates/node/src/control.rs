@@ -180,16 +180,86 @@ impl Control {
                     .await,
             ),
             "list_vhosts" => table(
-                &["name"],
-                admin.vhosts().into_iter().map(|v| vec![v.into()]).collect(),
+                &["name", "default_queue_type"],
+                admin
+                    .vhosts()
+                    .into_iter()
+                    .map(|(name, t)| {
+                        let t = t.map_or("undefined", |t| t.as_str());
+                        vec![name.into(), t.into()]
+                    })
+                    .collect(),
             ),
-            "add_vhost" => done(admin.add_vhost(arg(0)).await),
+            "add_vhost" => match req
+                .options
+                .get("default-queue-type")
+                .map(|t| warren_meta::QueueType::parse(t).ok_or(()))
+            {
+                // rabbitmqctl's answer to a type it does not know.
+                Some(Err(())) => Answer::failed(exit::UNAVAILABLE, "invalid_queue_type"),
+                Some(Ok(t)) => done(admin.add_vhost(arg(0), Some(t)).await),
+                None => done(admin.add_vhost(arg(0), None).await),
+            },
             "set_cluster_name" => done(admin.set_cluster_name(arg(0)).await),
             "delete_vhost" => done(admin.delete_vhost(arg(0)).await),
             "set_permissions" => {
                 let p = warren_broker::admin::permissions(arg(1), arg(2), arg(3));
                 done(admin.set_permissions(Self::vhost(&req), arg(0), p).await)
             }
+            "set_policy" => {
+                let priority = match req.options.get("priority").map(|p| p.parse::<i64>()) {
+                    None => 0,
+                    Some(Ok(p)) => p,
+                    Some(Err(_)) => {
+                        return Answer::failed(exit::USAGE, "the priority must be an integer");
+                    }
+                };
+                let policy = warren_meta::Policy {
+                    name: arg(0).to_owned(),
+                    pattern: arg(1).to_owned(),
+                    apply_to: req
+                        .options
+                        .get("apply-to")
+                        .cloned()
+                        .unwrap_or_else(|| "all".to_owned()),
+                    definition: arg(2).to_owned(),
+                    priority,
+                };
+                match admin.set_policy(Self::vhost(&req), policy).await {
+                    Ok(Some(warning)) => Answer::Warned(warning),
+                    Ok(None) => Answer::Done,
+                    Err(r) => refused(r),
+                }
+            }
+            "clear_policy" => done(admin.clear_policy(Self::vhost(&req), arg(0)).await),
+            "list_policies" => match admin.policies(Self::vhost(&req)) {
+                Ok(rows) => {
+                    let vhost = Self::vhost(&req);
+                    table(
+                        &[
+                            "vhost",
+                            "name",
+                            "pattern",
+                            "apply-to",
+                            "definition",
+                            "priority",
+                        ],
+                        rows.into_iter()
+                            .map(|p| {
+                                vec![
+                                    vhost.into(),
+                                    p.name.into(),
+                                    p.pattern.into(),
+                                    p.apply_to.into(),
+                                    p.definition.into(),
+                                    p.priority.into(),
+                                ]
+                            })
+                            .collect(),
+                    )
+                }
+                Err(r) => refused(r),
+            },
             "clear_permissions" => done(admin.clear_permissions(Self::vhost(&req), arg(0)).await),
             "list_permissions" => match admin.permissions(Self::vhost(&req)) {
                 Ok(rows) => table(
@@ -210,6 +280,7 @@ impl Control {
                     "durable",
                     "auto_delete",
                     "node",
+                    "type",
                 ],
                 admin
                     .queues(Self::vhost(&req))
@@ -223,6 +294,7 @@ impl Control {
                             q.durable.into(),
                             q.auto_delete.into(),
                             q.node.into(),
+                            q.kind.into(),
                         ]
                     })
                     .collect(),

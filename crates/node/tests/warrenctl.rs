@@ -496,3 +496,123 @@ fn stop_app_and_start_app_stop_the_broker_but_not_the_node() {
     let port = status["listeners"][1]["port"].as_u64().unwrap() as u16;
     assert!(connect(SocketAddr::from(([127, 0, 0, 1], port))).is_ok());
 }
+
+/// A vhost made with `--default-queue-type quorum` gives an application that declares plain
+/// durable queues quorum queues, with RabbitMQ 3.10's answers for what a quorum queue cannot
+/// be; a 3.x mirroring policy is accepted with a warning that names the replacement.
+#[test]
+fn a_vhost_s_default_queue_type_and_mirroring_policies() {
+    let node = Node::start();
+    let (code, out, _) = node.ctl(&["add_vhost", "qv", "--default-queue-type", "quorum"]);
+    assert_eq!((code, out.as_str()), (0, "Adding vhost \"qv\" ...\n"));
+    let (code, _, err) = node.ctl(&["add_vhost", "sv", "--default-queue-type", "stream"]);
+    assert_eq!((code, err.as_str()), (69, "Error:\ninvalid_queue_type\n"));
+    // An existing vhost keeps what it had.
+    assert_eq!(
+        node.ctl(&["add_vhost", "qv", "--default-queue-type", "classic"])
+            .0,
+        0
+    );
+    let (_, out, _) = node.ctl(&["-q", "list_vhosts", "name", "default_queue_type"]);
+    assert_eq!(out, "name\tdefault_queue_type\n/\tundefined\nqv\tquorum\n");
+    assert_eq!(
+        node.ctl(&["set_permissions", "-p", "qv", "guest", ".*", ".*", ".*"])
+            .0,
+        0
+    );
+
+    let url = format!("amqp://guest:guest@{}/qv", node.amqp);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        use lapin::options::QueueDeclareOptions;
+        use lapin::types::{AMQPValue, FieldTable};
+        let (_conn, ch) = support::lapin_channel_at(&url).await;
+        let durable = QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        ch.queue_declare("plain".into(), durable, FieldTable::default())
+            .await
+            .unwrap();
+        ch.queue_declare("transient".into(), QueueDeclareOptions::default(), FieldTable::default())
+            .await
+            .unwrap();
+        let mut classic = FieldTable::default();
+        classic.insert("x-queue-type".into(), AMQPValue::LongString("classic".into()));
+        ch.queue_declare("named".into(), durable, classic)
+            .await
+            .unwrap();
+        ch.confirm_select(Default::default()).await.unwrap();
+        support::publish_confirmed(&ch, "plain", b"kept").await;
+        // The default reaches the queue's arguments, so a plain redeclaration of the classic
+        // queue differs in type, as in RabbitMQ.
+        let err = ch
+            .queue_declare("named".into(), durable, FieldTable::default())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("inequivalent arg 'x-queue-type' for queue 'named' in vhost 'qv': received 'quorum' but current is 'classic'"),
+            "{err}"
+        );
+        let (_conn, ch) = support::lapin_channel_at(&url).await;
+        let mut priority = FieldTable::default();
+        priority.insert("x-max-priority".into(), AMQPValue::LongInt(5));
+        let err = ch
+            .queue_declare("p1".into(), durable, priority)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("invalid arg 'x-max-priority' for queue 'p1' in vhost 'qv' of queue type rabbit_quorum_queue"),
+            "{err}"
+        );
+        let (_conn, ch) = support::lapin_channel_at(&url).await;
+        let err = ch
+            .queue_declare("".into(), durable, FieldTable::default())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("Cannot declare a server-named queue for type rabbit_quorum_queue"),
+            "{err}"
+        );
+    });
+    let (_, out, _) = node.ctl(&["-q", "-p", "qv", "list_queues", "name", "type", "messages"]);
+    assert_eq!(
+        out,
+        "name\ttype\tmessages\nnamed\tclassic\t0\nplain\tquorum\t1\ntransient\tclassic\t0\n"
+    );
+
+    let (code, out, err) = node.ctl(&["set_policy", "ha-all", ".*", r#"{"ha-mode":"all"}"#]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        "Setting policy \"ha-all\" for pattern \".*\" to \"{\"ha-mode\":\"all\"}\" with priority \"0\" for vhost \"/\" ...\n"
+    );
+    assert!(
+        err.starts_with("Warning: policy 'ha-all' sets classic queue mirroring (ha-mode)"),
+        "{err}"
+    );
+    assert!(err.contains("--default-queue-type quorum"), "{err}");
+    assert!(node.logged("sets classic queue mirroring"));
+    let (code, _, err) = node.ctl(&[
+        "set_policy",
+        "--priority",
+        "2",
+        "--apply-to",
+        "queues",
+        "lim",
+        "^l",
+        r#"{"max-length":1}"#,
+    ]);
+    assert_eq!((code, err.as_str()), (0, ""));
+    let (_, out, _) = node.ctl(&["-q", "list_policies"]);
+    assert_eq!(
+        out,
+        "vhost\tname\tpattern\tapply-to\tdefinition\tpriority\n/\tha-all\t.*\tall\t{\"ha-mode\":\"all\"}\t0\n/\tlim\t^l\tqueues\t{\"max-length\":1}\t2\n"
+    );
+    assert_eq!(node.ctl(&["clear_policy", "ha-all"]).0, 0);
+    let (_, out, _) = node.ctl(&["-q", "list_policies", "-p", "/"]);
+    assert_eq!(out.lines().count(), 2, "{out}");
+}

@@ -129,8 +129,17 @@ impl Channel {
             let counts = q.counts().await?;
             (name, counts)
         } else {
+            // The vhost's default type goes into the arguments first: everything after,
+            // the server-named refusal included, sees the type the queue will have.
+            let arguments = warren_meta::default_type::apply(
+                m.arguments,
+                ctx.vhost.default_queue_type(),
+                m.durable,
+                m.exclusive,
+                m.auto_delete,
+            );
             let name = if name.is_empty() {
-                if is_quorum(&m.arguments) {
+                if is_quorum(&arguments) {
                     return Err(AmqpError::precondition_failed(
                         "Cannot declare a server-named queue for type rabbit_quorum_queue",
                     ));
@@ -147,7 +156,7 @@ impl Channel {
                     durable: m.durable,
                     exclusive: m.exclusive,
                     auto_delete: m.auto_delete,
-                    arguments: m.arguments,
+                    arguments,
                     conn: ctx.conn.id,
                 })
                 .await?;

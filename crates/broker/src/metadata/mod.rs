@@ -22,7 +22,8 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use tokio::sync::watch;
 use warren_amqp::{AmqpError, AmqpResult, ShortStr};
 use warren_meta::{
-    Applied, Command, Definitions, Effect, NodeId, QueueId, Scope, Topology, UidSource, User,
+    Applied, Command, Definitions, Effect, NodeId, QueueId, QueueType, Scope, Topology, UidSource,
+    User,
 };
 use warren_raft::openraft::{BasicNode, EntryPayload, LogId, StoredMembership};
 use warren_raft::{Meta, Outcome, ProposeError};
@@ -106,6 +107,8 @@ pub struct Metadata {
     pub ids: UidSource,
     settings: StoreLayout,
     loopback_users: Vec<String>,
+    /// The node's default queue type, for vhosts without one (`[node] default_queue_type`).
+    default_queue_type: Option<QueueType>,
     /// The node's connection mailboxes, which its queues deliver to.
     post: Arc<Mailboxes>,
     /// How handles of queues on other nodes reach them.
@@ -123,6 +126,7 @@ impl Metadata {
         name: &str,
         settings: StoreLayout,
         loopback_users: Vec<String>,
+        default_queue_type: Option<QueueType>,
         post: Arc<Mailboxes>,
         peers: Arc<Peers>,
         replicas: Arc<crate::quorum::Replicas>,
@@ -140,11 +144,19 @@ impl Metadata {
             ids: UidSource::new(NodeId::from_name(name)),
             settings,
             loopback_users,
+            default_queue_type,
             post,
             peers,
             replicas,
             addresses: RwLock::new(std::collections::HashMap::new()),
         })
+    }
+
+    /// The queue type that declarations naming none get in `vhost`: the vhost's default, else
+    /// the node's.
+    pub fn default_queue_type(&self, vhost: &str) -> Option<QueueType> {
+        self.read(|t| t.vhost(vhost).and_then(|v| v.default_queue_type()))
+            .or(self.default_queue_type)
     }
 
     pub fn node(&self) -> NodeId {

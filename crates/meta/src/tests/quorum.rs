@@ -155,3 +155,69 @@ fn what_a_quorum_queue_may_not_be_is_refused() {
         );
     }
 }
+
+#[test]
+fn a_vhost_keeps_its_default_queue_type_through_definitions() {
+    let mut t = with_root();
+    let add = |name: &str, t: QueueType| Command::AddVhostWithDefaultType {
+        name: name.into(),
+        default_queue_type: t,
+    };
+    assert!(
+        !t.apply(&add("qv", QueueType::Quorum))
+            .unwrap()
+            .is_unchanged()
+    );
+    // As RabbitMQ's add_vhost: one that exists keeps what it had.
+    assert!(
+        t.apply(&add("qv", QueueType::Classic))
+            .unwrap()
+            .is_unchanged()
+    );
+    assert!(
+        t.apply(&add("/", QueueType::Quorum))
+            .unwrap()
+            .is_unchanged()
+    );
+    assert_eq!(
+        t.vhost("qv").unwrap().default_queue_type(),
+        Some(QueueType::Quorum)
+    );
+    assert_eq!(t.vhost("/").unwrap().default_queue_type(), None);
+
+    let text = serde_json::to_string(&t.export(Scope::Durable)).unwrap();
+    assert!(
+        text.contains(r#"{"name":"qv","metadata":{"default_queue_type":"quorum"}}"#),
+        "{text}"
+    );
+    assert!(text.contains(r#"{"name":"/"}"#), "{text}");
+    // Read back, and from the two places RabbitMQ's exports put it.
+    for vhosts in [
+        r#"[{"name":"qv","metadata":{"default_queue_type":"quorum"}}]"#,
+        r#"[{"name":"qv","default_queue_type":"quorum"}]"#,
+    ] {
+        let defs: crate::Definitions =
+            serde_json::from_str(&format!(r#"{{"vhosts":{vhosts}}}"#)).unwrap();
+        let mut fresh = Topology::new();
+        for c in fresh.import_commands(&defs, HOME, &mut || uid(1)).unwrap() {
+            fresh.apply(&c).unwrap();
+        }
+        assert_eq!(
+            fresh.vhost("qv").unwrap().default_queue_type(),
+            Some(QueueType::Quorum),
+            "{vhosts}"
+        );
+    }
+    let undefined: crate::Definitions = serde_json::from_str(
+        r#"{"vhosts":[{"name":"u","metadata":{"default_queue_type":"undefined"}}]}"#,
+    )
+    .unwrap();
+    let cmds = t.import_commands(&undefined, HOME, &mut || uid(1)).unwrap();
+    assert_eq!(cmds, vec![Command::AddVhost { name: "u".into() }]);
+    let unknown: crate::Definitions =
+        serde_json::from_str(r#"{"vhosts":[{"name":"s","default_queue_type":"stream"}]}"#).unwrap();
+    let err = t
+        .import_commands(&unknown, HOME, &mut || uid(1))
+        .unwrap_err();
+    assert!(err.contains("unknown default queue type 'stream'"), "{err}");
+}
