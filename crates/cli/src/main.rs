@@ -66,7 +66,7 @@ fn parse(mut argv: impl Iterator<Item = String>) -> Result<Invocation, String> {
                     .map_err(|_| "the timeout is a number of seconds".to_owned())?;
                 inv.timeout = Duration::from_secs(secs);
             }
-            "--ram" | "--disc" | "--offline" => {
+            "--ram" | "--disc" | "--offline" | "--errors-only" => {
                 inv.options
                     .insert(a.trim_start_matches('-').into(), "true".into());
             }

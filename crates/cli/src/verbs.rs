@@ -206,6 +206,48 @@ const VERBS: &[Verb] = &[
         Some("Clearing permissions for user \"{0}\" in vhost \"{vhost}\" ..."),
     ),
     verb(
+        "quorum_status",
+        1,
+        Some(1),
+        Shape::Table,
+        Some("Status of quorum queue {0} on node {node} ..."),
+    ),
+    verb(
+        "add_member",
+        2,
+        Some(2),
+        Shape::Done,
+        Some("Adding a replica for queue {0} on node {1}..."),
+    ),
+    verb(
+        "delete_member",
+        2,
+        Some(2),
+        Shape::Done,
+        Some("Removing a replica of queue {0} on node {1}..."),
+    ),
+    verb(
+        "grow",
+        2,
+        Some(2),
+        Shape::Table,
+        Some("Growing {1} quorum queues on {0}..."),
+    ),
+    verb(
+        "shrink",
+        1,
+        Some(1),
+        Shape::Table,
+        Some("Shrinking quorum queues on {0}..."),
+    ),
+    verb(
+        "check_if_node_is_quorum_critical",
+        0,
+        Some(0),
+        Shape::Report,
+        Some("Checking if node {node} is critical for quorum of any quorum queues ..."),
+    ),
+    verb(
         "set_policy",
         3,
         Some(3),
@@ -291,6 +333,11 @@ impl Verb {
         }
         if self.max.is_some_and(|max| args.len() > max) {
             return Err("too many arguments.".to_owned());
+        }
+        if let ("grow", Some(strategy)) = (self.name, args.get(1)) {
+            if strategy != "all" && strategy != "even" {
+                return Err(format!("\"strategy '{strategy}' is not recognised.\""));
+            }
         }
         Ok(())
     }

@@ -127,6 +127,14 @@ pub enum Command {
         name: String,
         default_queue_type: QueueType,
     },
+    /// The nodes that hold quorum queue `id` now (`add_member`, `delete_member`, `grow`,
+    /// `shrink`), once its group has changed. Only if it is still that queue.
+    SetQueueMembers {
+        vhost: String,
+        name: ShortStr,
+        id: QueueId,
+        members: Vec<NodeId>,
+    },
 }
 
 /// What applying a command changed, for the runtime to carry out: start or stop queues,
@@ -150,6 +158,13 @@ pub enum Effect {
     QueueDeleted {
         vhost: String,
         queue: Queue,
+    },
+    /// A quorum queue's members changed: `queue` as it is now, `before` its members until
+    /// then.
+    QueueMembersChanged {
+        vhost: String,
+        queue: Queue,
+        before: Vec<NodeId>,
     },
     BindingAdded {
         vhost: String,

@@ -573,6 +573,26 @@ impl Topology {
                 });
                 Ok(out)
             }
+            Command::SetQueueMembers {
+                vhost,
+                name,
+                id,
+                members,
+            } => {
+                let v = self.vhost_mut(vhost)?;
+                let Some(q) = v.queues.get_mut(name).filter(|q| q.id == *id) else {
+                    return Ok(Applied::unchanged());
+                };
+                if q.kind != QueueType::Quorum || members.is_empty() || q.members == *members {
+                    return Ok(Applied::unchanged());
+                }
+                let before = std::mem::replace(&mut q.members, members.clone());
+                Ok(changed(Effect::QueueMembersChanged {
+                    vhost: vhost.clone(),
+                    queue: q.clone(),
+                    before,
+                }))
+            }
             Command::SetClusterName { name } => {
                 if self.cluster_name.as_deref() == Some(name.as_str()) {
                     return Ok(Applied::unchanged());

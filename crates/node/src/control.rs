@@ -6,6 +6,7 @@
 use crate::app::{App, StartError};
 use crate::listing;
 use crate::membership;
+use crate::quorum_verbs;
 use crate::transport::MeshTransport;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -158,6 +159,9 @@ impl Control {
             return app_stopped();
         };
         let admin = &admin;
+        if let Some(answer) = quorum_verbs::answer(&req, admin, &self.mesh.me().name).await {
+            return answer;
+        }
         let a = &req.args;
         let arg = |i: usize| a.get(i).map(String::as_str).unwrap_or_default();
         match req.verb.as_str() {

@@ -5,6 +5,7 @@ mod app;
 mod control;
 mod listing;
 mod membership;
+mod quorum_verbs;
 mod transport;
 
 use clap::Parser;

@@ -223,3 +223,153 @@ fn what_a_quorum_queue_may_not_be_is_refused_with_rabbitmq_s_words() {
         );
     });
 }
+
+/// Members of one node's quorum directory (one per group it holds).
+fn groups_on(node: &Node) -> usize {
+    std::fs::read_dir(node.spec.dir.join("data").join("quorum")).map_or(0, |d| d.count())
+}
+
+/// The rows of `quorum_status` as (node, state, log index) (`-q`: no banner).
+fn members(node: &Node, queue: &str) -> Vec<(String, String, String)> {
+    support::cluster::ok(node, &["-q", "quorum_status", queue])
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let cells: Vec<&str> = l.split('\t').collect();
+            (
+                cells[0].to_owned(),
+                cells[1].to_owned(),
+                cells[2].to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// rabbitmq-queues' membership verbs through warrenctl: a queue on one node grows to three
+/// members (the new ones catch up from the leader), loses its leader's member and then all but
+/// one, and keeps every message throughout; each node keeps the group's directory only while it
+/// holds a member.
+#[test]
+fn members_are_added_and_removed_and_the_messages_stay() {
+    let nodes = cluster(3);
+    let names: Vec<String> = nodes.iter().map(|n| n.spec.name.clone()).collect();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let (_c, ch) = lapin_channel(nodes[0].amqp).await;
+        let mut one = quorum_args();
+        one.insert("x-quorum-initial-group-size".into(), AMQPValue::LongInt(1));
+        ch.queue_declare("grown".into(), durable(), one)
+            .await
+            .unwrap();
+        ch.queue_declare("classic".into(), durable(), FieldTable::default())
+            .await
+            .unwrap();
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .unwrap();
+        for i in 0..5 {
+            publish_confirmed(&ch, "grown", format!("m{i}").as_bytes()).await;
+        }
+    });
+    let status = members(&nodes[0], "grown");
+    assert_eq!(status.len(), 1, "{status:?}");
+    assert_eq!((&status[0].0, status[0].1.as_str()), (&names[0], "leader"));
+    let leader_log = status[0].2.clone();
+    assert_eq!(groups_on(&nodes[1]), 0);
+
+    let (code, out, err) = nodes[2].ctl(&["add_member", "grown", &names[1]]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        format!("Adding a replica for queue grown on node {}...\n", names[1])
+    );
+    // The new member catches up with the leader's log.
+    assert!(support::within(Duration::from_secs(20), || {
+        let s = members(&nodes[2], "grown");
+        s.len() == 2
+            && s[1].0 == names[1]
+            && s[1].1 == "follower"
+            && s[1].2.parse::<u64>().unwrap_or(0) >= leader_log.parse().unwrap_or(u64::MAX)
+    }));
+    assert_eq!(groups_on(&nodes[1]), 1);
+    // Two members: stopping either loses the majority.
+    let (code, _, err) = nodes[1].ctl(&["check_if_node_is_quorum_critical"]);
+    assert_eq!(code, 69);
+    assert!(
+        err.contains(&format!(
+            "queue 'grown' in vhost '/' would lose quorum if node {} is stopped",
+            names[1]
+        )),
+        "{err}"
+    );
+
+    let out = support::cluster::ok(&nodes[1], &["grow", &names[2], "all"]);
+    assert_eq!(
+        out,
+        format!(
+            "Growing all quorum queues on {}...\nvhost\tname\tsize\tresult\n/\tgrown\t3\tok\n",
+            names[2]
+        )
+    );
+    let out = support::cluster::ok(&nodes[1], &["check_if_node_is_quorum_critical"]);
+    assert!(
+        out.ends_with(&format!(
+            "Node {} reported no quorum queues with minimum quorum\n",
+            names[1]
+        )),
+        "{out}"
+    );
+
+    // The leader's member goes: another leads, and its node drops the group's directory.
+    support::cluster::ok(&nodes[2], &["delete_member", "grown", &names[0]]);
+    assert!(support::within(Duration::from_secs(20), || {
+        let s = members(&nodes[1], "grown");
+        s.len() == 2 && s.iter().any(|m| m.1 == "leader")
+    }));
+    assert!(support::within(Duration::from_secs(10), || groups_on(
+        &nodes[0]
+    ) == 0));
+    let out = support::cluster::ok(&nodes[0], &["-q", "shrink", &names[1]]);
+    assert_eq!(out, "vhost\tname\tsize\tresult\n/\tgrown\t1\tok\n");
+    let out = support::cluster::ok(&nodes[0], &["-q", "shrink", &names[2]]);
+    assert_eq!(
+        out,
+        "vhost\tname\tsize\tresult\n/\tgrown\t1\terror: the last node cannot be removed\n"
+    );
+    let out = support::cluster::ok(&nodes[0], &["-q", "shrink", &names[2], "--errors-only"]);
+    assert_eq!(
+        out,
+        "vhost\tname\tsize\tresult\n/\tgrown\t1\terror: the last node cannot be removed\n"
+    );
+
+    // Every message is still there, through a node that holds no member.
+    rt.block_on(async {
+        until_count(&nodes[0], "grown", 5).await;
+        let bodies = take(&nodes[0], "grown", 5).await;
+        assert_eq!(bodies, ["m0", "m1", "m2", "m3", "m4"]);
+    });
+
+    // Refusals, in rabbitmq-queues' words.
+    let (code, _, err) = nodes[0].ctl(&["add_member", "classic", &names[1]]);
+    assert_eq!(
+        (code, err.as_str()),
+        (69, "Error:\nCannot add members to a classic queue\n")
+    );
+    let (code, _, err) = nodes[0].ctl(&["add_member", "missing", &names[1]]);
+    assert_eq!((code, err.as_str()), (69, "Error:\nnot_found\n"));
+    let (code, _, err) = nodes[0].ctl(&["add_member", "grown", "nowhere@localhost"]);
+    assert_eq!((code, err.as_str()), (69, "Error:\nnode_not_running\n"));
+    let (code, _, err) = nodes[0].ctl(&["quorum_status", "classic"]);
+    assert_eq!(
+        (code, err.as_str()),
+        (69, "Error:\nCannot get quorum status of a classic queue\n")
+    );
+    let (code, _, err) = nodes[0].ctl(&["grow", &names[0], "some"]);
+    assert_eq!(code, 64);
+    assert!(
+        err.starts_with("Error (argument validation): \"strategy 'some' is not recognised.\""),
+        "{err}"
+    );
+    let (code, _, err) = nodes[0].ctl(&["delete_member", "grown", &names[2]]);
+    assert_eq!((code, err.as_str()), (69, "Error:\nlast_node\n"));
+}

@@ -126,6 +126,7 @@ where
             let timeout = Duration::from_millis(r.timeout_ms);
             encode(&change_members_here(raft, r.change, timeout).await)
         }
+        Request::Status => encode(&crate::status::status(raft)),
     }
 }
 

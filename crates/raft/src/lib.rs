@@ -16,6 +16,7 @@ pub mod log_store;
 pub mod messages;
 pub mod network;
 pub mod proposer;
+pub mod status;
 
 use std::io::Cursor;
 use std::time::Duration;
@@ -26,6 +27,7 @@ pub use messages::{MemberChange, ProposeError};
 pub use network::{CallError, Network, Transport};
 pub use openraft;
 pub use proposer::{Proposer, ask_cluster};
+pub use status::{MemberStatus, status, status_of};
 
 /// What applying a change answered: whether it changed anything, or why it was refused (the
 /// AMQP error a client gets, the same from every node).

@@ -21,6 +21,8 @@ pub(crate) enum Request<C: RaftTypeConfig> {
     },
     /// A membership change for the leader.
     Members(MemberRequest),
+    /// How the member asked stands (`status::MemberStatus`); any member answers.
+    Status,
 }
 
 #[derive(Serialize, Deserialize)]

@@ -121,8 +121,11 @@ where
             .call(&self.addr, encode(&request), ttl)
             .await
             .map_err(|e| failed::<C, _>(target.clone(), e, ttl))?;
+        // An answer that does not decode is most often an empty one: the node runs no member
+        // of this group (yet, or any more). Unreachable makes openraft back off before it
+        // asks again, instead of asking in a tight loop.
         let answer: Result<Resp, RaftError<C::NodeId, E>> = decode(&raw)
-            .map_err(|e| RPCError::Network(NetworkError::new(&CallError::Unreachable(e))))?;
+            .map_err(|e| RPCError::Unreachable(Unreachable::new(&CallError::Unreachable(e))))?;
         answer.map_err(|e| RPCError::RemoteError(RemoteError::new(target, e)))
     }
 }

@@ -28,7 +28,10 @@ use warren_meta::{
 use warren_raft::openraft::{BasicNode, EntryPayload, LogId, StoredMembership};
 use warren_raft::{Meta, Outcome, ProposeError};
 
+mod members;
 mod queues;
+
+pub use members::MemberError;
 
 /// A node's name from its address in the membership (`name@host:port`).
 pub(crate) fn node_name(addr: &str) -> &str {
@@ -415,11 +418,25 @@ impl Metadata {
                     // client's queue.delete, auto-delete, x-expires); if it still runs (its
                     // vhost went), it is deleted now.
                     if let Some(h) = v.queue_stopped(&queue.name, queue.id) {
-                        if h.is_local() && h.is_running() {
+                        if queue.kind == QueueType::Quorum && h.is_local() {
+                            self.retire_member(h, queue.id, true);
+                        } else if h.is_local() && h.is_running() {
                             tokio::spawn(async move {
                                 let _ = h.delete(false, false).await;
                             });
                         }
+                    }
+                }
+                rebuild.of(vhost).queues.push(queue.name.clone());
+            }
+            Effect::QueueMembersChanged {
+                vhost,
+                queue,
+                before,
+            } => {
+                if origin != Origin::Replaying {
+                    if let Some(v) = self.vhost(vhost) {
+                        self.members_changed(&v, queue, before);
                     }
                 }
                 rebuild.of(vhost).queues.push(queue.name.clone());

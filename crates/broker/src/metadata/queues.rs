@@ -6,14 +6,17 @@ use super::Metadata;
 use crate::queue::{self, QueueHandle};
 use crate::vhost::VHost;
 use std::sync::Arc;
-use warren_meta::{Queue, QueueType};
+use warren_meta::{NodeId, Queue, QueueType};
+
+/// How long a deleted quorum queue's member waits for its group to agree before it stops.
+const RETIRE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Metadata {
     /// The handle of a queue: its actor, started here if this is its home, else a handle that
     /// reaches it on its home node.
     pub(super) fn handle_for(&self, v: &Arc<VHost>, q: &Queue) -> Option<QueueHandle> {
         if q.kind == QueueType::Quorum {
-            return self.quorum_handle(v, q);
+            return self.quorum_handle(v, q, true);
         }
         if q.home == self.node() {
             return self.start_queue(v, q);
@@ -26,9 +29,52 @@ impl Metadata {
         ))
     }
 
+    /// A quorum queue's members changed: a member joining here starts empty (the group's
+    /// leader sends it the log, or a snapshot), one leaving here stops and its directory goes,
+    /// and a node that holds none reaches the queue through a member it still has.
+    pub(super) fn members_changed(&self, v: &Arc<VHost>, q: &Queue, before: &[NodeId]) {
+        let me = self.node();
+        let (was, is) = (before.contains(&me), q.members.contains(&me));
+        if was && is {
+            return;
+        }
+        if let Some(old) = v.queue_stopped(&q.name, q.id) {
+            if was {
+                self.retire_member(old, q.id, false);
+            }
+        }
+        if is {
+            // Whatever an earlier membership left here is not the group's state any more.
+            let _ = std::fs::remove_dir_all(self.settings.quorum_dir(q.id));
+        }
+        if let Some(h) = self.quorum_handle(v, q, false) {
+            v.queue_started(h);
+        }
+    }
+
+    /// Stops this node's member of quorum queue `id` and removes its directory: the queue was
+    /// deleted (`deleted`: it is told so first, so that its consumers hear it), or this node
+    /// no longer holds it.
+    pub(super) fn retire_member(&self, h: QueueHandle, id: warren_meta::QueueId, deleted: bool) {
+        let dir = self.settings.quorum_dir(id);
+        tokio::spawn(async move {
+            if deleted && h.is_running() {
+                // The other members may have gone already: no majority, no waiting for one.
+                let _ = tokio::time::timeout(RETIRE_WAIT, h.delete(false, false)).await;
+            }
+            h.shut_down().await;
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(dir = %dir.display(), error = %e, "cannot remove a quorum queue member's directory");
+                }
+            }
+        });
+    }
+
     /// The handle of a quorum queue: this node's member of its group, started here, or (on a
-    /// node that holds none) a handle that reaches it through a member.
-    fn quorum_handle(&self, v: &Arc<VHost>, q: &Queue) -> Option<QueueHandle> {
+    /// node that holds none) a handle that reaches it through a member. Only a member that
+    /// was there when the queue was declared (`founding`) may set the group up.
+    fn quorum_handle(&self, v: &Arc<VHost>, q: &Queue, founding: bool) -> Option<QueueHandle> {
         let me = self.node();
         if !q.members.contains(&me) {
             let through = q
@@ -53,7 +99,7 @@ impl Metadata {
             tracing::warn!(queue = %q.name, vhost = %v.name, "Invalid overflow strategy reject-publish-dlx for a quorum queue: drop-head applies");
         }
         // The member placed first sets the group up, the first time it runs.
-        let initial = (q.members.first() == Some(&me)).then(|| {
+        let initial = (founding && q.members.first() == Some(&me)).then(|| {
             let addresses = self.addresses.read().map(|a| a.clone()).unwrap_or_default();
             q.members
                 .iter()

@@ -87,6 +87,11 @@ impl Transport for GroupTransport {
     }
 }
 
+/// The way to `queue`'s members over the node's quorum links.
+pub(crate) fn transport(queue: QueueId, links: Arc<dyn Transport>) -> Arc<dyn Transport> {
+    Arc::new(GroupTransport { queue, links })
+}
+
 /// A member of a quorum queue's group, running on this node.
 pub(crate) struct Member {
     pub raft: ReplicaRaft,
@@ -113,7 +118,7 @@ pub(crate) async fn start(
     let fresh = log.is_empty();
     let (tx, applied) = mpsc::unbounded_channel();
     let machine = QuorumMachine::open(state, dir, tx)?;
-    let transport: Arc<dyn Transport> = Arc::new(GroupTransport { queue, links });
+    let transport = self::transport(queue, links);
     let raft = ReplicaRaft::new(
         id,
         Arc::new(config(queue)?),

@@ -37,6 +37,11 @@ impl Replicas {
         }
     }
 
+    /// This node's member of `queue`'s group, if it runs one.
+    pub(crate) fn get(&self, queue: QueueId) -> Option<ReplicaRaft> {
+        self.groups.read().ok().and_then(|g| g.get(&queue).cloned())
+    }
+
     pub(crate) fn remove(&self, queue: QueueId) -> Option<ReplicaRaft> {
         self.groups.write().ok().and_then(|mut g| g.remove(&queue))
     }
@@ -47,8 +52,7 @@ impl Replicas {
         let Some((queue, body)) = group::split(request) else {
             return Bytes::new();
         };
-        let raft = self.groups.read().ok().and_then(|g| g.get(&queue).cloned());
-        match raft {
+        match self.get(queue) {
             Some(raft) => warren_raft::serve(&raft, from, body).await,
             None => Bytes::new(),
         }

@@ -20,6 +20,18 @@ fn quorum(d: QueueDeclaration, members: Vec<NodeId>) -> Command {
     }
 }
 
+/// `t` exported as a snapshot and imported into a fresh topology.
+fn through_snapshot(t: &Topology) -> Topology {
+    let mut again = Topology::new();
+    for c in again
+        .import_commands(&t.export(Scope::All), HOME, &mut || uid(99))
+        .unwrap()
+    {
+        again.apply(&c).unwrap();
+    }
+    again
+}
+
 #[test]
 fn a_quorum_queue_keeps_its_members_through_a_snapshot() {
     let mut t = with_root();
@@ -56,12 +68,7 @@ fn a_quorum_queue_keeps_its_members_through_a_snapshot() {
         text.starts_with("PRECONDITION_FAILED - inequivalent arg 'x-queue-type'"),
         "{text}"
     );
-    let defs = t.export(Scope::All);
-    let mut again = Topology::new();
-    for c in again.import_commands(&defs, HOME, &mut || uid(99)).unwrap() {
-        again.apply(&c).unwrap();
-    }
-    let q = again
+    let q = through_snapshot(&t)
         .vhost("/")
         .unwrap()
         .queue(&"qq".into())
@@ -220,4 +227,48 @@ fn a_vhost_keeps_its_default_queue_type_through_definitions() {
         .import_commands(&unknown, HOME, &mut || uid(1))
         .unwrap_err();
     assert!(err.contains("unknown default queue type 'stream'"), "{err}");
+}
+
+#[test]
+fn a_quorum_queue_s_members_change_only_while_it_is_that_queue() {
+    let mut t = with_root();
+    t.apply(&quorum(quorum_decl("qq", 1), vec![HOME])).unwrap();
+    t.apply(&Command::DeclareQueue {
+        vhost: "/".into(),
+        queue: decl("cq", 2, true, None),
+    })
+    .unwrap();
+    let set = |name: &str, id: u64, members: Vec<NodeId>| Command::SetQueueMembers {
+        vhost: "/".into(),
+        name: name.into(),
+        id: uid(id),
+        members,
+    };
+    let a = t.apply(&set("qq", 1, vec![HOME, OTHER])).unwrap();
+    match &a.effects[..] {
+        [Effect::QueueMembersChanged { queue, before, .. }] => {
+            assert_eq!(queue.members, [HOME, OTHER]);
+            assert_eq!(before, &[HOME]);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(a.durable);
+    // The same members again, another queue of that name, a classic queue, no members at
+    // all: nothing changes.
+    for c in [
+        set("qq", 1, vec![HOME, OTHER]),
+        set("qq", 9, vec![OTHER]),
+        set("cq", 2, vec![OTHER]),
+        set("qq", 1, vec![]),
+    ] {
+        assert!(t.apply(&c).unwrap().is_unchanged(), "{c:?}");
+    }
+    // And the members are kept through a snapshot.
+    let q = through_snapshot(&t)
+        .vhost("/")
+        .unwrap()
+        .queue(&"qq".into())
+        .unwrap()
+        .clone();
+    assert_eq!(q.members, [HOME, OTHER]);
 }
