@@ -203,8 +203,21 @@ async fn commit(
     let entry = Op::of(now_ms(), id, cmds).encode();
     let started = std::time::Instant::now();
     let raw = loop {
-        let running = raft.metrics().borrow().running_state.is_ok();
-        match proposer.propose(entry.clone(), COMMIT_TIMEOUT).await {
+        let mut metrics = raft.metrics();
+        let (running, leader) = {
+            let m = metrics.borrow_and_update();
+            (m.running_state.is_ok(), m.current_leader)
+        };
+        // A leader that hangs (SIGSTOP, a cut cable) keeps its link open, so a proposal sent
+        // to it would wait out its whole timeout. Once this member hears of another leader,
+        // the entry goes there at once: proposing it again is safe, it is applied once.
+        let elsewhere =
+            metrics.wait_for(|m| m.current_leader.is_some() && m.current_leader != leader);
+        let attempt = tokio::select! {
+            r = proposer.propose(entry.clone(), COMMIT_TIMEOUT) => r,
+            _ = elsewhere => Err(warren_raft::ProposeError::TimedOut),
+        };
+        match attempt {
             Ok((_, raw)) => break raw,
             Err(e) if running && started.elapsed() < GIVE_UP_AFTER => {
                 tracing::debug!(queue = %name, error = %e, "a quorum queue's entry is proposed again");

@@ -75,8 +75,11 @@ impl Node {
             .netns
             .as_ref()
             .map_or("127.0.0.1", |(_, ip)| ip.as_str());
+        // A node on a host of its own listens on AMQP's port, as a real host's would: a
+        // balancer in front finds it there after a restart too.
+        let amqp_port = if spec.netns.is_some() { 5672 } else { 0 };
         cmd.arg("--amqp-listen")
-            .arg(format!("{host}:0"))
+            .arg(format!("{host}:{amqp_port}"))
             .arg("--cluster-listen")
             .arg(format!("{host}:{}", spec.cluster_port))
             .args(["--node-name", &spec.name, "--data-dir"])
@@ -292,3 +295,4 @@ pub fn within(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     false
 }
 pub mod cluster;
+pub mod net;

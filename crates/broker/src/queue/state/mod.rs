@@ -77,21 +77,24 @@ pub(crate) enum Command {
         if_unused: bool,
         if_empty: bool,
     },
-    /// Messages to enqueue, in order; each ticket is answered once its message is safe.
-    #[serde(skip)]
-    Publish(Vec<(Arc<Message>, Option<Ticket>)>),
     /// Deliveries could not be handed to a connection: it is gone, and so are its consumers;
     /// whatever it had not acknowledged is requeued.
     ConnectionGone {
         conn: ConnId,
     },
-    /// The fsync begun by [`QueueState::start_sync`] ended (true: successfully).
-    #[serde(skip)]
-    Synced(bool),
     /// Node `node` went down: its connections are gone, as for [`Command::ConnectionGone`].
     NodeGone {
         node: NodeId,
     },
+    // What never crosses comes last. serde numbers a variant by its place among all of them
+    // when it writes and among those not skipped when it reads: a skipped variant in the
+    // middle would make every later one read back as another.
+    /// Messages to enqueue, in order; each ticket is answered once its message is safe.
+    #[serde(skip)]
+    Publish(Vec<(Arc<Message>, Option<Ticket>)>),
+    /// The fsync begun by [`QueueState::start_sync`] ended (true: successfully).
+    #[serde(skip)]
+    Synced(bool),
 }
 
 /// The answer to a command, for whoever asked. Everything but messages crosses to another
