@@ -27,8 +27,34 @@ impl QueueState {
                 .is_some_and(|max| self.ready_bytes() > max)
     }
 
+    /// Whether the queue is at or below 80 % of its limits (rounded down), where a quorum
+    /// queue that refuses publishes takes them again.
+    fn at_low_water(&self) -> bool {
+        let args = &self.info.args;
+        let low = |max: u64| max * 4 / 5;
+        args.max_length
+            .is_none_or(|max| self.ready_len() <= low(max))
+            && args
+                .max_length_bytes
+                .is_none_or(|max| self.ready_bytes() <= low(max))
+    }
+
     pub(super) fn publish(&mut self, message: Arc<Message>, ticket: Option<Ticket>) {
         let overflow = self.info.args.overflow;
+        if self.replicated && overflow == Overflow::RejectPublish {
+            // RabbitMQ's quorum queues check after taking a message: the one that goes over
+            // the limit is kept, and refusals go on until the queue is down to 80 %.
+            if self.refusing && self.at_low_water() {
+                self.refusing = false;
+            }
+            if self.refusing {
+                self.answer(ticket.into_iter().collect(), false);
+                return;
+            }
+            self.take_in(message, ticket);
+            self.refusing = self.over_limit();
+            return;
+        }
         let size = message.body_size();
         if overflow != Overflow::DropHead && self.over_limit_with(size) {
             // reject-publish: the newest message is refused (and, with -dlx, dead-lettered).
@@ -38,6 +64,13 @@ impl QueueState {
             }
             return;
         }
+        self.take_in(message, ticket);
+    }
+
+    /// Enqueues a message that the length limits let in.
+    fn take_in(&mut self, message: Arc<Message>, ticket: Option<Ticket>) {
+        let overflow = self.info.args.overflow;
+        let size = message.body_size();
         let seq = self.next_seq;
         self.next_seq += 1;
         let ttl = [

@@ -21,6 +21,7 @@ pub(crate) struct Image {
     had_consumers: bool,
     deleted: bool,
     last_used: u64,
+    refusing: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -89,6 +90,7 @@ impl QueueState {
             had_consumers: self.had_consumers,
             deleted: self.deleted,
             last_used: self.last_used,
+            refusing: self.refusing,
         }
     }
 
@@ -122,6 +124,7 @@ impl QueueState {
         self.had_consumers = image.had_consumers;
         self.deleted = image.deleted;
         self.last_used = image.last_used;
+        self.refusing = image.refusing;
         self.settled_ok.clear();
         self.settled_failed.clear();
         self.effects.clear();

@@ -197,6 +197,9 @@ pub(crate) struct QueueState {
     /// A quorum queue's replica: its log is the group's, so it keeps no files of its own, and
     /// it counts returns (`x-delivery-count`, `x-delivery-limit`) and puts them at the back.
     replicated: bool,
+    /// A quorum queue with `reject-publish` that went over its limit refuses publishes until
+    /// it is down to 80 % of it, as RabbitMQ's `rabbit_fifo` does.
+    refusing: bool,
 }
 
 impl QueueState {
@@ -216,6 +219,7 @@ impl QueueState {
             deleted: false,
             now,
             last_used: now,
+            refusing: false,
             store: start.store,
             storage: start.storage,
             settled_ok: Vec::new(),

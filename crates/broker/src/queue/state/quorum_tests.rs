@@ -268,3 +268,71 @@ fn replicas_given_the_same_commands_do_the_same() {
         "past the limit, every message was dropped"
     );
 }
+
+/// Publishes one message with a ticket; whether it was taken (confirmed).
+fn offer(q: &mut QueueState, n: u64) -> bool {
+    let ticket = Ticket {
+        conn: spec(1, "p").conn,
+        channel: 1,
+        channel_key: 1,
+        seq: n,
+        commit: false,
+    };
+    let m = message_with(&format!("m{n}"), BasicProperties::default());
+    q.apply(Command::Publish(vec![(m, Some(ticket))]), T0);
+    let oks: Vec<bool> = q
+        .take_effects()
+        .into_iter()
+        .filter_map(|e| match e {
+            Effect::Settled { ok, .. } => Some(ok),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(oks.len(), 1, "one answer");
+    oks[0]
+}
+
+fn get(q: &mut QueueState) {
+    let conn = spec(2, "g").conn;
+    q.apply(
+        Command::Get {
+            conn,
+            channel_key: 2,
+            no_ack: true,
+        },
+        T0,
+    );
+    q.take_effects();
+}
+
+#[test]
+fn reject_publish_refuses_from_past_the_limit_down_to_80_percent() {
+    // As RabbitMQ 3.10's quorum queues: the publish that goes over the limit is taken, then
+    // publishes are refused until the queue is at trunc(0.8 x max-length) or below.
+    let args = QueueArgs {
+        max_length: Some(3),
+        overflow: warren_meta::Overflow::RejectPublish,
+        ..Default::default()
+    };
+    let mut q = quorum_with(args.clone());
+    let taken: Vec<bool> = (0..5).map(|i| offer(&mut q, i)).collect();
+    assert_eq!(taken, [true, true, true, true, false]);
+    assert_eq!(q.ready_len(), 4);
+    get(&mut q);
+    assert!(!offer(&mut q, 5), "3 left is above 80 % of 3");
+    get(&mut q);
+    assert!(offer(&mut q, 6), "2 left: taken again");
+    assert!(offer(&mut q, 7), "3 is not over 3");
+    assert!(!offer(&mut q, 8), "4 was over 3");
+    // The refusing survives a snapshot.
+    let mut copy = quorum_with(args);
+    copy.restore(q.image());
+    assert!(!offer(&mut copy, 9));
+
+    let mut zero = quorum_with(QueueArgs {
+        max_length: Some(0),
+        overflow: warren_meta::Overflow::RejectPublish,
+        ..Default::default()
+    });
+    assert_eq!([offer(&mut zero, 0), offer(&mut zero, 1)], [true, false]);
+}
