@@ -31,6 +31,9 @@ pub struct Delivery {
     pub message: Arc<Message>,
     pub redelivered: bool,
     pub no_ack: bool,
+    /// Carried out again by a quorum queue's new leader: it may have reached its channel
+    /// already, and a channel that still holds it drops this copy.
+    pub repeat: bool,
 }
 
 /// Everything but deliveries crosses to another node as it is (see `queue::wire`). Variants

@@ -62,6 +62,7 @@ impl ReplyConsumers {
             message,
             redelivered: false,
             no_ack: true,
+            repeat: false,
         }]))
     }
 }

@@ -373,3 +373,84 @@ fn members_are_added_and_removed_and_the_messages_stay() {
     let (code, _, err) = nodes[0].ctl(&["delete_member", "grown", &names[2]]);
     assert_eq!((code, err.as_str()), (69, "Error:\nlast_node\n"));
 }
+
+/// A consumer holding unacknowledged messages when the leader's node dies: the new leader sends
+/// again whatever was out (its predecessor may have died before sending some), and the
+/// consumer's channel, which holds them already, drops those copies. Nothing arrives twice, and
+/// the queue goes on.
+#[test]
+fn a_new_leader_does_not_deliver_again_what_a_consumer_holds() {
+    let mut nodes = cluster(3);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // client-local: the queue's first leader is the declaring node's member.
+    rt.block_on(async {
+        let (_c, ch) = lapin_channel(nodes[0].amqp).await;
+        ch.queue_declare("held".into(), durable(), quorum_args())
+            .await
+            .unwrap();
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .unwrap();
+        for i in 0..5 {
+            publish_confirmed(&ch, "held", format!("m{i}").as_bytes()).await;
+        }
+    });
+    assert!(nodes[0].logged_within("leads quorum queue", Duration::from_secs(5)));
+    let consumer_at = nodes[1].amqp;
+    let (conn, ch, mut consumer) = rt.block_on(async move {
+        let (conn, ch) = lapin_channel(consumer_at).await;
+        ch.basic_qos(10, BasicQosOptions::default()).await.unwrap();
+        let consumer = ch
+            .basic_consume(
+                "held".into(),
+                "holder".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        (conn, ch, consumer)
+    });
+    let mut tags = Vec::new();
+    rt.block_on(async {
+        while tags.len() < 5 {
+            let d = tokio::time::timeout(Duration::from_secs(20), consumer.next())
+                .await
+                .expect("the five messages")
+                .expect("a delivery")
+                .expect("not an error");
+            assert!(!d.redelivered);
+            tags.push(d.delivery_tag);
+        }
+    });
+    let _down = nodes.remove(0).kill();
+    assert!(
+        nodes
+            .iter()
+            .any(|n| n.logged_within("leads quorum queue", Duration::from_secs(20))),
+        "a new leader"
+    );
+    rt.block_on(async {
+        // The takeover's copies of what the consumer holds do not reach it.
+        let again = tokio::time::timeout(Duration::from_secs(3), consumer.next()).await;
+        assert!(again.is_err(), "delivered again: {again:?}");
+        for tag in tags {
+            ch.basic_ack(tag, BasicAckOptions::default()).await.unwrap();
+        }
+        let (_p, publisher) = lapin_channel(nodes[1].amqp).await;
+        publisher
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .unwrap();
+        publish_confirmed(&publisher, "held", b"after").await;
+        let d = tokio::time::timeout(Duration::from_secs(20), consumer.next())
+            .await
+            .expect("the next message")
+            .expect("a delivery")
+            .expect("not an error");
+        assert_eq!((d.data.as_slice(), d.redelivered), (&b"after"[..], false));
+        d.ack(BasicAckOptions::default()).await.unwrap();
+        let _ = conn.close(200, "bye".into()).await;
+        until_count(&nodes[1], "held", 0).await;
+    });
+}

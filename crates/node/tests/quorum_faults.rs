@@ -221,7 +221,16 @@ async fn consume(url: String, stop: Arc<AtomicBool>, seen: Arc<Mutex<Seen>>) {
                             s.redelivered += 1;
                         }
                         match check(&d.data) {
-                            Some(id) => *s.received.entry(id).or_default() += 1,
+                            Some(id) => {
+                                let n = s.received.entry(id).or_default();
+                                *n += 1;
+                                if *n == 2 && std::env::var_os("WARREN_FAULT_DEBUG").is_some() {
+                                    eprintln!(
+                                        "duplicate {id} redelivered={} tag={}",
+                                        d.redelivered, d.delivery_tag
+                                    );
+                                }
+                            }
                             None => s.corrupt += 1,
                         }
                     }

@@ -65,6 +65,10 @@ impl Channel {
     /// credit goes back to its queue, and the message goes to the client unless the channel
     /// is at its shared limit.
     pub fn deliver(&mut self, ctx: &mut Ctx<'_>, d: Delivery) {
+        if d.repeat && self.holds(&d) {
+            // A quorum queue's new leader sent again what its old leader had sent here.
+            return;
+        }
         let Some(c) = self.consumers.get_mut(&d.consumer_tag) else {
             // Its consumer was cancelled, or its queue deleted. The queue still counts the
             // message as out to this channel and takes it back when the channel closes.
@@ -83,6 +87,20 @@ impl Channel {
             return;
         }
         self.write_delivery(ctx, d, queue);
+    }
+
+    /// Whether this channel holds `d`'s message already, unacknowledged or waiting under the
+    /// shared limit. Only repeats are looked up, so the scan costs nothing in steady state.
+    fn holds(&self, d: &Delivery) -> bool {
+        let same = |queue: Option<&QueueHandle>, seq: u64| {
+            seq == d.seq && queue.map(QueueHandle::id) == d.queue
+        };
+        self.unacked.iter().any(|u| same(u.queue.as_ref(), u.seq))
+            || self
+                .shared
+                .held
+                .iter()
+                .any(|(h, queue)| h.consumer_tag == d.consumer_tag && same(queue.as_ref(), h.seq))
     }
 
     /// Acknowledgements made room under the shared limit (or it was raised).

@@ -213,6 +213,7 @@ pub(crate) struct WireDelivery {
     pub message: WireMessage,
     pub redelivered: bool,
     pub no_ack: bool,
+    pub repeat: bool,
 }
 
 /// Mail for a connection: deliveries with their messages in wire form, anything else as it is.
@@ -236,6 +237,7 @@ impl Mail {
                         message: WireMessage::of(&d.message),
                         redelivered: d.redelivered,
                         no_ack: d.no_ack,
+                        repeat: d.repeat,
                     })
                     .collect(),
             ),
@@ -257,6 +259,7 @@ impl Mail {
                             message: d.message.into_message()?,
                             redelivered: d.redelivered,
                             no_ack: d.no_ack,
+                            repeat: d.repeat,
                         })
                     })
                     .collect(),
@@ -384,6 +387,7 @@ mod tests {
                 message: message.clone(),
                 redelivered: false,
                 no_ack: true,
+                repeat: true,
             }]),
         ];
         for mail in mail {

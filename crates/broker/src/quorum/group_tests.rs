@@ -3,7 +3,7 @@
 //! the group goes on without its leader.
 
 use super::group::{Member, split, start};
-use super::machine::{Applied, Op};
+use super::machine::Op;
 use crate::queue::state::tests::{body, message, queue_of, spec};
 use crate::queue::state::{Command, Effect};
 use bytes::Bytes;
@@ -11,7 +11,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::mpsc;
 use warren_meta::{NodeId, QueueArgs, QueueId, QueueType};
 use warren_raft::network::BoxFuture;
 use warren_raft::{CallError, ReplicaRaft, Transport};
@@ -72,18 +71,6 @@ fn op(cmd: Command) -> Bytes {
 }
 
 /// Bodies each replica delivered so far, by member.
-fn deliveries(rx: &mut mpsc::UnboundedReceiver<Applied>) -> Vec<String> {
-    let mut out = Vec::new();
-    while let Ok(a) = rx.try_recv() {
-        for e in a.effects {
-            if let Effect::Deliver { deliveries, .. } = e {
-                out.extend(deliveries.iter().map(|d| body(&d.message)));
-            }
-        }
-    }
-    out
-}
-
 async fn leader_of(raft: &ReplicaRaft) -> u64 {
     let mut m = raft.metrics();
     loop {
@@ -162,23 +149,29 @@ async fn three_members_apply_the_same_log_and_outlive_their_leader() {
         .expect("a majority of two commits without the old leader");
     let new_leader = leader_of(&members[&survivor].raft).await;
     assert_ne!(new_leader, leader);
+    // Every replica says the same: the new leader's takeover sends again what was out (the
+    // three unacknowledged messages, as redelivered repeats), then "d" goes out as usual.
     for (id, member) in members.iter_mut() {
-        let mut seen = deliveries(&mut member.applied);
-        if seen.is_empty() {
+        let (mut again, mut seen) = (Vec::new(), Vec::new());
+        while seen.is_empty() {
             let a = tokio::time::timeout(timeout, member.applied.recv())
                 .await
                 .unwrap_or_else(|_| panic!("member {id} applied nothing"))
                 .expect("open");
-            seen = a
-                .effects
-                .into_iter()
-                .flat_map(|e| match e {
-                    Effect::Deliver { deliveries, .. } => deliveries,
-                    _ => Vec::new(),
-                })
-                .map(|d| body(&d.message))
-                .collect();
+            for e in a.effects {
+                if let Effect::Deliver { deliveries, .. } = e {
+                    for d in deliveries {
+                        if a.takeover {
+                            assert!(d.repeat && d.redelivered, "member {id}");
+                            again.push(body(&d.message));
+                        } else {
+                            seen.push(body(&d.message));
+                        }
+                    }
+                }
+            }
         }
+        assert_eq!(again, ["a", "b", "c"], "member {id}");
         assert_eq!(seen, ["d"], "member {id}");
     }
     for (_, member) in members {

@@ -73,6 +73,13 @@ pub(crate) struct Outcome {
 #[derive(Debug)]
 pub(crate) struct Applied {
     pub effects: Vec<Effect>,
+    /// The term of the oldest entry in the run. Deliveries decided under an earlier leader
+    /// are not carried out again by the next: its takeover covers them.
+    pub term: u64,
+    /// A leader's first entry of term `term` was applied, and `effects` are what was out to
+    /// consumers then (`QueueState::in_flight`): that leader sends them again, since its
+    /// predecessor may have gone before sending some.
+    pub takeover: bool,
 }
 
 /// A snapshot as kept on disk and sent to other members.
@@ -185,6 +192,19 @@ impl QuorumMachine {
         outcome
     }
 
+    /// Hands the effects applying left so far to the shell, for the leader to carry out.
+    fn send_pending(&mut self, term: u64, takeover: bool) {
+        let mut effects = std::mem::take(&mut self.pending);
+        effects.extend(self.state.take_effects());
+        if !effects.is_empty() {
+            let _ = self.effects.send(Applied {
+                effects,
+                term,
+                takeover,
+            });
+        }
+    }
+
     /// The queue's state as this replica has it.
     #[cfg(test)]
     pub fn state(&self) -> &QueueState {
@@ -255,9 +275,22 @@ impl RaftStateMachine<Replica> for QuorumMachine {
         I::IntoIter: Send,
     {
         let mut answers = Vec::new();
+        let mut term = u64::MAX;
         for entry in entries {
+            let entry_term = entry.log_id.leader_id.term;
             self.applied = Some(entry.log_id);
             let index = entry.log_id.index;
+            if matches!(entry.payload, EntryPayload::Blank) {
+                // A new leader's first entry: what came before is the old terms' business.
+                self.send_pending(term, false);
+                term = u64::MAX;
+                let _ = self.effects.send(Applied {
+                    effects: self.state.in_flight(),
+                    term: entry_term,
+                    takeover: true,
+                });
+            }
+            term = term.min(entry_term);
             let answer = match entry.payload {
                 EntryPayload::Blank => Bytes::new(),
                 EntryPayload::Membership(m) => {
@@ -275,11 +308,7 @@ impl RaftStateMachine<Replica> for QuorumMachine {
             };
             answers.push(answer);
         }
-        let mut effects = std::mem::take(&mut self.pending);
-        effects.extend(self.state.take_effects());
-        if !effects.is_empty() {
-            let _ = self.effects.send(Applied { effects });
-        }
+        self.send_pending(term, false);
         Ok(answers)
     }
 

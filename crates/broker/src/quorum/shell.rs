@@ -275,7 +275,12 @@ async fn lead(
 ) {
     let mut mail = MailCache::new(around.post.clone());
     let mut metrics = raft.metrics();
-    let mut leading = metrics.borrow_and_update().current_leader == Some(me);
+    // Leading is being elected in this term: after a restart, a member's stored vote can
+    // name itself before any election.
+    let leads = |m: &warren_raft::openraft::RaftMetrics<u64, warren_raft::openraft::BasicNode>| {
+        m.state == warren_raft::openraft::ServerState::Leader && m.current_leader == Some(me)
+    };
+    let mut leading = leads(&metrics.borrow_and_update());
     if leading {
         tracing::info!(queue = %name, "leads quorum queue");
     }
@@ -287,7 +292,7 @@ async fn lead(
                 if changed.is_err() {
                     return;
                 }
-                let now = metrics.borrow_and_update().current_leader == Some(me);
+                let now = leads(&metrics.borrow_and_update());
                 if now && !leading {
                     tracing::info!(queue = %name, term = metrics.borrow().current_term, "leads quorum queue");
                 }
@@ -299,10 +304,20 @@ async fn lead(
                     continue;
                 }
                 // Publishers are answered by whoever proposed their entry (see `commit`).
+                // Deliveries decided under an earlier leader are left to this leader's
+                // takeover, which sends again whatever is still out when it starts: so a
+                // member that replays its log does not send again what was acknowledged long
+                // ago, and one whose predecessor died before sending still sends.
+                let term = metrics.borrow().current_term;
+                if a.takeover && a.term != term {
+                    continue;
+                }
+                let old = !a.takeover && a.term < term;
                 let effects = a
                     .effects
                     .into_iter()
                     .filter(|e| !matches!(e, Effect::Settled { .. }))
+                    .filter(|e| !(old && matches!(e, Effect::Deliver { .. })))
                     .collect();
                 for conn in carry_out(effects, &mut mail, &around.dead_letters) {
                     let _ = tell.send(Command::ConnectionGone { conn });

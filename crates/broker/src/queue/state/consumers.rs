@@ -77,6 +77,10 @@ impl Consumers {
         id
     }
 
+    pub fn get(&self, id: u64) -> Option<&Consumer> {
+        self.list.iter().find(|c| c.id == id)
+    }
+
     pub fn get_mut(&mut self, id: u64) -> Option<&mut Consumer> {
         self.list.iter_mut().find(|c| c.id == id)
     }

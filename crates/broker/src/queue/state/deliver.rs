@@ -40,6 +40,7 @@ impl QueueState {
                 message: counted(&entry, false),
                 redelivered: entry.redelivered,
                 no_ack,
+                repeat: false,
             };
             let conn = c.spec.conn;
             if !no_ack {
@@ -65,6 +66,42 @@ impl QueueState {
                 .into_iter()
                 .map(|(conn, deliveries)| Effect::Deliver { conn, deliveries }),
         );
+    }
+
+    /// What is out to consumers now, as deliveries to send again: what a quorum queue's new
+    /// leader sends when it takes over, since its predecessor may have gone before sending
+    /// some of it. They are repeats (a channel that holds one drops it) and redelivered (the
+    /// client may have seen them). In the order they went out, so the same on every replica.
+    pub(crate) fn in_flight(&self) -> Vec<Effect> {
+        let mut out: Vec<(&u64, &Unacked)> = self.unacked.iter().collect();
+        out.sort_by_key(|(seq, _)| **seq);
+        let mut batches: Vec<(ConnId, Vec<Delivery>)> = Vec::new();
+        for (seq, u) in out {
+            // basic.get's messages went back in the answer, which its asker has.
+            let Some(c) = u.consumer.and_then(|id| self.consumers.get(id)) else {
+                continue;
+            };
+            let delivery = Delivery {
+                channel: c.spec.channel,
+                channel_key: c.spec.channel_key,
+                consumer_tag: c.spec.tag.clone(),
+                queue: Some(self.info.id),
+                seq: *seq,
+                message: counted(&u.entry, false),
+                redelivered: true,
+                no_ack: false,
+                repeat: true,
+            };
+            let conn = c.spec.conn;
+            match batches.iter_mut().find(|(to, _)| *to == conn) {
+                Some((_, b)) => b.push(delivery),
+                None => batches.push((conn, vec![delivery])),
+            }
+        }
+        batches
+            .into_iter()
+            .map(|(conn, deliveries)| Effect::Deliver { conn, deliveries })
+            .collect()
     }
 
     pub(super) fn get(&mut self, conn: ConnId, channel_key: u64, no_ack: bool) -> Option<GetReply> {
