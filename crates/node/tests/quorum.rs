@@ -454,3 +454,57 @@ fn a_new_leader_does_not_deliver_again_what_a_consumer_holds() {
         until_count(&nodes[1], "held", 0).await;
     });
 }
+
+/// Time passes on an idle quorum queue as on a classic one, with no command to carry it: its
+/// messages' TTL runs out, and unused it expires (`x-expires`). The leader proposes a tick
+/// when the replicas' next deadline is due, so every replica expires the same messages.
+#[test]
+fn an_idle_quorum_queue_expires_its_messages_and_itself() {
+    let node = Node::start();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let (_c, ch) = lapin_channel(node.amqp).await;
+        // Expired messages are dead-lettered to a classic queue: counting that one does not
+        // touch the quorum queue.
+        ch.queue_declare("dlq".into(), durable(), FieldTable::default())
+            .await
+            .unwrap();
+        let mut ttl = quorum_args();
+        ttl.insert(
+            "x-dead-letter-exchange".into(),
+            AMQPValue::LongString("".into()),
+        );
+        ttl.insert(
+            "x-dead-letter-routing-key".into(),
+            AMQPValue::LongString("dlq".into()),
+        );
+        ttl.insert("x-message-ttl".into(), AMQPValue::LongInt(300));
+        ch.queue_declare("ttl".into(), durable(), ttl)
+            .await
+            .unwrap();
+        let mut expires = quorum_args();
+        expires.insert("x-expires".into(), AMQPValue::LongInt(1000));
+        ch.queue_declare("expiring".into(), durable(), expires)
+            .await
+            .unwrap();
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .unwrap();
+        publish_confirmed(&ch, "ttl", b"soon gone").await;
+    });
+    std::thread::sleep(Duration::from_millis(2_500));
+    rt.block_on(async {
+        assert_eq!(count(&node, "dlq").await, Some(1), "the message expired");
+        assert_eq!(count(&node, "ttl").await, Some(0));
+        let (_c, ch) = lapin_channel(node.amqp).await;
+        let err = ch
+            .queue_declare("expiring".into(), passive(), FieldTable::default())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("NOT_FOUND - no queue 'expiring' in vhost '/'"),
+            "{err}"
+        );
+    });
+}

@@ -80,6 +80,11 @@ pub(crate) struct Applied {
     /// consumers then (`QueueState::in_flight`): that leader sends them again, since its
     /// predecessor may have gone before sending some.
     pub takeover: bool,
+    /// When the queue must next look at itself without a command (a message's TTL, its own
+    /// `x-expires`), in ms since the Unix epoch: the leader proposes a tick then.
+    pub deadline: Option<u64>,
+    /// The queue went unused for its `x-expires`: the leader takes it out of the topology.
+    pub remove: bool,
 }
 
 /// A snapshot as kept on disk and sent to other members.
@@ -115,6 +120,8 @@ pub(crate) struct QuorumMachine {
     dir: PathBuf,
     current: Current,
     effects: mpsc::UnboundedSender<Applied>,
+    /// The deadline last told to the shell.
+    told: Option<u64>,
 }
 
 impl QuorumMachine {
@@ -133,6 +140,7 @@ impl QuorumMachine {
             current: Arc::new(Mutex::new(None)),
             dir,
             effects,
+            told: None,
             state: {
                 state.take_effects();
                 state
@@ -196,13 +204,25 @@ impl QuorumMachine {
     fn send_pending(&mut self, term: u64, takeover: bool) {
         let mut effects = std::mem::take(&mut self.pending);
         effects.extend(self.state.take_effects());
-        if !effects.is_empty() {
-            let _ = self.effects.send(Applied {
-                effects,
-                term,
-                takeover,
-            });
+        self.send(effects, term, takeover);
+    }
+
+    /// Sends effects to the shell with the queue's next deadline; nothing if there is nothing
+    /// new to say.
+    fn send(&mut self, effects: Vec<Effect>, term: u64, takeover: bool) {
+        let deadline = self.state.next_deadline();
+        let remove = self.state.should_remove(self.state.now());
+        if effects.is_empty() && !takeover && !remove && deadline == self.told {
+            return;
         }
+        self.told = deadline;
+        let _ = self.effects.send(Applied {
+            effects,
+            term,
+            takeover,
+            deadline,
+            remove,
+        });
     }
 
     /// The queue's state as this replica has it.
@@ -284,11 +304,8 @@ impl RaftStateMachine<Replica> for QuorumMachine {
                 // A new leader's first entry: what came before is the old terms' business.
                 self.send_pending(term, false);
                 term = u64::MAX;
-                let _ = self.effects.send(Applied {
-                    effects: self.state.in_flight(),
-                    term: entry_term,
-                    takeover: true,
-                });
+                let effects = self.state.in_flight();
+                self.send(effects, entry_term, true);
             }
             term = term.min(entry_term);
             let answer = match entry.payload {

@@ -120,7 +120,7 @@ async fn run(
     replicas.insert(id, raft.clone());
     let mut mail = MailCache::new(around.post.clone());
     tokio::spawn(lead(
-        (raft.clone(), name.clone()),
+        (raft.clone(), name.clone(), id),
         placement.me,
         applied,
         around,
@@ -267,7 +267,7 @@ fn next_incarnation(dir: &std::path::Path) -> u64 {
 /// Carries out the effects of applied entries while this member leads. Connections found
 /// gone are told to the group, so that every replica takes their deliveries back.
 async fn lead(
-    (raft, name): (ReplicaRaft, warren_amqp::ShortStr),
+    (raft, name, id): (ReplicaRaft, warren_amqp::ShortStr, QueueId),
     me: u64,
     mut applied: mpsc::UnboundedReceiver<Applied>,
     around: Surroundings,
@@ -284,7 +284,19 @@ async fn lead(
     if leading {
         tracing::info!(queue = %name, "leads quorum queue");
     }
+    // When the replicas must next look at themselves (TTLs, x-expires): the leader proposes a
+    // tick then, so that every replica expires the same messages at the same entry.
+    let mut deadline: Option<u64> = None;
+    let mut removed = false;
     loop {
+        let due = async {
+            match deadline {
+                Some(at) => {
+                    tokio::time::sleep(Duration::from_millis(at.saturating_sub(now_ms()))).await;
+                }
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             // A change of leader is seen before the effects applied after it.
             biased;
@@ -298,10 +310,21 @@ async fn lead(
                 }
                 leading = now;
             }
+            _ = due, if leading => {
+                // The tick's entry brings the next deadline.
+                deadline = None;
+                let _ = tell.send(Command::Tick);
+            }
             a = applied.recv() => {
                 let Some(a) = a else { return };
+                deadline = a.deadline;
                 if !leading {
                     continue;
+                }
+                if a.remove && !removed {
+                    // x-expires: the queue goes from the topology, and with it every member.
+                    removed = true;
+                    (around.on_remove)(&name, id);
                 }
                 // Publishers are answered by whoever proposed their entry (see `commit`).
                 // Deliveries decided under an earlier leader are left to this leader's

@@ -357,3 +357,34 @@ fn every_logged_command_reads_back_as_itself() {
         .collect();
     assert_eq!(got, wanted);
 }
+
+/// A replica tells its shell when it must next look at itself (a message's TTL), and a tick
+/// entry then expires what is due, the same on every replica.
+#[tokio::test]
+async fn a_replica_names_its_next_deadline_and_a_tick_expires_the_head() {
+    let dir = Scratch::new();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let args = QueueArgs {
+        message_ttl: Some(500),
+        ..Default::default()
+    };
+    let state = queue_of(QueueType::Quorum, args, u64::MAX);
+    let mut a = QuorumMachine::open(state, dir.0.clone(), tx).expect("opened");
+    a.apply([publish(1, &["soon gone"])]).await.unwrap();
+    let told = rx.try_recv().expect("told");
+    assert_eq!(told.deadline, Some(T0 + 500));
+    assert!(!told.remove);
+    // Before the deadline, a tick changes nothing; at it, the message goes.
+    let tick = |index: u64, now: u64| Entry {
+        log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+        payload: EntryPayload::Normal(Op::of(now, (1, index), vec![Command::Tick]).encode()),
+    };
+    a.apply([tick(2, T0 + 100)]).await.unwrap();
+    assert_eq!(a.state().ready_len(), 1);
+    a.apply([tick(3, T0 + 500)]).await.unwrap();
+    assert_eq!(a.state().ready_len(), 0);
+    let last = std::iter::from_fn(|| rx.try_recv().ok())
+        .last()
+        .expect("told again");
+    assert_eq!(last.deadline, None, "nothing left to wait for");
+}

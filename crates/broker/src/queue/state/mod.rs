@@ -86,6 +86,9 @@ pub(crate) enum Command {
     NodeGone {
         node: NodeId,
     },
+    /// Time passed (a quorum queue's leader proposes it when the replicas' next deadline is
+    /// due): messages whose TTL ran out expire, and an unused queue with `x-expires` goes.
+    Tick,
     // What never crosses comes last. serde numbers a variant by its place among all of them
     // when it writes and among those not skipped when it reads: a skipped variant in the
     // middle would make every later one read back as another.
@@ -275,6 +278,7 @@ impl QueueState {
                 self.consumers.retain(|c| c.spec.conn != conn);
                 self.requeue_owned_by(|(owner, _)| owner == conn);
             }
+            Command::Tick => {}
             Command::NodeGone { node } => {
                 self.consumers.retain(|c| c.spec.conn.node != node);
                 self.requeue_owned_by(|(owner, _)| owner.node == node);
@@ -390,6 +394,11 @@ impl QueueState {
     /// Whether the queue was deleted by a command.
     pub fn is_deleted(&self) -> bool {
         self.deleted
+    }
+
+    /// The time of the last command handled, in ms since the Unix epoch.
+    pub fn now(&self) -> u64 {
+        self.now
     }
 
     /// Auto-delete after the last consumer, or x-expires after a quiet spell.
