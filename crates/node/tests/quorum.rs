@@ -508,3 +508,28 @@ fn an_idle_quorum_queue_expires_its_messages_and_itself() {
         );
     });
 }
+
+/// A node restarted with a quorum queue it alone holds: its member comes back as the leader it
+/// was, takes over, and serves the messages it confirmed.
+#[test]
+fn a_quorum_queue_held_by_one_node_serves_again_after_kill_9() {
+    let node = Node::start();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let (_c, ch) = lapin_channel(node.amqp).await;
+        ch.queue_declare("alone".into(), durable(), quorum_args())
+            .await
+            .unwrap();
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .unwrap();
+        for i in 0..3 {
+            publish_confirmed(&ch, "alone", format!("m{i}").as_bytes()).await;
+        }
+    });
+    let node = node.kill_and_restart();
+    rt.block_on(async {
+        let got = take(&node, "alone", 3).await;
+        assert_eq!(got, ["m0", "m1", "m2"]);
+    });
+}

@@ -273,11 +273,14 @@ fn queue_leader(nodes: &[Option<Node>], asked: usize) -> Option<usize> {
     if code != 0 {
         return None;
     }
+    // A leader cut off or paused a moment ago may still call itself one: the leader is the
+    // one of the highest term.
     out.lines()
         .skip(1)
-        .find(|l| l.split('\t').nth(1) == Some("leader"))
-        .and_then(|l| l.split('\t').next())
-        .and_then(|n| (1..=3).find(|i| name(*i) == n))
+        .map(|l| l.split('\t').collect::<Vec<_>>())
+        .filter(|cells| cells.get(1) == Some(&"leader"))
+        .max_by_key(|cells| cells.get(5).and_then(|t| t.parse::<u64>().ok()))
+        .and_then(|cells| (1..=3).find(|i| name(*i) == cells[0]))
         .map(|i| i - 1)
 }
 

@@ -80,6 +80,8 @@ pub(crate) struct Applied {
     /// consumers then (`QueueState::in_flight`): that leader sends them again, since its
     /// predecessor may have gone before sending some.
     pub takeover: bool,
+    /// The index of the last entry applied (for a takeover, the new leader's first entry).
+    pub index: u64,
     /// When the queue must next look at itself without a command (a message's TTL, its own
     /// `x-expires`), in ms since the Unix epoch: the leader proposes a tick then.
     pub deadline: Option<u64>,
@@ -201,15 +203,15 @@ impl QuorumMachine {
     }
 
     /// Hands the effects applying left so far to the shell, for the leader to carry out.
-    fn send_pending(&mut self, term: u64, takeover: bool) {
+    fn send_pending(&mut self, at: (u64, u64), takeover: bool) {
         let mut effects = std::mem::take(&mut self.pending);
         effects.extend(self.state.take_effects());
-        self.send(effects, term, takeover);
+        self.send(effects, at, takeover);
     }
 
     /// Sends effects to the shell with the queue's next deadline; nothing if there is nothing
     /// new to say.
-    fn send(&mut self, effects: Vec<Effect>, term: u64, takeover: bool) {
+    fn send(&mut self, effects: Vec<Effect>, (term, index): (u64, u64), takeover: bool) {
         let deadline = self.state.next_deadline();
         let remove = self.state.should_remove(self.state.now());
         if effects.is_empty() && !takeover && !remove && deadline == self.told {
@@ -220,6 +222,7 @@ impl QuorumMachine {
             effects,
             term,
             takeover,
+            index,
             deadline,
             remove,
         });
@@ -296,18 +299,20 @@ impl RaftStateMachine<Replica> for QuorumMachine {
     {
         let mut answers = Vec::new();
         let mut term = u64::MAX;
+        let mut last = self.applied.map_or(0, |l| l.index);
         for entry in entries {
             let entry_term = entry.log_id.leader_id.term;
             self.applied = Some(entry.log_id);
             let index = entry.log_id.index;
             if matches!(entry.payload, EntryPayload::Blank) {
                 // A new leader's first entry: what came before is the old terms' business.
-                self.send_pending(term, false);
+                self.send_pending((term, last), false);
                 term = u64::MAX;
                 let effects = self.state.in_flight();
-                self.send(effects, entry_term, true);
+                self.send(effects, (entry_term, index), true);
             }
             term = term.min(entry_term);
+            last = index;
             let answer = match entry.payload {
                 EntryPayload::Blank => Bytes::new(),
                 EntryPayload::Membership(m) => {
@@ -325,7 +330,7 @@ impl RaftStateMachine<Replica> for QuorumMachine {
             };
             answers.push(answer);
         }
-        self.send_pending(term, false);
+        self.send_pending((term, last), false);
         Ok(answers)
     }
 

@@ -280,10 +280,21 @@ async fn lead(
     let leads = |m: &warren_raft::openraft::RaftMetrics<u64, warren_raft::openraft::BasicNode>| {
         m.state == warren_raft::openraft::ServerState::Leader && m.current_leader == Some(me)
     };
+    // What this member's log held when it started: replaying it must not count as taking
+    // over, or a member would carry out again what it carried out before it restarted.
+    let started_at = metrics.borrow().last_log_index.unwrap_or(0);
+    // A member that restarts restores its leadership of the term it led, without an election
+    // and so without a first entry of its own: it asks for one, so that it takes over (below)
+    // like any new leader, or learns that the others have moved on.
+    if leads(&metrics.borrow_and_update()) {
+        let _ = raft.trigger().elect().await;
+    }
     let mut leading = leads(&metrics.borrow_and_update());
     if leading {
         tracing::info!(queue = %name, "leads quorum queue");
     }
+    // The term whose first entry this run applied: a leader acts only once it has taken over.
+    let mut took_over: Option<u64> = None;
     // When the replicas must next look at themselves (TTLs, x-expires): the leader proposes a
     // tick then, so that every replica expires the same messages at the same entry.
     let mut deadline: Option<u64> = None;
@@ -310,7 +321,7 @@ async fn lead(
                 }
                 leading = now;
             }
-            _ = due, if leading => {
+            _ = due, if leading && took_over == Some(metrics.borrow().current_term) => {
                 // The tick's entry brings the next deadline.
                 deadline = None;
                 let _ = tell.send(Command::Tick);
@@ -318,7 +329,14 @@ async fn lead(
             a = applied.recv() => {
                 let Some(a) = a else { return };
                 deadline = a.deadline;
-                if !leading {
+                if a.takeover && a.index > started_at {
+                    took_over = Some(a.term);
+                }
+                let (leading, term) = {
+                    let m = metrics.borrow();
+                    (leads(&m), m.current_term)
+                };
+                if !leading || took_over != Some(term) {
                     continue;
                 }
                 if a.remove && !removed {
@@ -331,10 +349,6 @@ async fn lead(
                 // takeover, which sends again whatever is still out when it starts: so a
                 // member that replays its log does not send again what was acknowledged long
                 // ago, and one whose predecessor died before sending still sends.
-                let term = metrics.borrow().current_term;
-                if a.takeover && a.term != term {
-                    continue;
-                }
                 let old = !a.takeover && a.term < term;
                 let effects = a
                     .effects
