@@ -331,6 +331,9 @@ fn rebuild(
             }
         }
     }
+    // The members' addresses first: quorum queues' members start during recovery, and need
+    // them to reach each other.
+    meta.know_members(&membership);
     meta.recover(&Saved {
         definitions,
         changes,

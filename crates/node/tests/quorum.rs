@@ -533,3 +533,69 @@ fn a_quorum_queue_held_by_one_node_serves_again_after_kill_9() {
         assert_eq!(got, ["m0", "m1", "m2"]);
     });
 }
+
+/// A member whose files are damaged (its snapshot overwritten while its node was down) is set
+/// aside and rebuilt from the other members: it comes back as a follower with the whole log,
+/// and the queue keeps every message.
+#[test]
+fn a_member_with_damaged_files_is_rebuilt_from_the_others() {
+    let mut nodes = cluster(3);
+    let names: Vec<String> = nodes.iter().map(|n| n.spec.name.clone()).collect();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let (_c, ch) = lapin_channel(nodes[0].amqp).await;
+        ch.queue_declare("mended".into(), durable(), quorum_args())
+            .await
+            .unwrap();
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .unwrap();
+        for i in 0..5 {
+            publish_confirmed(&ch, "mended", format!("m{i}").as_bytes()).await;
+        }
+    });
+    let damaged = nodes.remove(2);
+    let spec_dir = damaged.spec.dir.clone();
+    let stopped = damaged.kill();
+    let groups = spec_dir.join("data").join("quorum");
+    let member = std::fs::read_dir(&groups)
+        .unwrap()
+        .flatten()
+        .next()
+        .expect("the member's directory")
+        .path();
+    std::fs::write(member.join("snapshot"), b"not a snapshot").unwrap();
+    nodes.push(stopped.start());
+    assert!(
+        nodes[2].logged_within(
+            "rebuilding it from the other members",
+            Duration::from_secs(20)
+        ),
+        "the damage is seen"
+    );
+    assert!(
+        nodes[2].logged_within(
+            "was rebuilt from the other members",
+            Duration::from_secs(30)
+        ),
+        "the member comes back"
+    );
+    assert!(support::within(Duration::from_secs(20), || {
+        let s = members(&nodes[0], "mended");
+        let leader_log = s.iter().find(|m| m.1 == "leader").map(|m| m.2.clone());
+        s.len() == 3
+            && s.iter()
+                .any(|m| m.0 == names[2] && m.1 == "follower" && Some(m.2.clone()) == leader_log)
+    }));
+    // What was damaged is kept aside, not removed.
+    let kept = std::fs::read_dir(&groups)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(".damaged-"))
+        .count();
+    assert_eq!(kept, 1);
+    rt.block_on(async {
+        let got = take(&nodes[2], "mended", 5).await;
+        assert_eq!(got, ["m0", "m1", "m2", "m3", "m4"]);
+    });
+}

@@ -91,6 +91,15 @@ where
     }
 }
 
+/// Whether `request` (as [`serve`] takes it) asks for a vote.
+pub fn is_vote(request: &[u8]) -> bool {
+    // postcard writes a variant's index first, as a varint: one byte for these.
+    request.first() == Some(&VOTE)
+}
+
+/// The index of `Request::Vote`.
+const VOTE: u8 = 1;
+
 /// Answers a request from node `from`. A vote request from a node that is not a member (one
 /// forgotten by the others, restarted with its old view of the cluster) gets no answer: its
 /// higher terms would otherwise unseat the leader again and again. A node that has no

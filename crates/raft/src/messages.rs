@@ -46,6 +46,22 @@ pub(crate) fn decode<T: DeserializeOwned>(raw: &[u8]) -> Result<T, String> {
     postcard::from_bytes(raw).map_err(|e| format!("an unreadable raft message: {e}"))
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_vote_request_is_known_by_its_first_byte() {
+        let vote = openraft::raft::VoteRequest::new(openraft::Vote::new(1, 1), None);
+        assert!(crate::leader::is_vote(&encode(
+            &Request::<crate::Meta>::Vote(vote)
+        )));
+        assert!(!crate::leader::is_vote(&encode(
+            &Request::<crate::Meta>::Status
+        )));
+    }
+}
+
 /// Why a change was not committed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ProposeError {

@@ -98,24 +98,29 @@ impl Metadata {
         {
             tracing::warn!(queue = %q.name, vhost = %v.name, "Invalid overflow strategy reject-publish-dlx for a quorum queue: drop-head applies");
         }
+        let addresses = self.addresses.read().map(|a| a.clone()).unwrap_or_default();
+        let addr = |n: NodeId| {
+            addresses
+                .get(&n.0)
+                .cloned()
+                .unwrap_or_else(|| n.to_string())
+        };
         // The member placed first sets the group up, the first time it runs.
-        let initial = (founding && q.members.first() == Some(&me)).then(|| {
-            let addresses = self.addresses.read().map(|a| a.clone()).unwrap_or_default();
-            q.members
-                .iter()
-                .map(|n| {
-                    let addr = addresses
-                        .get(&n.0)
-                        .cloned()
-                        .unwrap_or_else(|| n.to_string());
-                    (n.0, addr)
-                })
-                .collect()
-        });
+        let initial = (founding && q.members.first() == Some(&me))
+            .then(|| q.members.iter().map(|n| (n.0, addr(*n))).collect());
         let placement = crate::quorum::shell::Placement {
             me: me.0,
             dir: self.settings.quorum_dir(q.id),
             initial,
+            peers: crate::quorum::rebuild::Peers {
+                me: addr(me),
+                others: q
+                    .members
+                    .iter()
+                    .filter(|n| **n != me)
+                    .map(|n| addr(*n))
+                    .collect(),
+            },
         };
         let around = queue::Surroundings {
             on_remove: v.on_remove(),

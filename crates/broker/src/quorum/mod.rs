@@ -8,10 +8,11 @@
 
 pub(crate) mod group;
 pub(crate) mod machine;
+pub(crate) mod rebuild;
 pub(crate) mod shell;
 
 use bytes::Bytes;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use warren_meta::QueueId;
 use warren_raft::{ReplicaRaft, Transport};
@@ -21,6 +22,9 @@ pub struct Replicas {
     /// The node's links for quorum groups (each request prefixed by its group, see `group`).
     pub(crate) links: Arc<dyn Transport>,
     groups: RwLock<HashMap<QueueId, ReplicaRaft>>,
+    /// Members being rebuilt (see `rebuild`): they vote for no one until they are voters
+    /// again.
+    rebuilding: RwLock<HashSet<QueueId>>,
 }
 
 impl Replicas {
@@ -28,6 +32,7 @@ impl Replicas {
         Arc::new(Replicas {
             links,
             groups: RwLock::new(HashMap::new()),
+            rebuilding: RwLock::new(HashSet::new()),
         })
     }
 
@@ -42,6 +47,16 @@ impl Replicas {
         self.groups.read().ok().and_then(|g| g.get(&queue).cloned())
     }
 
+    pub(crate) fn set_rebuilding(&self, queue: QueueId, on: bool) {
+        if let Ok(mut r) = self.rebuilding.write() {
+            if on {
+                r.insert(queue);
+            } else {
+                r.remove(&queue);
+            }
+        }
+    }
+
     pub(crate) fn remove(&self, queue: QueueId) -> Option<ReplicaRaft> {
         self.groups.write().ok().and_then(|mut g| g.remove(&queue))
     }
@@ -52,6 +67,10 @@ impl Replicas {
         let Some((queue, body)) = group::split(request) else {
             return Bytes::new();
         };
+        let rebuilding = self.rebuilding.read().is_ok_and(|r| r.contains(&queue));
+        if rebuilding && warren_raft::is_vote(body) {
+            return Bytes::new();
+        }
         match self.get(queue) {
             Some(raft) => warren_raft::serve(&raft, from, body).await,
             None => Bytes::new(),

@@ -6,7 +6,7 @@
 //! dead letters); the other members' replicas make the same decisions and discard them.
 
 use super::Replicas;
-use super::group::{self, Member};
+use super::group::Member;
 use super::machine::{Applied, Op, Outcome};
 use crate::mail::MailCache;
 use crate::queue::actor::{QueueCmd, carry_out, now_ms};
@@ -42,6 +42,8 @@ pub(crate) struct Placement {
     pub dir: PathBuf,
     /// The first voters (raft id → address), given to the member that sets the group up.
     pub initial: Option<BTreeMap<u64, String>>,
+    /// Where this member and the others are, to rebuild it from them if its files are damaged.
+    pub peers: super::rebuild::Peers,
 }
 
 /// Starts this node's member of `queue`'s group; returns the queue's handle.
@@ -55,7 +57,6 @@ pub(crate) fn spawn(
     let (tx, rx) = mpsc::channel(crate::queue::MAILBOX);
     let (control_tx, control) = mpsc::unbounded_channel();
     let flow = Arc::new(Flow::default());
-    let id = queue.id;
     let handle = QueueHandle::local(
         vhost.to_owned(),
         queue.clone(),
@@ -63,19 +64,8 @@ pub(crate) fn spawn(
         control_tx.clone(),
         flow,
     );
-    let state = QueueState::new(
-        vhost,
-        queue,
-        crate::queue::empty(QueueDisk {
-            // Never opened: a replica keeps its messages in memory, its log is the group's.
-            dir: placement.dir.join("unused"),
-            segment_bytes: 0,
-            memory_bytes: u64::MAX,
-        }),
-        now_ms(),
-    );
     tokio::spawn(run(
-        (id, state),
+        (vhost.to_owned(), queue),
         placement,
         replicas,
         around,
@@ -86,8 +76,23 @@ pub(crate) fn spawn(
     handle
 }
 
+/// An empty replica of `queue`.
+fn replica(vhost: &str, queue: &Queue, dir: &std::path::Path) -> QueueState {
+    QueueState::new(
+        vhost,
+        queue.clone(),
+        crate::queue::empty(QueueDisk {
+            // Never opened: a replica keeps its messages in memory, its log is the group's.
+            dir: dir.join("unused"),
+            segment_bytes: 0,
+            memory_bytes: u64::MAX,
+        }),
+        now_ms(),
+    )
+}
+
 async fn run(
-    (id, state): (QueueId, QueueState),
+    (vhost, queue): (String, Queue),
     placement: Placement,
     replicas: Arc<Replicas>,
     around: Surroundings,
@@ -95,15 +100,14 @@ async fn run(
     mut control: mpsc::UnboundedReceiver<Command>,
     control_tx: mpsc::UnboundedSender<Command>,
 ) {
-    let name = state.name().clone();
+    let (id, name) = (queue.id, queue.name.clone());
     let incarnation = next_incarnation(&placement.dir);
-    let member = group::start(
-        id,
-        placement.me,
-        state,
-        placement.dir,
-        replicas.links.clone(),
-        placement.initial,
+    let member = super::rebuild::start(
+        (id, placement.me),
+        placement.dir.clone(),
+        || replica(&vhost, &queue, &placement.dir),
+        &replicas,
+        (placement.initial, placement.peers),
     )
     .await;
     let Member {
