@@ -20,6 +20,21 @@ fn quorum_args() -> FieldTable {
     t
 }
 
+/// Declares quorum queue `queue` through the node at `amqp` and publishes `n` persistent
+/// messages `m0`, `m1`... to it, each confirmed.
+async fn declare_and_fill(amqp: std::net::SocketAddr, queue: &str, n: usize) {
+    let (_c, ch) = lapin_channel(amqp).await;
+    ch.queue_declare(queue.into(), durable(), quorum_args())
+        .await
+        .unwrap();
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    for i in 0..n {
+        publish_confirmed(&ch, queue, format!("m{i}").as_bytes()).await;
+    }
+}
+
 /// Messages in a queue, asked through `node` (none: not answered from there).
 async fn count(node: &Node, queue: &str) -> Option<u32> {
     let (_c, ch) = lapin_channel(node.amqp).await;
@@ -383,18 +398,7 @@ fn a_new_leader_does_not_deliver_again_what_a_consumer_holds() {
     let mut nodes = cluster(3);
     let rt = tokio::runtime::Runtime::new().unwrap();
     // client-local: the queue's first leader is the declaring node's member.
-    rt.block_on(async {
-        let (_c, ch) = lapin_channel(nodes[0].amqp).await;
-        ch.queue_declare("held".into(), durable(), quorum_args())
-            .await
-            .unwrap();
-        ch.confirm_select(ConfirmSelectOptions::default())
-            .await
-            .unwrap();
-        for i in 0..5 {
-            publish_confirmed(&ch, "held", format!("m{i}").as_bytes()).await;
-        }
-    });
+    rt.block_on(declare_and_fill(nodes[0].amqp, "held", 5));
     assert!(nodes[0].logged_within("leads quorum queue", Duration::from_secs(5)));
     let consumer_at = nodes[1].amqp;
     let (conn, ch, mut consumer) = rt.block_on(async move {
@@ -515,18 +519,7 @@ fn an_idle_quorum_queue_expires_its_messages_and_itself() {
 fn a_quorum_queue_held_by_one_node_serves_again_after_kill_9() {
     let node = Node::start();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let (_c, ch) = lapin_channel(node.amqp).await;
-        ch.queue_declare("alone".into(), durable(), quorum_args())
-            .await
-            .unwrap();
-        ch.confirm_select(ConfirmSelectOptions::default())
-            .await
-            .unwrap();
-        for i in 0..3 {
-            publish_confirmed(&ch, "alone", format!("m{i}").as_bytes()).await;
-        }
-    });
+    rt.block_on(declare_and_fill(node.amqp, "alone", 3));
     let node = node.kill_and_restart();
     rt.block_on(async {
         let got = take(&node, "alone", 3).await;
@@ -542,18 +535,7 @@ fn a_member_with_damaged_files_is_rebuilt_from_the_others() {
     let mut nodes = cluster(3);
     let names: Vec<String> = nodes.iter().map(|n| n.spec.name.clone()).collect();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let (_c, ch) = lapin_channel(nodes[0].amqp).await;
-        ch.queue_declare("mended".into(), durable(), quorum_args())
-            .await
-            .unwrap();
-        ch.confirm_select(ConfirmSelectOptions::default())
-            .await
-            .unwrap();
-        for i in 0..5 {
-            publish_confirmed(&ch, "mended", format!("m{i}").as_bytes()).await;
-        }
-    });
+    rt.block_on(declare_and_fill(nodes[0].amqp, "mended", 5));
     let damaged = nodes.remove(2);
     let spec_dir = damaged.spec.dir.clone();
     let stopped = damaged.kill();
