@@ -581,3 +581,83 @@ fn a_member_with_damaged_files_is_rebuilt_from_the_others() {
         assert_eq!(got, ["m0", "m1", "m2", "m3", "m4"]);
     });
 }
+
+/// A node that holds no member of a quorum queue reaches it through a member, and through
+/// another when that one's node dies: its publisher and its consumer go on.
+#[test]
+fn a_node_without_a_member_goes_through_another_when_one_dies() {
+    let mut nodes = cluster(4);
+    let names: Vec<String> = nodes.iter().map(|n| n.spec.name.clone()).collect();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(declare_and_fill(nodes[0].amqp, "spread", 0));
+    let held: Vec<String> = members(&nodes[0], "spread")
+        .into_iter()
+        .map(|m| m.0)
+        .collect();
+    assert_eq!(held.len(), 3, "{held:?}");
+    let outside = (0..4).find(|i| !held.contains(&names[*i])).unwrap();
+    // Its handle goes through the first member it can reach: the first placed.
+    let first = (0..4).find(|i| names[*i] == held[0]).unwrap();
+    let at = nodes[outside].amqp;
+    let (conn, ch, mut consumer) = rt.block_on(async move {
+        let (conn, ch) = lapin_channel(at).await;
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .unwrap();
+        let consumer = ch
+            .basic_consume(
+                "spread".into(),
+                "outside".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        (conn, ch, consumer)
+    });
+    let round = |ch: &lapin::Channel, consumer: &mut lapin::Consumer, tag: &'static str| {
+        let (ch, consumer) = (ch.clone(), consumer);
+        rt.block_on(async move {
+            for i in 0..3 {
+                publish_confirmed(&ch, "spread", format!("{tag}{i}").as_bytes()).await;
+            }
+            let mut got = Vec::new();
+            while got.len() < 3 {
+                let d = tokio::time::timeout(Duration::from_secs(20), consumer.next())
+                    .await
+                    .unwrap_or_else(|_| panic!("only {got:?} arrived"))
+                    .expect("a delivery")
+                    .expect("not an error");
+                let body = String::from_utf8_lossy(&d.data).into_owned();
+                d.ack(BasicAckOptions::default()).await.unwrap();
+                // An acknowledgement still on its way when a leader died is lost with it: the
+                // next leader sends that message again, marked redelivered.
+                if !body.starts_with(tag) {
+                    assert!(d.redelivered, "{body} came again unmarked");
+                    continue;
+                }
+                got.push(body);
+            }
+            got
+        })
+    };
+    assert_eq!(round(&ch, &mut consumer, "a"), ["a0", "a1", "a2"]);
+    let _down = nodes.remove(first).kill();
+    let outside = if outside > first {
+        outside - 1
+    } else {
+        outside
+    };
+    assert!(
+        nodes[outside].logged_within(
+            &format!("node down or its broker stopped node={}", names[first]),
+            Duration::from_secs(20)
+        ),
+        "the node without a member sees the first member's node go"
+    );
+    assert_eq!(round(&ch, &mut consumer, "b"), ["b0", "b1", "b2"]);
+    rt.block_on(async {
+        until_count(&nodes[outside], "spread", 0).await;
+        let _ = conn.close(200, "bye".into()).await;
+    });
+}

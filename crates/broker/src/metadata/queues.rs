@@ -77,18 +77,12 @@ impl Metadata {
     fn quorum_handle(&self, v: &Arc<VHost>, q: &Queue, founding: bool) -> Option<QueueHandle> {
         let me = self.node();
         if !q.members.contains(&me) {
-            let through = q
-                .members
-                .iter()
-                .copied()
-                .find(|n| self.peers.is_reachable(*n))
-                .or_else(|| q.members.first().copied())?;
-            return Some(QueueHandle::remote(
+            return QueueHandle::remote_any(
                 v.name.clone(),
                 q.clone(),
-                through,
+                &q.members,
                 self.peers.clone(),
-            ));
+            );
         }
         if q.arguments
             .get("x-overflow")

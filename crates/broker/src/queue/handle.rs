@@ -36,10 +36,31 @@ enum Backend {
     },
     /// An actor on another node, reached over the cluster's queue channel.
     Remote {
-        node: NodeId,
+        via: Via,
         peers: Arc<Peers>,
         target: QueueRef,
     },
+}
+
+/// Where a queue on other nodes is reached: a classic queue's home node, or any member of a
+/// quorum queue that can be reached (the first that can, in the order given).
+#[derive(Debug)]
+struct Via {
+    first: NodeId,
+    others: Vec<NodeId>,
+}
+
+impl Via {
+    fn pick(&self, peers: &Peers) -> NodeId {
+        if self.others.is_empty() || peers.is_reachable(self.first) {
+            return self.first;
+        }
+        self.others
+            .iter()
+            .copied()
+            .find(|n| peers.is_reachable(*n))
+            .unwrap_or(self.first)
+    }
 }
 
 #[derive(Debug)]
@@ -78,6 +99,32 @@ impl QueueHandle {
 
     /// The handle of a queue whose actor runs on node `node`.
     pub(crate) fn remote(vhost: String, queue: Queue, node: NodeId, peers: Arc<Peers>) -> Self {
+        Self::remote_via(vhost, queue, (node, Vec::new()), peers)
+    }
+
+    /// The handle of a quorum queue this node holds no member of: it reaches the first of
+    /// `members` it can (their order is the preference), and moves on when that one goes.
+    pub(crate) fn remote_any(
+        vhost: String,
+        queue: Queue,
+        members: &[NodeId],
+        peers: Arc<Peers>,
+    ) -> Option<Self> {
+        let (first, others) = members.split_first()?;
+        Some(Self::remote_via(
+            vhost,
+            queue,
+            (*first, others.to_vec()),
+            peers,
+        ))
+    }
+
+    fn remote_via(
+        vhost: String,
+        queue: Queue,
+        (first, others): (NodeId, Vec<NodeId>),
+        peers: Arc<Peers>,
+    ) -> Self {
         let target = QueueRef {
             vhost: vhost.clone(),
             name: queue.name.clone(),
@@ -88,7 +135,7 @@ impl QueueHandle {
                 vhost,
                 queue,
                 backend: Backend::Remote {
-                    node,
+                    via: Via { first, others },
                     peers,
                     target,
                 },
@@ -102,11 +149,12 @@ impl QueueHandle {
         matches!(self.inner.backend, Backend::Local { .. })
     }
 
-    /// The node a queue on another node lives on (none: this one).
+    /// The node a queue on another node lives on (none: this one, or a quorum queue, which
+    /// lives on all its members and outlives any one of them).
     pub fn remote_node(&self) -> Option<NodeId> {
         match &self.inner.backend {
-            Backend::Local { .. } => None,
-            Backend::Remote { node, .. } => Some(*node),
+            Backend::Remote { via, .. } if via.others.is_empty() => Some(via.first),
+            _ => None,
         }
     }
 
@@ -115,7 +163,7 @@ impl QueueHandle {
     pub fn is_reachable(&self) -> bool {
         match &self.inner.backend {
             Backend::Local { .. } => true,
-            Backend::Remote { node, peers, .. } => peers.is_reachable(*node),
+            Backend::Remote { via, peers, .. } => peers.is_reachable(via.pick(peers)),
         }
     }
 
@@ -162,9 +210,9 @@ impl QueueHandle {
                 AmqpError::not_found(format!("no queue '{name}' in vhost '{vhost}'"))
             }
             // RabbitMQ's words for a queue whose node cannot be reached.
-            Backend::Remote { node, peers, .. } => AmqpError::not_found(format!(
+            Backend::Remote { via, peers, .. } => AmqpError::not_found(format!(
                 "home node '{}' of durable queue '{name}' in vhost '{vhost}' is down or inaccessible",
-                peers.name_of(*node)
+                peers.name_of(via.pick(peers))
             )),
         }
     }
@@ -172,12 +220,8 @@ impl QueueHandle {
     async fn tell(&self, cmd: Command) -> bool {
         match &self.inner.backend {
             Backend::Local { tx, .. } => tx.send(QueueCmd::Tell(cmd)).await.is_ok(),
-            Backend::Remote {
-                node,
-                peers,
-                target,
-            } => match Cmd::of(cmd) {
-                Some(cmd) => peers.tell(*node, target, cmd).await,
+            Backend::Remote { via, peers, target } => match Cmd::of(cmd) {
+                Some(cmd) => peers.tell(via.pick(peers), target, cmd).await,
                 None => false,
             },
         }
@@ -191,13 +235,9 @@ impl QueueHandle {
             Backend::Local { control, .. } => {
                 let _ = control.send(cmd);
             }
-            Backend::Remote {
-                node,
-                peers,
-                target,
-            } => {
+            Backend::Remote { via, peers, target } => {
                 if let Some(cmd) = Cmd::of(cmd) {
-                    peers.send_in_order(*node, tell_frame(target, cmd));
+                    peers.send_in_order(via.pick(peers), tell_frame(target, cmd));
                 }
             }
         }
@@ -207,13 +247,9 @@ impl QueueHandle {
         let (reply, answer) = oneshot::channel();
         let sent = match &self.inner.backend {
             Backend::Local { tx, .. } => tx.send(QueueCmd::Ask(cmd, reply)).await.is_ok(),
-            Backend::Remote {
-                node,
-                peers,
-                target,
-            } => {
+            Backend::Remote { via, peers, target } => {
                 let cmd = Cmd::of(cmd).ok_or_else(|| self.gone())?;
-                let answer = peers.ask(*node, target, cmd).await;
+                let answer = peers.ask(via.pick(peers), target, cmd).await;
                 return answer
                     .and_then(Answer::into_reply)
                     .ok_or_else(|| self.gone());
@@ -245,16 +281,12 @@ impl QueueHandle {
                     Err(_) => Err(Vec::new()),
                 }
             }
-            Backend::Remote {
-                node,
-                peers,
-                target,
-            } => {
+            Backend::Remote { via, peers, target } => {
                 let wire = batch
                     .iter()
                     .map(|(m, t)| (WireMessage::of(m), t.clone()))
                     .collect();
-                match peers.publish(*node, target, wire).await {
+                match peers.publish(via.pick(peers), target, wire).await {
                     true => Ok(()),
                     false => Err(batch),
                 }
