@@ -284,6 +284,26 @@ where
         s.entries.is_empty() && s.vote.is_none() && s.last_purged.is_none()
     }
 
+    /// The index of the last entry the log holds (or purged), 0 if none.
+    pub fn last_index(&self) -> u64 {
+        let s = self.state();
+        s.entries
+            .keys()
+            .next_back()
+            .copied()
+            .or(s.last_purged.as_ref().map(|l| l.index))
+            .unwrap_or(0)
+    }
+
+    /// Whether the vote written last is `me`'s own, committed: this node was the leader when
+    /// it stopped, and openraft will restore that leadership without an election.
+    pub fn led(&self, me: &C::NodeId) -> bool {
+        self.state()
+            .vote
+            .as_ref()
+            .is_some_and(|v| v.is_committed() && v.leader_id().voted_for().as_ref() == Some(me))
+    }
+
     /// The last commit point written (it may lag the real one: entries after it are applied
     /// again once a leader commits them).
     pub fn committed(&self) -> Option<LogId<C::NodeId>> {

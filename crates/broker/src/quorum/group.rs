@@ -99,6 +99,10 @@ pub(crate) struct Member {
     pub proposer: Proposer<Replica>,
     /// What applying the log left for the leader to carry out.
     pub applied: mpsc::UnboundedReceiver<Applied>,
+    /// The last index the log held when the member started: entries up to it are replayed.
+    pub started_at: u64,
+    /// The member led the group when it stopped (openraft restores that without an election).
+    pub led: bool,
 }
 
 /// Starts this node's member of `queue`'s group, with its log and snapshot in `dir`. `id` is
@@ -116,6 +120,7 @@ pub(crate) async fn start(
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let (log, _) = LogStore::<Replica>::open(&dir.join("log"))?;
     let fresh = log.is_empty();
+    let (started_at, led) = (log.last_index(), log.led(&id));
     let (tx, applied) = mpsc::unbounded_channel();
     let machine = QuorumMachine::open(state, dir, tx)?;
     let transport = self::transport(queue, links);
@@ -144,6 +149,8 @@ pub(crate) async fn start(
         raft,
         proposer,
         applied,
+        started_at,
+        led,
     })
 }
 

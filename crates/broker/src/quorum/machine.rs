@@ -54,6 +54,13 @@ impl Op {
         }
     }
 
+    /// Whether a restored leader takes over with this entry.
+    fn resends(&self) -> bool {
+        self.cmds
+            .iter()
+            .any(|c| matches!(c, Cmd::Other(crate::queue::state::Command::Resend)))
+    }
+
     pub(crate) fn encode(&self) -> Bytes {
         postcard::to_stdvec(self)
             .map(Bytes::from)
@@ -320,6 +327,14 @@ impl RaftStateMachine<Replica> for QuorumMachine {
                     Bytes::new()
                 }
                 EntryPayload::Normal(raw) => match postcard::from_bytes::<Op>(&raw) {
+                    Ok(op) if op.resends() => {
+                        let answer = self.apply_op(op);
+                        self.send_pending((term, last), false);
+                        term = u64::MAX;
+                        let effects = self.state.in_flight();
+                        self.send(effects, (entry_term, index), true);
+                        answer
+                    }
                     Ok(op) => self.apply_op(op),
                     Err(e) => {
                         // Every replica skips it alike: the log is the same everywhere.

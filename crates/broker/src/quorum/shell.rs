@@ -114,6 +114,8 @@ async fn run(
         raft,
         proposer,
         applied,
+        started_at,
+        led,
     } = match member {
         Ok(m) => m,
         Err(e) => {
@@ -125,7 +127,7 @@ async fn run(
     let mut mail = MailCache::new(around.post.clone());
     tokio::spawn(lead(
         (raft.clone(), name.clone(), id),
-        placement.me,
+        (placement.me, started_at, led),
         applied,
         around,
         control_tx,
@@ -272,7 +274,7 @@ fn next_incarnation(dir: &std::path::Path) -> u64 {
 /// gone are told to the group, so that every replica takes their deliveries back.
 async fn lead(
     (raft, name, id): (ReplicaRaft, warren_amqp::ShortStr, QueueId),
-    me: u64,
+    (me, started_at, led): (u64, u64, bool),
     mut applied: mpsc::UnboundedReceiver<Applied>,
     around: Surroundings,
     tell: mpsc::UnboundedSender<Command>,
@@ -284,14 +286,21 @@ async fn lead(
     let leads = |m: &warren_raft::openraft::RaftMetrics<u64, warren_raft::openraft::BasicNode>| {
         m.state == warren_raft::openraft::ServerState::Leader && m.current_leader == Some(me)
     };
-    // What this member's log held when it started: replaying it must not count as taking
-    // over, or a member would carry out again what it carried out before it restarted.
-    let started_at = metrics.borrow().last_log_index.unwrap_or(0);
-    // A member that restarts restores its leadership of the term it led, without an election
-    // and so without a first entry of its own: it asks for one, so that it takes over (below)
-    // like any new leader, or learns that the others have moved on.
-    if leads(&metrics.borrow_and_update()) {
-        let _ = raft.trigger().elect().await;
+    // Replaying what the log held when the member started (up to `started_at`) must not
+    // count as taking over, or a member would carry out again what it carried out before it
+    // restarted. A member that led when it stopped gets its leadership back from openraft
+    // without an election, and so without a first entry of its own: it asks for one, so that
+    // it takes over (below) like any new leader, or learns that the others have moved on.
+    if led {
+        // Once the replay is applied, if it still leads: takes over with an entry of its own.
+        let replayed = metrics.wait_for(|m| m.last_applied.is_some_and(|l| l.index >= started_at));
+        if tokio::time::timeout(Duration::from_secs(30), replayed)
+            .await
+            .is_ok()
+            && leads(&metrics.borrow_and_update())
+        {
+            let _ = tell.send(Command::Resend);
+        }
     }
     let mut leading = leads(&metrics.borrow_and_update());
     if leading {

@@ -89,6 +89,10 @@ pub(crate) enum Command {
     /// Time passed (a quorum queue's leader proposes it when the replicas' next deadline is
     /// due): messages whose TTL ran out expire, and an unused queue with `x-expires` goes.
     Tick,
+    /// A leader that got its leadership back at a restart, without an election and so
+    /// without a first entry of its own, takes over with this entry instead (see
+    /// `quorum::machine`): what is out to consumers goes again.
+    Resend,
     // What never crosses comes last. serde numbers a variant by its place among all of them
     // when it writes and among those not skipped when it reads: a skipped variant in the
     // middle would make every later one read back as another.
@@ -278,7 +282,7 @@ impl QueueState {
                 self.consumers.retain(|c| c.spec.conn != conn);
                 self.requeue_owned_by(|(owner, _)| owner == conn);
             }
-            Command::Tick => {}
+            Command::Tick | Command::Resend => {}
             Command::NodeGone { node } => {
                 self.consumers.retain(|c| c.spec.conn.node != node);
                 self.requeue_owned_by(|(owner, _)| owner.node == node);
