@@ -333,7 +333,7 @@ fn rebuild(
     }
     // The members' addresses first: quorum queues' members start during recovery, and need
     // them to reach each other.
-    meta.know_members(&membership);
+    meta.tell_peers(&membership);
     meta.recover(&Saved {
         definitions,
         changes,

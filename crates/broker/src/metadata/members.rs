@@ -173,18 +173,11 @@ impl Metadata {
                 .map_err(failed);
         }
         let transport = group::transport(q.id, links);
-        let mut last = MemberError::Failed("no member of the queue could be reached".to_owned());
-        for member in &q.members {
-            let Some(addr) = self.address(*member) else {
-                continue;
-            };
-            match warren_raft::ask_cluster(&*transport, &addr, change.clone(), CHANGE_TIMEOUT).await
-            {
-                Ok(_) => return Ok(()),
-                Err(e) => last = failed(e),
-            }
-        }
-        Err(last)
+        let addrs: Vec<String> = q.members.iter().filter_map(|m| self.address(*m)).collect();
+        group::ask_any(&*transport, &addrs, &change, CHANGE_TIMEOUT)
+            .await
+            .map(drop)
+            .map_err(failed)
     }
 
     /// How each member of `q` stands, in the queue's order; `None` for a member that did not

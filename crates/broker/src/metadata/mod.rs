@@ -303,12 +303,9 @@ impl Metadata {
     }
 
     /// The queue channel learns the members, to name them and keep links to them.
-    /// Learns the cluster's members and their addresses before the topology is recovered.
-    pub(crate) fn know_members(&self, membership: &StoredMembership<u64, BasicNode>) {
-        self.tell_peers(membership);
-    }
-
-    fn tell_peers(&self, membership: &StoredMembership<u64, BasicNode>) {
+    /// Learns the cluster's members and their addresses (also before the topology is
+    /// recovered, so that quorum queues' members starting then can reach each other).
+    pub(crate) fn tell_peers(&self, membership: &StoredMembership<u64, BasicNode>) {
         let members: Vec<(NodeId, String)> = membership
             .membership()
             .nodes()

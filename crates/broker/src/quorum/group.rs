@@ -92,6 +92,24 @@ pub(crate) fn transport(queue: QueueId, links: Arc<dyn Transport>) -> Arc<dyn Tr
     Arc::new(GroupTransport { queue, links })
 }
 
+/// Hands a membership change to `queue`'s group through the first of the members at `addrs`
+/// that takes it (each follows the group to its leader); the last refusal if none does.
+pub(crate) async fn ask_any(
+    transport: &dyn Transport,
+    addrs: &[String],
+    change: &warren_raft::MemberChange,
+    timeout: Duration,
+) -> Result<u64, warren_raft::ProposeError> {
+    let mut last = warren_raft::ProposeError::Stopped("no member of the queue to ask".to_owned());
+    for addr in addrs {
+        match warren_raft::ask_cluster(transport, addr, change.clone(), timeout).await {
+            Ok(index) => return Ok(index),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
 /// A member of a quorum queue's group, running on this node.
 pub(crate) struct Member {
     pub raft: ReplicaRaft,

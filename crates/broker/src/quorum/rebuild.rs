@@ -87,13 +87,9 @@ async fn rejoin(
         async move {
             let deadline = std::time::Instant::now() + REJOIN_FOR;
             while std::time::Instant::now() < deadline {
-                for addr in &others {
-                    match warren_raft::ask_cluster(&*transport, addr, change.clone(), RETRY * 10)
-                        .await
-                    {
-                        Ok(index) => return Some(index),
-                        Err(e) => tracing::debug!(error = %e, "rebuilding a member: retrying"),
-                    }
+                match group::ask_any(&*transport, &others, &change, RETRY * 10).await {
+                    Ok(index) => return Some(index),
+                    Err(e) => tracing::debug!(error = %e, "rebuilding a member: retrying"),
                 }
                 tokio::time::sleep(RETRY).await;
             }
