@@ -63,6 +63,7 @@ impl Broker {
             peers.clone(),
             crate::quorum::Replicas::new(setup.quorum.clone()),
         );
+        crate::quorum::watch::spawn(meta.replicas());
         let replies = Arc::new(ReplyConsumers::default());
         let remote = Remote::new(peers, &meta, post.clone(), replies.clone());
         let router: Arc<dyn crate::mail::MailRouter> = remote.clone();

@@ -100,6 +100,16 @@ pub fn is_vote(request: &[u8]) -> bool {
 /// The index of `Request::Vote`.
 const VOTE: u8 = 1;
 
+/// Whether `request` is one only a leader sends: entries (heartbeats among them) or a
+/// snapshot. A follower that stops receiving these has lost its leader.
+pub fn is_from_leader(request: &[u8]) -> bool {
+    matches!(request.first(), Some(&APPEND) | Some(&SNAPSHOT))
+}
+
+/// The indexes of `Request::Append` and `Request::Snapshot`.
+const APPEND: u8 = 0;
+const SNAPSHOT: u8 = 2;
+
 /// Answers a request from node `from`. A vote request from a node that is not a member (one
 /// forgotten by the others, restarted with its old view of the cluster) gets no answer: its
 /// higher terms would otherwise unseat the leader again and again. A node that has no

@@ -21,7 +21,7 @@ pub mod status;
 use std::io::Cursor;
 use std::time::Duration;
 
-pub use leader::{is_vote, serve};
+pub use leader::{is_from_leader, is_vote, serve};
 pub use log_store::LogStore;
 pub use messages::{MemberChange, ProposeError};
 pub use network::{CallError, Network, Transport};

@@ -60,6 +60,43 @@ mod tests {
             &Request::<crate::Meta>::Status
         )));
     }
+
+    #[test]
+    fn entries_and_snapshots_are_known_as_a_leader_s() {
+        let vote = openraft::Vote::new_committed(1, 1);
+        let append = openraft::raft::AppendEntriesRequest::<crate::Meta> {
+            vote,
+            prev_log_id: None,
+            leader_commit: None,
+            entries: Vec::new(),
+        };
+        assert!(crate::leader::is_from_leader(&encode(&Request::<
+            crate::Meta,
+        >::Append(
+            append
+        ))));
+        let snapshot = openraft::raft::InstallSnapshotRequest::<crate::Meta> {
+            vote,
+            meta: Default::default(),
+            offset: 0,
+            data: Vec::new(),
+            done: true,
+        };
+        assert!(crate::leader::is_from_leader(&encode(&Request::<
+            crate::Meta,
+        >::Snapshot(
+            snapshot
+        ))));
+        let ask = openraft::raft::VoteRequest::new(vote, None);
+        assert!(!crate::leader::is_from_leader(&encode(&Request::<
+            crate::Meta,
+        >::Vote(
+            ask
+        ))));
+        assert!(!crate::leader::is_from_leader(&encode(
+            &Request::<crate::Meta>::Status
+        )));
+    }
 }
 
 /// Why a change was not committed.

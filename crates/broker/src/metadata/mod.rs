@@ -167,7 +167,7 @@ impl Metadata {
     }
 
     /// The quorum queues' groups this node is a member of.
-    pub(crate) fn replicas(&self) -> &crate::quorum::Replicas {
+    pub(crate) fn replicas(&self) -> &Arc<crate::quorum::Replicas> {
         &self.replicas
     }
 
@@ -536,6 +536,7 @@ impl Metadata {
         if node == self.node() {
             return;
         }
+        self.replicas.leader_gone(node.0);
         let queues: Vec<(String, ShortStr, QueueId)> = self.read(|t| {
             t.vhosts()
                 .flat_map(|v| {

@@ -19,8 +19,9 @@ use warren_raft::{CallError, LogStore, Network, Proposer, Replica, ReplicaRaft, 
 /// How a quorum queue's group keeps time. Heartbeats every 50 ms, and an election after 200
 /// to 400 ms without one: a follower notices a leader that died or hangs by the missing
 /// heartbeats, not by a TCP timeout. openraft's followers also refuse to vote for as long as
-/// the longest election timeout after the last heartbeat (the leader's lease), so a new
-/// leader serves some 600 to 800 ms after the old one went.
+/// the longest election timeout after the last heartbeat (the leader's lease), so by these
+/// timers alone a new leader would serve some 600 to 800 ms after the old one went; the
+/// node's watch (`watch`) has the followers stand sooner.
 pub(crate) fn config(queue: QueueId) -> Result<warren_raft::openraft::Config, String> {
     warren_raft::openraft::Config {
         cluster_name: format!("queue-{}", queue),
@@ -126,8 +127,10 @@ pub(crate) struct Member {
 /// Starts this node's member of `queue`'s group, with its log and snapshot in `dir`. `id` is
 /// this node's raft id; `members` (raft id → address) are the group's first voters, set up
 /// by the member that `initialize`s them (the one the queue was placed on first) when the
-/// group has never run.
+/// group has never run. It keeps time by `config` (`config(queue)`; tests slow openraft's
+/// own timers down with another).
 pub(crate) async fn start(
+    config: warren_raft::openraft::Config,
     queue: QueueId,
     id: u64,
     state: QueueState,
@@ -144,7 +147,7 @@ pub(crate) async fn start(
     let transport = self::transport(queue, links);
     let raft = ReplicaRaft::new(
         id,
-        Arc::new(config(queue)?),
+        Arc::new(config),
         Network::new(transport.clone()),
         log,
         machine,

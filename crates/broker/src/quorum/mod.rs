@@ -10,10 +10,12 @@ pub(crate) mod group;
 pub(crate) mod machine;
 pub(crate) mod rebuild;
 pub(crate) mod shell;
+pub(crate) mod watch;
 
 use bytes::Bytes;
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 use warren_meta::QueueId;
 use warren_raft::{ReplicaRaft, Transport};
 
@@ -25,6 +27,8 @@ pub struct Replicas {
     /// Members being rebuilt (see `rebuild`): they vote for no one until they are voters
     /// again.
     rebuilding: RwLock<HashSet<QueueId>>,
+    /// When each member last had entries or a heartbeat, and from whom (see `watch`).
+    heard: Mutex<HashMap<QueueId, (u64, Instant)>>,
 }
 
 impl Replicas {
@@ -33,12 +37,54 @@ impl Replicas {
             links,
             groups: RwLock::new(HashMap::new()),
             rebuilding: RwLock::new(HashSet::new()),
+            heard: Mutex::new(HashMap::new()),
         })
     }
 
     pub(crate) fn insert(&self, queue: QueueId, raft: ReplicaRaft) {
         if let Ok(mut g) = self.groups.write() {
             g.insert(queue, raft);
+        }
+    }
+
+    /// The members that follow a leader they have heard nothing from for `quiet` by `now`.
+    pub(crate) fn silent_leaders(
+        &self,
+        now: Instant,
+        quiet: Duration,
+    ) -> Vec<(QueueId, ReplicaRaft)> {
+        let Ok(heard) = self.heard.lock() else {
+            return Vec::new();
+        };
+        let Ok(groups) = self.groups.read() else {
+            return Vec::new();
+        };
+        groups
+            .iter()
+            .filter(|(queue, raft)| {
+                heard.get(queue).is_some_and(|&(from, at)| {
+                    now.saturating_duration_since(at) >= quiet && watch::follows(raft, from)
+                })
+            })
+            .map(|(queue, raft)| (*queue, raft.clone()))
+            .collect()
+    }
+
+    /// Node `node` (its raft id) went down: the members here that followed it stand for
+    /// election at once (see `watch`).
+    pub(crate) fn leader_gone(&self, node: u64) {
+        let orphans: Vec<(QueueId, ReplicaRaft)> = self
+            .groups
+            .read()
+            .map(|g| {
+                g.iter()
+                    .filter(|(_, raft)| watch::follows(raft, node))
+                    .map(|(queue, raft)| (*queue, raft.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for (queue, raft) in orphans {
+            watch::stand(raft, queue, "its leader's node went down");
         }
     }
 
@@ -58,6 +104,9 @@ impl Replicas {
     }
 
     pub(crate) fn remove(&self, queue: QueueId) -> Option<ReplicaRaft> {
+        if let Ok(mut h) = self.heard.lock() {
+            h.remove(&queue);
+        }
         self.groups.write().ok().and_then(|mut g| g.remove(&queue))
     }
 
@@ -70,6 +119,11 @@ impl Replicas {
         let rebuilding = self.rebuilding.read().is_ok_and(|r| r.contains(&queue));
         if rebuilding && warren_raft::is_vote(body) {
             return Bytes::new();
+        }
+        if warren_raft::is_from_leader(body) {
+            if let Ok(mut h) = self.heard.lock() {
+                h.insert(queue, (from, Instant::now()));
+            }
         }
         match self.get(queue) {
             Some(raft) => warren_raft::serve(&raft, from, body).await,

@@ -38,7 +38,16 @@ pub(crate) async fn start(
     (initial, peers): (Option<std::collections::BTreeMap<u64, String>>, Peers),
 ) -> Result<Member, String> {
     let links = replicas.links.clone();
-    let first = group::start(queue, me, state(), dir.clone(), links.clone(), initial).await;
+    let first = group::start(
+        group::config(queue)?,
+        queue,
+        me,
+        state(),
+        dir.clone(),
+        links.clone(),
+        initial,
+    )
+    .await;
     let e = match first {
         Ok(m) => return Ok(m),
         Err(e) if peers.others.is_empty() => return Err(e),
@@ -51,7 +60,7 @@ pub(crate) async fn start(
         aside = %aside.display(),
         "a quorum queue member's files cannot be read: set aside, rebuilding it from the other members"
     );
-    let member = group::start(queue, me, state(), dir, links, None).await?;
+    let member = group::start(group::config(queue)?, queue, me, state(), dir, links, None).await?;
     replicas.set_rebuilding(queue, true);
     tokio::spawn(rejoin(
         queue,
