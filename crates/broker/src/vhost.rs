@@ -239,6 +239,14 @@ impl VHost {
 
     /// Adds a binding; `conn` is checked against exclusive destination queues.
     pub async fn bind(&self, binding: Binding, conn: ConnId) -> AmqpResult<()> {
+        // Binding what is bound is answered from the local copy, without a change.
+        let bound = self.meta()?.read(|t| match t.vhost(&self.name) {
+            Some(v) => v.check_rebinding(&binding, Some(conn)),
+            None => Ok(false),
+        })?;
+        if bound {
+            return Ok(());
+        }
         self.change(Command::Bind {
             vhost: self.name.clone(),
             binding,

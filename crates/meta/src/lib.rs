@@ -26,6 +26,7 @@ pub mod queue_args;
 pub mod rules;
 pub mod snapshot;
 pub mod topology;
+pub mod vhost;
 
 pub use command::{Applied, Command, Effect, QueueDeclaration};
 pub use definitions::Definitions;

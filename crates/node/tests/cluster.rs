@@ -34,6 +34,21 @@ async fn declare_exchange(ch: &lapin::Channel, name: &str) -> lapin::Result<()> 
     .await
 }
 
+/// Declares the durable queue `kept-q` and binds it to the exchange `kept`, as applications
+/// do on every connect.
+async fn declare_bound_queue(ch: &lapin::Channel) -> lapin::Result<()> {
+    ch.queue_declare("kept-q".into(), durable(), FieldTable::default())
+        .await?;
+    ch.queue_bind(
+        "kept-q".into(),
+        "kept".into(),
+        "k".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+}
+
 #[test]
 fn three_nodes_from_a_peers_list_share_one_topology() {
     let nodes = cluster(3);
@@ -102,6 +117,9 @@ fn a_majority_goes_on_without_a_node_and_a_minority_refuses_changes_in_time() {
     rt.block_on(async {
         let (_c, ch) = lapin_channel(nodes[1].amqp).await;
         declare_exchange(&ch, "kept").await.unwrap();
+        // On the node that will be left alone, so that the queue's home stays up.
+        let (_c, ch) = lapin_channel(nodes[0].amqp).await;
+        declare_bound_queue(&ch).await.unwrap();
     });
     nodes.push(c3.start());
     eventually(
@@ -128,6 +146,7 @@ fn a_majority_goes_on_without_a_node_and_a_minority_refuses_changes_in_time() {
         // What exists is still answered from the node's own copy.
         let (_c, ch) = lapin_channel(alone.amqp).await;
         declare_exchange(&ch, "kept").await.unwrap();
+        declare_bound_queue(&ch).await.unwrap();
         // A new declaration fails as RabbitMQ's does without a majority: 541, which closes
         // the connection.
         let err = declare_exchange(&ch, "new").await.unwrap_err();
