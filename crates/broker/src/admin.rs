@@ -5,7 +5,8 @@
 
 use crate::broker::Broker;
 use std::sync::Arc;
-use warren_meta::{Command, PasswordHash, Permissions, Policy, QueueType, Topology};
+use warren_amqp::ShortStr;
+use warren_meta::{Command, NodeId, PasswordHash, Permissions, Policy, QueueType, Topology};
 use warren_raft::ProposeError;
 
 pub use crate::metadata::MemberError;
@@ -50,17 +51,26 @@ pub fn permissions(configure: &str, write: &str, read: &str) -> Permissions {
 }
 
 /// A queue as `list_queues` shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct QueueRow {
     pub name: String,
     pub durable: bool,
     pub auto_delete: bool,
-    pub messages: u64,
-    pub consumers: u64,
+    pub exclusive: bool,
+    pub arguments: warren_amqp::FieldTable,
+    pub stats: crate::queue::QueueStats,
     /// The queue's home node, by name.
     pub node: String,
     /// `classic` or `quorum`, as rabbitmqctl's `type` column shows it.
     pub kind: &'static str,
+    /// `running`; `down` for a classic queue whose node is not running, `minority` for a
+    /// quorum queue without a majority of its members running.
+    pub state: &'static str,
+    /// A quorum queue's leader as its members know it, its members, and those whose nodes
+    /// run, by name (none, for a classic queue).
+    pub leader: Option<String>,
+    pub members: Vec<String>,
+    pub online: Vec<String>,
 }
 
 /// One queue's line in `grow` and `shrink`: vhost, name, members after, and `ok` or what
@@ -475,73 +485,88 @@ impl Admin {
                 .map(|v| v.queues().cloned().collect())
                 .unwrap_or_default()
         });
-        let running = self.broker.vhost(vhost);
-        let names = self.broker.meta.node_names();
+        let meta = &self.broker.meta;
+        let serving = self.broker.vhost(vhost);
+        let names = meta.node_names();
+        let name_of = |n: &NodeId| names.get(n).cloned().unwrap_or_else(|| n.to_string());
+        let running = meta.running_nodes();
         let mut rows = Vec::with_capacity(declared.len());
         for q in declared {
-            let counts = match running.as_ref().and_then(|v| v.queue(&q.name)) {
-                Some(h) => h.counts().await.unwrap_or((0, 0)),
-                None => (0, 0),
+            let stats = match serving.as_ref().and_then(|v| v.queue(&q.name)) {
+                Some(h) => h.stats().await.unwrap_or_default(),
+                None => Default::default(),
+            };
+            let online: Vec<NodeId> = q
+                .members
+                .iter()
+                .filter(|n| running.contains(n))
+                .copied()
+                .collect();
+            let (state, leader) = if q.kind == QueueType::Quorum {
+                let majority = online.len() > q.members.len() / 2;
+                let leader = meta.quorum_leader(&q).await;
+                (if majority { "running" } else { "minority" }, leader)
+            } else {
+                let up = running.contains(&q.home);
+                (if up { "running" } else { "down" }, None)
             };
             rows.push(QueueRow {
                 name: q.name.to_string(),
                 durable: q.durable,
                 auto_delete: q.auto_delete,
-                messages: u64::from(counts.0),
-                consumers: u64::from(counts.1),
-                node: names
-                    .get(&q.home)
-                    .cloned()
-                    .unwrap_or_else(|| q.home.to_string()),
+                exclusive: q.exclusive_owner.is_some(),
+                arguments: q.arguments.clone(),
+                stats,
+                node: name_of(&q.home),
                 kind: q.kind.as_str(),
+                state,
+                leader: leader.map(|l| name_of(&l)),
+                members: q.members.iter().map(name_of).collect(),
+                online: online.iter().map(name_of).collect(),
             });
         }
         rows
     }
 
-    /// Exchanges of `vhost`: name, type, durable, auto-delete, internal.
-    pub fn exchanges(&self, vhost: &str) -> Vec<(String, String, bool, bool, bool)> {
+    /// Exchanges of `vhost`.
+    pub fn exchanges(&self, vhost: &str) -> Vec<warren_meta::Exchange> {
+        self.read(|t| {
+            t.vhost(vhost)
+                .map(|v| v.exchanges().cloned().collect())
+                .unwrap_or_default()
+        })
+    }
+
+    /// Bindings of `vhost`. The default exchange's implicit binding of each queue comes
+    /// first, as RabbitMQ lists it.
+    pub fn bindings(&self, vhost: &str) -> Vec<warren_meta::Binding> {
         self.read(|t| {
             t.vhost(vhost)
                 .map(|v| {
-                    v.exchanges()
-                        .map(|x| {
-                            (
-                                x.name.to_string(),
-                                x.kind.as_str().to_owned(),
-                                x.durable,
-                                x.auto_delete,
-                                x.internal,
-                            )
-                        })
-                        .collect()
+                    let implicit = v.queues().map(|q| warren_meta::Binding {
+                        source: ShortStr::from(""),
+                        destination: warren_meta::Destination::Queue(q.name.clone()),
+                        routing_key: q.name.clone(),
+                        arguments: warren_amqp::FieldTable::new(),
+                    });
+                    implicit.chain(v.bindings().iter().cloned()).collect()
                 })
                 .unwrap_or_default()
         })
     }
 
-    /// Bindings of `vhost`: source, destination, its kind (queue or exchange), routing key.
-    /// The default exchange's implicit binding of each queue comes first, as RabbitMQ lists it.
-    pub fn bindings(&self, vhost: &str) -> Vec<(String, String, &'static str, String)> {
-        self.read(|t| {
-            t.vhost(vhost)
-                .map(|v| {
-                    let implicit = v.queues().map(|q| {
-                        let name = q.name.to_string();
-                        (String::new(), name.clone(), "queue", name)
-                    });
-                    let explicit = v.bindings().iter().map(|b| {
-                        (
-                            b.source.to_string(),
-                            b.destination.name().to_string(),
-                            b.destination.kind(),
-                            b.routing_key.to_string(),
-                        )
-                    });
-                    implicit.chain(explicit).collect()
-                })
-                .unwrap_or_default()
-        })
+    /// The resource alarms raised on this node.
+    pub fn alarms(&self) -> crate::alarms::AlarmState {
+        self.broker.alarms.state()
+    }
+
+    /// Node `node`'s name (its id, if it is no longer a member).
+    pub fn node_name(&self, node: NodeId) -> String {
+        let names = self.broker.meta.node_names();
+        names
+            .get(&node)
+            .cloned()
+            .unwrap_or_else(|| node.to_string())
     }
 
     /// Connections open on this node.

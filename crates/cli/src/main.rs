@@ -243,14 +243,42 @@ fn print_answer(inv: &Invocation, verb: &Verb, answer: Answer) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// A cell as rabbitmqctl's table shows it: lists in brackets, strings bare.
+/// A cell as rabbitmqctl's table shows it: lists in brackets, strings bare, arguments
+/// (`[key, type, value]` each) as Erlang tuples, `[{"x-max-length",10}]`.
 fn cell(v: &serde_json::Value) -> String {
     match v {
         serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Array(items) if !items.is_empty() && items.iter().all(is_argument) => {
+            let tuples: Vec<String> = items
+                .iter()
+                .filter_map(|a| a.as_array())
+                .map(|t| format!("{{{},{}}}", erlang(&t[0]), erlang(&t[2])))
+                .collect();
+            format!("[{}]", tuples.join(","))
+        }
         serde_json::Value::Array(items) => {
             format!(
                 "[{}]",
                 items.iter().map(cell).collect::<Vec<_>>().join(", ")
+            )
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Whether `v` is one argument as listings write them: `[key, type, value]`.
+fn is_argument(v: &serde_json::Value) -> bool {
+    matches!(v.as_array(), Some(t) if t.len() == 3 && t[0].is_string() && t[1].is_string())
+}
+
+/// A value as Erlang prints it: strings quoted, lists in brackets without spaces.
+fn erlang(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => format!("{s:?}"),
+        serde_json::Value::Array(items) => {
+            format!(
+                "[{}]",
+                items.iter().map(erlang).collect::<Vec<_>>().join(",")
             )
         }
         other => other.to_string(),

@@ -191,6 +191,22 @@ pub fn table_to_json(t: &FieldTable) -> Map<String, Value> {
         .collect()
 }
 
+/// Arguments as rabbitmqctl's JSON listings write them: `[key, type, value]` for each, sorted
+/// by key, the type named as RabbitMQ names AMQP's field types.
+pub fn table_to_listing(t: &FieldTable) -> Value {
+    let mut items: Vec<(String, &FieldValue)> = t
+        .iter()
+        .map(|(k, v)| (k.as_str_lossy().into_owned(), v))
+        .collect();
+    items.sort_by(|a, b| a.0.cmp(&b.0));
+    Value::Array(
+        items
+            .into_iter()
+            .map(|(k, v)| serde_json::json!([k, v.type_name(), value_to_json(v)]))
+            .collect(),
+    )
+}
+
 fn value_to_json(v: &FieldValue) -> Value {
     match v {
         FieldValue::Bool(b) => Value::Bool(*b),
@@ -240,6 +256,22 @@ fn json_to_value(v: &Value) -> FieldValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn arguments_are_listed_sorted_with_their_types() {
+        let mut t = FieldTable::new();
+        t.insert("x-queue-type", FieldValue::LongStr("quorum".into()));
+        t.insert("x-max-length", FieldValue::I32(10));
+        t.insert("x-single-active-consumer", FieldValue::Bool(true));
+        assert_eq!(
+            table_to_listing(&t),
+            serde_json::json!([
+                ["x-max-length", "signedint", 10],
+                ["x-queue-type", "longstr", "quorum"],
+                ["x-single-active-consumer", "bool", true],
+            ])
+        );
+    }
 
     #[test]
     fn arguments_survive_json() {

@@ -4,6 +4,7 @@
 //! waits (`await_startup`) does not hold up the others.
 
 use crate::app::{App, StartError};
+use crate::entities;
 use crate::listing;
 use crate::membership;
 use crate::quorum_verbs;
@@ -13,9 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use warren_broker::admin::{Admin, Refusal};
-use warren_cluster::ctl::{
-    Answer, BINDING_COLUMNS, CONSUMER_COLUMNS, Request, decode, encode, exit,
-};
+use warren_cluster::ctl::{Answer, Request, decode, encode, exit};
 use warren_cluster::{Channel, Mesh};
 
 pub struct Control {
@@ -166,7 +165,7 @@ impl Control {
         let arg = |i: usize| a.get(i).map(String::as_str).unwrap_or_default();
         match req.verb.as_str() {
             "status" => self.status(admin, amqp),
-            "cluster_status" => self.cluster_status(admin, amqp),
+            "cluster_status" => self.cluster_status(admin, amqp).await,
             "list_users" => table(
                 &["user", "tags"],
                 admin
@@ -276,58 +275,9 @@ impl Control {
                 ),
                 Err(r) => refused(r),
             },
-            "list_queues" => table(
-                &[
-                    "name",
-                    "messages",
-                    "consumers",
-                    "durable",
-                    "auto_delete",
-                    "node",
-                    "type",
-                ],
-                admin
-                    .queues(Self::vhost(&req))
-                    .await
-                    .into_iter()
-                    .map(|q| {
-                        vec![
-                            q.name.into(),
-                            q.messages.into(),
-                            q.consumers.into(),
-                            q.durable.into(),
-                            q.auto_delete.into(),
-                            q.node.into(),
-                            q.kind.into(),
-                        ]
-                    })
-                    .collect(),
-            ),
-            "list_exchanges" => table(
-                &["name", "type", "durable", "auto_delete", "internal"],
-                admin
-                    .exchanges(Self::vhost(&req))
-                    .into_iter()
-                    .map(|(n, t, d, ad, i)| vec![n.into(), t.into(), d.into(), ad.into(), i.into()])
-                    .collect(),
-            ),
-            "list_bindings" => table(
-                BINDING_COLUMNS,
-                admin
-                    .bindings(Self::vhost(&req))
-                    .into_iter()
-                    .map(|(s, d, kind, key)| {
-                        vec![
-                            s.into(),
-                            "exchange".into(),
-                            d.into(),
-                            kind.into(),
-                            key.into(),
-                            serde_json::json!([]),
-                        ]
-                    })
-                    .collect(),
-            ),
+            verb if entities::is_entity_listing(verb) => {
+                entities::answer(verb, admin, Self::vhost(&req)).await
+            }
             verb if listing::is_gathered(verb) => {
                 let me = self.mesh.me().name.clone();
                 let mut rows = listing::local_rows(verb, admin, amqp, &me).await;
@@ -337,30 +287,6 @@ impl Control {
                     }
                 }
                 table(listing::columns(verb), rows)
-            }
-            "list_consumers" => {
-                let me = &self.mesh.me().name;
-                table(
-                    CONSUMER_COLUMNS,
-                    admin
-                        .consumers(Self::vhost(&req))
-                        .await
-                        .into_iter()
-                        .map(|(q, c)| {
-                            // No Erlang pids here: the channel named as RabbitMQ prints a pid.
-                            let channel = format!("<{me}.{}.{}>", c.conn.n, c.channel);
-                            vec![
-                                q.into(),
-                                channel.into(),
-                                c.tag.to_string().into(),
-                                c.ack_required.into(),
-                                c.prefetch.into(),
-                                c.active.into(),
-                                serde_json::json!([]),
-                            ]
-                        })
-                        .collect(),
-                )
             }
             other => Answer::failed(exit::USAGE, format!("Command '{other}' not found.")),
         }
@@ -385,7 +311,7 @@ impl Control {
             "product_version": env!("CARGO_PKG_VERSION"),
             "listeners": self.listeners(amqp),
             "connections": admin.connection_count(),
-            "alarms": [],
+            "alarms": listing::alarm_maps(&listing::own_alarms(admin, me)),
         });
         let text = format!(
             "Status of node {me} ...\nRuntime\n\nProduct name: warren\nProduct version: {}\n\nListeners\n\n{}",
@@ -395,7 +321,21 @@ impl Control {
         Answer::Report { json, text }
     }
 
-    fn cluster_status(&self, admin: &Admin, amqp: SocketAddr) -> Answer {
+    /// Every running node's raised alarms (see `listing::ALARMS`).
+    async fn alarms(&self, admin: &Admin, amqp: SocketAddr) -> Vec<Vec<serde_json::Value>> {
+        let me = self.mesh.me().name.clone();
+        let mut rows = listing::local_rows(listing::ALARMS, admin, amqp, &me).await;
+        for peer in admin.running_members() {
+            if peer != me {
+                rows.extend(self.links.rows_of(&peer, listing::ALARMS).await);
+            }
+        }
+        rows.sort_by_key(|r| r.first().map(|n| n.to_string()));
+        rows
+    }
+
+    async fn cluster_status(&self, admin: &Admin, amqp: SocketAddr) -> Answer {
+        let alarms = self.alarms(admin, amqp).await;
         let me = self.mesh.me().name.clone();
         let (disk, ram) = admin.members();
         let members: Vec<&String> = disk.iter().chain(&ram).collect();
@@ -419,7 +359,7 @@ impl Control {
             "disk_nodes": disk,
             "ram_nodes": ram,
             "running_nodes": running,
-            "alarms": [],
+            "alarms": listing::alarm_maps(&alarms),
             "partitions": {},
             "network_partitions": {},
             "listeners": { me.clone(): self.listeners(amqp) },
@@ -433,13 +373,14 @@ impl Control {
             text.push_str(&format!("RAM Nodes\n\n{}\n\n", ram.join("\n")));
         }
         text.push_str(&format!(
-            "Running Nodes\n\n{}\n\nVersions\n\n{}\n\nAlarms\n\n(none)\n\nNetwork Partitions\n\n(none)\n\nListeners\n\n{}",
+            "Running Nodes\n\n{}\n\nVersions\n\n{}\n\nAlarms\n\n{}\n\nNetwork Partitions\n\n(none)\n\nListeners\n\n{}",
             running.join("\n"),
             running
                 .iter()
                 .map(|n| format!("{n}: warren {}", env!("CARGO_PKG_VERSION")))
                 .collect::<Vec<_>>()
                 .join("\n"),
+            listing::alarm_lines(&alarms),
             listener_lines(&self.listeners(amqp))
         ));
         Answer::Report { json, text }

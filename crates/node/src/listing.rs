@@ -40,6 +40,57 @@ pub fn is_gathered(verb: &str) -> bool {
     matches!(verb, "list_connections" | "list_channels")
 }
 
+/// Each node's raised resource alarms, gathered for `cluster_status`: a row `[node,
+/// resource]` for each (`memory`, `disk`).
+pub const ALARMS: &str = "alarms";
+
+/// Whether a node answers other nodes' requests for its rows of `verb`.
+pub fn answers(verb: &str) -> bool {
+    is_gathered(verb) || verb == ALARMS
+}
+
+/// This node's alarm rows (see [`ALARMS`]); `me` is the node's name.
+pub fn own_alarms(admin: &Admin, me: &str) -> Vec<Vec<Value>> {
+    let raised = admin.alarms();
+    [("memory", raised.memory), ("disk", raised.disk)]
+        .into_iter()
+        .filter(|(_, on)| *on)
+        .map(|(resource, _)| vec![me.into(), resource.into()])
+        .collect()
+}
+
+/// Alarm rows (see [`ALARMS`]) as rabbitmqctl's JSON writes alarms.
+pub fn alarm_maps(rows: &[Vec<Value>]) -> Value {
+    Value::Array(
+        rows.iter()
+            .map(|r| {
+                serde_json::json!({
+                    "node": r.first().cloned().unwrap_or_default(),
+                    "resource": r.get(1).cloned().unwrap_or_default(),
+                    "type": "resource_limit",
+                })
+            })
+            .collect(),
+    )
+}
+
+/// Alarm rows as rabbitmqctl's text lists them; `(none)` without any.
+pub fn alarm_lines(rows: &[Vec<Value>]) -> String {
+    if rows.is_empty() {
+        return "(none)".to_owned();
+    }
+    rows.iter()
+        .map(|r| {
+            let node = r.first().and_then(Value::as_str).unwrap_or_default();
+            match r.get(1).and_then(Value::as_str) {
+                Some("disk") => format!("Free disk space alarm on node {node}"),
+                _ => format!("Memory alarm on node {node}"),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 pub fn columns(verb: &str) -> &'static [&'static str] {
     if verb == "list_channels" {
         CHANNEL_COLUMNS
@@ -91,6 +142,7 @@ pub async fn local_rows(verb: &str, admin: &Admin, amqp: SocketAddr, me: &str) -
                 ]
             })
             .collect(),
+        ALARMS => own_alarms(admin, me),
         _ => Vec::new(),
     }
 }

@@ -3,6 +3,7 @@
 
 mod app;
 mod control;
+mod entities;
 mod listing;
 mod membership;
 mod quorum_verbs;

@@ -205,7 +205,7 @@ const LIST: u8 = 0xF0;
 async fn rows_here(app: &App, me: &str, verb: &[u8]) -> Bytes {
     let verb = String::from_utf8_lossy(verb);
     let rows = match app.admin().await {
-        Some((admin, amqp)) if listing::is_gathered(&verb) => {
+        Some((admin, amqp)) if listing::answers(&verb) => {
             listing::local_rows(&verb, &admin, amqp, me).await
         }
         _ => Vec::new(),

@@ -8,7 +8,9 @@ mod support;
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions};
 use lapin::types::FieldTable;
 use std::time::{Duration, Instant};
-use support::cluster::{TIMEOUT_MS, alone, cluster, durable, ok, pair, passive, status};
+use support::cluster::{
+    TIMEOUT_MS, alone, cluster, cluster_with, durable, ok, pair, passive, status,
+};
 use support::{Node, eventually, lapin_channel, publish_confirmed};
 
 fn lines(node: &Node, args: &[&str]) -> Vec<String> {
@@ -648,4 +650,58 @@ fn connections_and_channels_are_listed_across_the_cluster() {
     assert_eq!(channels.len(), 2, "{channels:?}");
     assert!(channels[0].starts_with("<a@localhost.") && channels[0].ends_with(".1>\t1"));
     assert!(channels[1].starts_with("<b@localhost.") && channels[1].ends_with(".1>\t1"));
+    // A consumer on b of a queue on a is listed by a with b's channel.
+    let _consumer = rt.block_on(async {
+        let (_, ch) = &_clients.0;
+        ch.queue_declare("on-a".into(), Default::default(), FieldTable::default())
+            .await
+            .unwrap();
+        let (_, ch) = &_clients.1;
+        ch.basic_consume(
+            "on-a".into(),
+            "from-b".into(),
+            Default::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap()
+    });
+    let consumers = lines(
+        &a,
+        &[
+            "list_consumers",
+            "queue_name",
+            "channel_pid",
+            "consumer_tag",
+        ],
+    );
+    assert_eq!(consumers.len(), 1, "{consumers:?}");
+    assert!(
+        consumers[0].starts_with("on-a\t<b@localhost.") && consumers[0].ends_with(".1>\tfrom-b"),
+        "{consumers:?}"
+    );
+}
+
+/// cluster_status lists every running node's resource alarms, as rabbitmqctl does.
+#[test]
+fn every_node_s_alarms_show_in_cluster_status() {
+    // No disk has this much free: each node raises its disk alarm.
+    let nodes = cluster_with(2, "[alarms]\ndisk_free_limit_bytes = 1000000000000000000\n");
+    let want = serde_json::json!([
+        {"node": "c1@localhost", "resource": "disk", "type": "resource_limit"},
+        {"node": "c2@localhost", "resource": "disk", "type": "resource_limit"},
+    ]);
+    let mut last = serde_json::Value::Null;
+    let both = support::within(Duration::from_secs(20), || {
+        last = status(&nodes[0])["alarms"].clone();
+        last == want
+    });
+    assert!(both, "{last}");
+    let text = ok(&nodes[1], &["-q", "cluster_status"]);
+    assert!(
+        text.contains(
+            "Alarms\n\nFree disk space alarm on node c1@localhost\nFree disk space alarm on node c2@localhost\n"
+        ),
+        "{text}"
+    );
 }

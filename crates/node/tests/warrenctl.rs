@@ -268,13 +268,11 @@ fn listings_cluster_status_and_stop() {
     rt.block_on(async {
         use lapin::options::{BasicPublishOptions, QueueDeclareOptions};
         let (conn, ch) = lapin_channel(node.amqp).await;
-        ch.queue_declare(
-            "work".into(),
-            QueueDeclareOptions::default(),
-            Default::default(),
-        )
-        .await
-        .unwrap();
+        let mut args = lapin::types::FieldTable::default();
+        args.insert("x-max-length".into(), lapin::types::AMQPValue::LongInt(10));
+        ch.queue_declare("work".into(), QueueDeclareOptions::default(), args)
+            .await
+            .unwrap();
         for _ in 0..3 {
             ch.basic_publish(
                 "".into(),
@@ -346,6 +344,44 @@ fn listings_cluster_status_and_stop() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     assert_eq!(out, want);
+    // As rabbitmqctl counts them: none ready, three delivered and not acknowledged; the
+    // arguments as Erlang prints them, and in JSON with their types.
+    let (_, out, _) = node.ctl(&[
+        "-q",
+        "list_queues",
+        "name",
+        "messages_ready",
+        "messages_unacknowledged",
+        "messages",
+        "state",
+        "exclusive",
+        "type",
+        "members",
+        "arguments",
+    ]);
+    assert_eq!(
+        out,
+        "name\tmessages_ready\tmessages_unacknowledged\tmessages\tstate\texclusive\ttype\tmembers\targuments\nwork\t0\t3\t3\trunning\tfalse\tclassic\t\t[{\"x-max-length\",10}]\n"
+    );
+    let (_, out, _) = node.ctl(&["list_queues", "name", "arguments", "--formatter", "json"]);
+    assert_eq!(
+        out,
+        "[\n{\"name\":\"work\",\"arguments\":[[\"x-max-length\",\"signedint\",10]]}\n]\n"
+    );
+    let (_, out, _) = node.ctl(&[
+        "-q",
+        "list_exchanges",
+        "name",
+        "type",
+        "arguments",
+        "policy",
+        "internal",
+    ]);
+    assert!(
+        out.starts_with("name\ttype\targuments\tpolicy\tinternal\n")
+            && out.contains("\namq.rabbitmq.trace\ttopic\t[]\t\ttrue\n"),
+        "{out}"
+    );
     let (_, out, _) = node.ctl(&["list_channels"]);
     assert!(
         out.starts_with(

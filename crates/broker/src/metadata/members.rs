@@ -182,6 +182,19 @@ impl Metadata {
 
     /// How each member of `q` stands, in the queue's order; `None` for a member that did not
     /// answer (its node is down, or it runs no member).
+    /// The member that leads quorum queue `q`, as the member that answers with the latest
+    /// term knows it.
+    pub(crate) async fn quorum_leader(&self, q: &Queue) -> Option<NodeId> {
+        self.member_statuses(q)
+            .await
+            .into_iter()
+            .filter_map(|(_, s)| s)
+            .filter(|s| s.leader.is_some())
+            .max_by_key(|s| s.term)
+            .and_then(|s| s.leader)
+            .map(NodeId)
+    }
+
     pub async fn member_statuses(&self, q: &Queue) -> Vec<(NodeId, Option<MemberStatus>)> {
         let transport = group::transport(q.id, self.replicas().links.clone());
         let mut out = Vec::with_capacity(q.members.len());

@@ -72,6 +72,16 @@ struct Inner {
     flow: Arc<Flow>,
 }
 
+/// A queue's messages and consumers as listings show them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Ready to be delivered.
+    pub ready: u32,
+    /// Delivered and not yet acknowledged.
+    pub unacked: u32,
+    pub consumers: u32,
+}
+
 #[derive(Debug, Clone)]
 pub struct QueueHandle {
     inner: Arc<Inner>,
@@ -388,11 +398,21 @@ impl QueueHandle {
 
     /// Message and consumer counts, as declare-ok reports them.
     pub async fn counts(&self) -> AmqpResult<(u32, u32)> {
+        self.stats().await.map(|s| (s.ready, s.consumers))
+    }
+
+    /// What listings show of the queue's messages and consumers.
+    pub async fn stats(&self) -> AmqpResult<QueueStats> {
         match self.ask(Command::Counts).await? {
             Reply::Counts {
                 messages,
+                unacked,
                 consumers,
-            } => Ok((messages, consumers)),
+            } => Ok(QueueStats {
+                ready: messages,
+                unacked,
+                consumers,
+            }),
             other => Err(self.unexpected(other)),
         }
     }

@@ -21,7 +21,7 @@ pub(crate) use actor::QueueCmd;
 pub use actor::{OnRemove, Surroundings};
 pub use command::{ConsumerSpec, Settle, Ticket, credit_cost, ticket_mail};
 pub use deadletter::DeadLetterSink;
-pub use handle::QueueHandle;
+pub use handle::{QueueHandle, QueueStats};
 pub use ready::Ready;
 pub use state::{ConsumerRow, Start};
 pub use storage::{QueueDisk, Storage};

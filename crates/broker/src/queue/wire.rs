@@ -352,6 +352,7 @@ mod tests {
             Answer::Other(Reply::Done),
             Answer::Other(Reply::Counts {
                 messages: 3,
+                unacked: 2,
                 consumers: 1,
             }),
             Answer::Other(Reply::Deleted(Ok(4))),

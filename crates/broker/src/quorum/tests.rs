@@ -258,6 +258,7 @@ async fn one_entry_carries_many_commands_answered_in_order() {
             // whole entry is applied.
             Answer::Other(Reply::Counts {
                 messages: 2,
+                unacked: 0,
                 consumers: 1
             }),
         ]

@@ -11,6 +11,11 @@ pub const TIMEOUT_MS: u64 = 2_000;
 /// Starts `n` nodes named c1@localhost... that form a cluster from their peers list, and waits
 /// until each sees all of them as running disc nodes.
 pub fn cluster(n: usize) -> Vec<Node> {
+    cluster_with(n, "")
+}
+
+/// [`cluster`], with `extra` added to every node's configuration file.
+pub fn cluster_with(n: usize, extra: &str) -> Vec<Node> {
     let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
     let names: Vec<String> = (1..=n).map(|i| format!("c{i}@localhost")).collect();
     let peers: Vec<String> = names
@@ -19,7 +24,7 @@ pub fn cluster(n: usize) -> Vec<Node> {
         .map(|(name, port)| format!("\"{name}:{port}\""))
         .collect();
     let config = format!(
-        "[cluster]\npeers = [{}]\nmetadata_timeout_ms = {TIMEOUT_MS}\n",
+        "[cluster]\npeers = [{}]\nmetadata_timeout_ms = {TIMEOUT_MS}\n{extra}",
         peers.join(", ")
     );
     let nodes: Vec<Node> = names

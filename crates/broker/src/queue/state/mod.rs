@@ -113,7 +113,10 @@ pub(crate) enum Reply {
     Consumed(AmqpResult<u64>),
     Purged(u32),
     Counts {
+        /// Ready to be delivered.
         messages: u32,
+        /// Delivered and not yet acknowledged.
+        unacked: u32,
         consumers: u32,
     },
     Consumers(Vec<ConsumerRow>),
@@ -310,6 +313,7 @@ impl QueueState {
                 self.expire_head();
                 return Reply::Counts {
                     messages: self.ready_len() as u32,
+                    unacked: self.unacked.len() as u32,
                     consumers: self.consumers.len() as u32,
                 };
             }
