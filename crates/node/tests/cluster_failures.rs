@@ -127,6 +127,35 @@ fn a_node_going_down_cancels_its_consumers_and_unroutes_its_queues() {
             .await
             .unwrap();
         assert_eq!(q.message_count(), 0);
+        // The durable queue answers every use from the other nodes with RabbitMQ's 404.
+        for what in ["declare", "consume", "get", "purge"] {
+            let (_c, ch) = lapin_channel(c1.amqp).await;
+            let used = match what {
+                "declare" => ch
+                    .queue_declare("far".into(), durable(), FieldTable::default())
+                    .await
+                    .map(drop),
+                "consume" => ch
+                    .basic_consume(
+                        "far".into(),
+                        "".into(),
+                        Default::default(),
+                        FieldTable::default(),
+                    )
+                    .await
+                    .map(drop),
+                "get" => ch.basic_get("far".into(), Default::default()).await.map(drop),
+                _ => ch.queue_purge("far".into(), Default::default()).await.map(drop),
+            };
+            let text = format!("{:?}", used.expect_err(what));
+            assert!(
+                text.contains("NOTFOUND")
+                    && text.contains(
+                        "home node 'c2@localhost' of durable queue 'far' in vhost '/' is down or inaccessible"
+                    ),
+                "{what}: {text}"
+            );
+        }
 
         // Back: the durable queue serves again, with both persistent messages (the one the
         // consumer never acknowledged included); a publish reaches it.
