@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use warren_broker::admin::{Admin, Refusal};
 use warren_cluster::ctl::{Answer, Request, decode, encode, exit};
-use warren_cluster::{Channel, Mesh};
+use warren_cluster::{Channel, Inbound, Mesh};
 
 pub struct Control {
     app: Arc<App>,
@@ -70,8 +70,8 @@ impl Control {
         })
     }
 
-    pub async fn serve(self: Arc<Self>) {
-        let mut requests = self.mesh.receive(Channel::Control);
+    /// Answers the `requests` that arrive on the control channel.
+    pub async fn serve(self: Arc<Self>, mut requests: tokio::sync::mpsc::Receiver<Inbound>) {
         while let Some(msg) = requests.recv().await {
             if msg.ended {
                 continue;

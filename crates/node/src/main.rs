@@ -140,6 +140,9 @@ async fn run(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Taken before any link can bring a request: a frame for a channel nobody receives is
+    // dropped.
+    let control_requests = mesh.receive(warren_cluster::Channel::Control);
     let mut peers = Vec::new();
     for p in &config.cluster.peers {
         match warren_cluster::NodeAddr::parse(p) {
@@ -167,6 +170,11 @@ async fn run(config: Config) -> ExitCode {
     };
     let app = app::App::new(config, setup);
     let _ = running.set(app.clone());
+    // warrenctl is answered from now on, while the broker starts too: `await_startup` is
+    // meant to be run right after the node is launched.
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let control = control::Control::new(app.clone(), mesh.clone(), links, stop_tx);
+    tokio::spawn(control.serve(control_requests));
     let amqp = match app.start().await {
         Ok(addr) => addr,
         Err(app::StartError::Open(e)) => {
@@ -181,9 +189,6 @@ async fn run(config: Config) -> ExitCode {
         }
     };
     tracing::info!(local_addr = %mesh.listen_addr(), "cluster listener started");
-    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let control = control::Control::new(app.clone(), mesh.clone(), links, stop_tx);
-    tokio::spawn(control.serve());
     tracing::info!(%node, addr = %amqp, "warren node running");
     tokio::select! {
         _ = wait_for_signal() => {}

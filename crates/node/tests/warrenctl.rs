@@ -488,6 +488,69 @@ fn a_cookie_file_others_can_read_stops_the_node_from_starting() {
     assert!(err.contains("must be accessible by owner only"), "{err}");
 }
 
+/// Without `WARREN_COOKIE` or `--cookie-file`, the node makes `~/.warren.cookie` at its
+/// first start (readable by its owner only, as `.erlang.cookie`), and warrenctl, run by the
+/// same user, finds it there; a `WARREN_COOKIE` that differs comes first and is refused.
+#[test]
+fn the_cookie_is_made_at_first_start_and_found_in_home() {
+    let home = support::scratch_dir("cookie-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let port = support::free_port();
+    let name = format!("home@localhost:{port}");
+    let mut node = Command::new(env!("CARGO_BIN_EXE_warren"))
+        .args([
+            "--node-name",
+            "home@localhost",
+            "--amqp-listen",
+            "127.0.0.1:0",
+        ])
+        .args([
+            "--cluster-listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(home.join("data"))
+        .env("HOME", &home)
+        .env_remove("WARREN_COOKIE")
+        .stderr(std::fs::File::create(home.join("log")).unwrap())
+        .spawn()
+        .unwrap();
+    let ctl = |cookie: Option<&str>, verb: &str| {
+        let mut c = Command::new(warrenctl_path());
+        c.args(["-n", &name, verb]).env("HOME", &home);
+        match cookie {
+            Some(v) => c.env("WARREN_COOKIE", v),
+            None => c.env_remove("WARREN_COOKIE"),
+        };
+        c.output().unwrap()
+    };
+    let mut last = String::new();
+    let started = support::within(Duration::from_secs(20), || {
+        let out = ctl(None, "await_startup");
+        last = String::from_utf8_lossy(&out.stderr).into_owned();
+        out.status.success()
+    });
+    let refused = ctl(Some("NOT-THE-COOKIE"), "status");
+    let cookie = home.join(".warren.cookie");
+    let meta = std::fs::metadata(&cookie);
+    let content = std::fs::read_to_string(&cookie).unwrap_or_default();
+    let _ = node.kill();
+    let _ = node.wait();
+    let log = std::fs::read_to_string(home.join("log")).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&home);
+    assert!(
+        started,
+        "warrenctl reached the node with the cookie from HOME: {last}\n{log}"
+    );
+    assert_eq!(meta.unwrap().permissions().mode() & 0o777, 0o400);
+    assert_eq!(content.trim().len(), 20, "{content:?}");
+    assert!(
+        content.trim().chars().all(|c| c.is_ascii_uppercase()),
+        "{content:?}"
+    );
+    assert_eq!(refused.status.code(), Some(69));
+}
+
 #[test]
 fn stop_app_and_start_app_stop_the_broker_but_not_the_node() {
     let node = Node::start();
