@@ -682,6 +682,58 @@ fn connections_and_channels_are_listed_across_the_cluster() {
     );
 }
 
+/// The three configuration files of `examples/cluster`, which the README points readers at,
+/// form one cluster as they are; only their ports move to free ones (the files use the
+/// standard ports, and each node's listeners are given on its command line here).
+#[test]
+fn the_example_cluster_files_form_a_cluster() {
+    let ports: Vec<u16> = (0..3).map(|_| support::free_port()).collect();
+    let texts: Vec<String> = (1..=3)
+        .map(|i| {
+            let path = format!(
+                "{}/../../examples/cluster/n{i}.toml",
+                env!("CARGO_MANIFEST_DIR")
+            );
+            let mut text = std::fs::read_to_string(path).unwrap();
+            for (j, port) in ports.iter().enumerate() {
+                let (from, to) = (25672 + j, format!("{port}"));
+                text = text.replace(
+                    &format!("n{}@localhost:{from}", j + 1),
+                    &format!("n{}@localhost:{to}", j + 1),
+                );
+            }
+            text
+        })
+        .collect();
+    assert!(
+        texts.iter().all(|t| !t.contains("localhost:2567")),
+        "every peer's port moved"
+    );
+    let nodes: Vec<Node> = texts
+        .into_iter()
+        .zip(&ports)
+        .enumerate()
+        .map(|(i, (config, port))| {
+            Node::start_as(support::Spec {
+                name: format!("n{}@localhost", i + 1),
+                cluster_port: *port,
+                config: Some(config),
+                dir: support::scratch_dir("example-cluster"),
+                netns: None,
+            })
+        })
+        .collect();
+    let names = serde_json::json!(["n1@localhost", "n2@localhost", "n3@localhost"]);
+    for node in &nodes {
+        let mut last = serde_json::Value::Null;
+        let formed = support::within(Duration::from_secs(30), || {
+            last = status(node);
+            last["disk_nodes"] == names && last["running_nodes"] == names
+        });
+        assert!(formed, "{}: {last}", node.name());
+    }
+}
+
 /// cluster_status lists every running node's resource alarms, as rabbitmqctl does.
 #[test]
 fn every_node_s_alarms_show_in_cluster_status() {
