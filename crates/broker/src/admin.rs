@@ -560,6 +560,23 @@ impl Admin {
         self.broker.alarms.state()
     }
 
+    /// `rebalance quorum`: moves quorum queues' leaders so that each running node leads about
+    /// as many; how many each running node leads afterwards, by name.
+    pub async fn rebalance_quorum(&self) -> Vec<(String, usize)> {
+        let led = self.broker.meta.rebalance_quorum().await;
+        led.into_iter()
+            .map(|(n, count)| (self.node_name(n), count))
+            .collect()
+    }
+
+    /// How many quorum queues each running node leads, by name.
+    pub async fn quorum_leaders(&self) -> Vec<(String, usize)> {
+        let led = self.broker.meta.quorum_leaders().await;
+        led.into_iter()
+            .map(|(n, count)| (self.node_name(n), count))
+            .collect()
+    }
+
     /// Node `node`'s name (its id, if it is no longer a member).
     pub fn node_name(&self, node: NodeId) -> String {
         let names = self.broker.meta.node_names();

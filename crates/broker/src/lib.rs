@@ -35,6 +35,7 @@ pub(crate) mod persist;
 pub(crate) mod placement;
 pub(crate) mod queue;
 pub(crate) mod quorum;
+pub(crate) mod rebalance;
 pub(crate) mod remote;
 pub(crate) mod reply_to;
 pub(crate) mod routing;

@@ -241,6 +241,14 @@ const VERBS: &[Verb] = &[
         Some("Shrinking quorum queues on {0}..."),
     ),
     verb(
+        "rebalance",
+        1,
+        Some(1),
+        // The node draws the table (rabbitmq-queues' `pretty_table`).
+        Shape::Report,
+        Some("Re-balancing leaders of {0} queues..."),
+    ),
+    verb(
         "check_if_node_is_quorum_critical",
         0,
         Some(0),

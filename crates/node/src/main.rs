@@ -6,6 +6,7 @@ mod control;
 mod entities;
 mod listing;
 mod membership;
+mod pretty;
 mod quorum_verbs;
 mod transport;
 

@@ -1,7 +1,8 @@
 //! rabbitmq-queues' verbs for quorum queues, as warrenctl asks them: who holds a queue
 //! (`add_member`, `delete_member`, `grow`, `shrink`), how its members stand
 //! (`quorum_status`), and whether stopping this node would cost a queue its majority
-//! (`check_if_node_is_quorum_critical`). Answers and texts are rabbitmq-queues'.
+//! (`check_if_node_is_quorum_critical`), and where their leaders are (`rebalance`). Answers
+//! and texts are rabbitmq-queues'.
 
 use warren_broker::admin::{Admin, MemberError, MemberRow};
 use warren_cluster::ctl::{Answer, Request, exit};
@@ -55,8 +56,60 @@ pub async fn answer(req: &Request, admin: &Admin, me: &str) -> Option<Answer> {
                 Answer::failed(exit::UNAVAILABLE, lines.join("\n"))
             }
         }
+        "rebalance" => match arg(0) {
+            kind @ ("quorum" | "all" | "classic") => {
+                // No classic queue is replicated here: `classic` moves nothing.
+                let led = if kind == "classic" {
+                    admin.quorum_leaders().await
+                } else {
+                    admin.rebalance_quorum().await
+                };
+                rebalanced(me, led)
+            }
+            other => Answer::failed(
+                exit::UNAVAILABLE,
+                format!("type {other} is not supported. Try one of all, classic, quorum."),
+            ),
+        },
         _ => return None,
     })
+}
+
+const REBALANCE_COLUMNS: [&str; 3] = [
+    "Node name",
+    "Number of quorum queues",
+    "Number of replicated classic queues",
+];
+
+/// `rebalance`'s answer: how many queues each running node leads now, the nodes in the order
+/// RabbitMQ lists them (the last first).
+fn rebalanced(me: &str, mut led: Vec<(String, usize)>) -> Answer {
+    led.sort();
+    led.reverse();
+    let json = led
+        .iter()
+        .map(|(node, n)| {
+            serde_json::json!([
+                [REBALANCE_COLUMNS[0], node],
+                [REBALANCE_COLUMNS[1], n],
+                [REBALANCE_COLUMNS[2], 0]
+            ])
+        })
+        .collect::<Vec<_>>();
+    let rows: Vec<Vec<String>> = led
+        .into_iter()
+        .map(|(node, n)| vec![node, n.to_string(), "0".to_owned()])
+        .collect();
+    let text = if rows.is_empty() {
+        crate::pretty::table(&["Output"], &[vec!["[]".to_owned()]])
+    } else {
+        crate::pretty::table(&REBALANCE_COLUMNS, &rows)
+    };
+    Answer::Report {
+        json: serde_json::json!({"node": me, "result": "ok", "value": json}),
+        // The CLI ends a report with a newline of its own.
+        text: text.trim_end_matches('\n').to_owned(),
+    }
 }
 
 fn failed(e: MemberError) -> Answer {

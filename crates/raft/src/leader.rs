@@ -146,6 +146,7 @@ where
             encode(&change_members_here(raft, r.change, timeout).await)
         }
         Request::Status => encode(&crate::status::status(raft)),
+        Request::Stand => encode(&raft.trigger().elect().await.is_ok()),
     }
 }
 

@@ -16,6 +16,7 @@ pub mod log_store;
 pub mod messages;
 pub mod network;
 pub mod proposer;
+pub mod stand;
 pub mod status;
 
 use std::io::Cursor;
@@ -27,6 +28,7 @@ pub use messages::{MemberChange, ProposeError};
 pub use network::{CallError, Network, Transport};
 pub use openraft;
 pub use proposer::{Proposer, ask_cluster};
+pub use stand::stand_at;
 pub use status::{MemberStatus, status, status_of};
 
 /// What applying a change answered: whether it changed anything, or why it was refused (the

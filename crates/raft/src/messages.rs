@@ -23,6 +23,8 @@ pub(crate) enum Request<C: RaftTypeConfig> {
     Members(MemberRequest),
     /// How the member asked stands (`status::MemberStatus`); any member answers.
     Status,
+    /// Stand for election now (`stand`).
+    Stand,
 }
 
 #[derive(Serialize, Deserialize)]

@@ -79,7 +79,7 @@ impl Metadata {
         })
     }
 
-    fn address(&self, node: NodeId) -> Option<String> {
+    pub(super) fn address(&self, node: NodeId) -> Option<String> {
         self.addresses
             .read()
             .ok()

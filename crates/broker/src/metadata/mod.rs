@@ -30,6 +30,7 @@ use warren_raft::{Meta, Outcome, ProposeError};
 
 mod members;
 mod queues;
+mod rebalance;
 
 pub use members::MemberError;
 
