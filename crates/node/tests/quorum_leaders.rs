@@ -50,8 +50,8 @@ fn rebalance_spreads_the_leaders_over_the_running_nodes() {
         leaders(&nodes[1]) == counts(&[("c1@localhost", 6)])
     });
     // A leader steps down for a member that stands only once it has led longer than its
-    // lease (the longest election timeout, 400 ms).
-    std::thread::sleep(Duration::from_secs(1));
+    // lease (the longest election timeout, 1.2 s).
+    std::thread::sleep(Duration::from_secs(2));
     let (code, out, err) = nodes[1].ctl(&["rebalance", "quorum"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(

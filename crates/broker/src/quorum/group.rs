@@ -16,18 +16,21 @@ use warren_raft::network::BoxFuture;
 use warren_raft::openraft::BasicNode;
 use warren_raft::{CallError, LogStore, Network, Proposer, Replica, ReplicaRaft, Transport};
 
-/// How a quorum queue's group keeps time. Heartbeats every 50 ms, and an election after 200
-/// to 400 ms without one: a follower notices a leader that died or hangs by the missing
-/// heartbeats, not by a TCP timeout. openraft's followers also refuse to vote for as long as
-/// the longest election timeout after the last heartbeat (the leader's lease), so by these
-/// timers alone a new leader would serve some 600 to 800 ms after the old one went; the
-/// node's watch (`watch`) has the followers stand sooner.
+/// How a quorum queue's group keeps time. openraft 0.9 gives every append the heartbeat
+/// interval as its deadline, and sends a lagging follower up to `max_payload_entries` entries
+/// at once: an append that misses its deadline is sent again while the follower still works
+/// on the first, and a follower that falls behind under load then never catches up (seen:
+/// elections by the hundred and gigabytes of resent appends). So heartbeats every 150 ms,
+/// appends of at most 4 entries (each at most `shell::BATCH` commands), and openraft's own
+/// elections after 600 to 1,200 ms of silence. Failover does not wait for them: the node's
+/// watch (`watch`) has the followers stand as soon as the leader's node is gone or silent.
 pub(crate) fn config(queue: QueueId) -> Result<warren_raft::openraft::Config, String> {
     warren_raft::openraft::Config {
         cluster_name: format!("queue-{}", queue),
-        heartbeat_interval: 50,
-        election_timeout_min: 200,
-        election_timeout_max: 400,
+        heartbeat_interval: 150,
+        election_timeout_min: 600,
+        election_timeout_max: 1_200,
+        max_payload_entries: 4,
         install_snapshot_timeout: 5_000,
         snapshot_max_chunk_size: 4 * 1024 * 1024,
         // A snapshot is the whole queue: taken once the log has grown by this much since the

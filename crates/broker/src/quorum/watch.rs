@@ -3,7 +3,7 @@
 //! of its own before it stands, and refuses every vote during the lease: some 600 to 800 ms
 //! before a new leader serves. A node knows sooner that a leader is gone: its link to the
 //! leader's node ends at once when that node dies, and a leader that hangs or is cut off stops
-//! sending heartbeats (every 50 ms). Then every member that followed it calls an election
+//! sending heartbeats (every 150 ms). Then every member that followed it calls an election
 //! at once. A candidate's own vote is not a leader's, so it holds no lease and grants the vote
 //! of a candidate of the same term that openraft ranks higher (terms being equal, the higher
 //! id): with all the survivors standing together, one of them wins in one round trip.
@@ -18,9 +18,9 @@ use warren_meta::QueueId;
 use warren_raft::ReplicaRaft;
 use warren_raft::openraft::ServerState;
 
-/// How long a follower goes without entries or heartbeats (sent every 50 ms) from its leader
-/// before it stands for election.
-pub(crate) const SUSPECT_AFTER: Duration = Duration::from_millis(250);
+/// How long a follower goes without entries or heartbeats (sent every 150 ms) from its leader
+/// before it stands for election: more than three heartbeats missed.
+pub(crate) const SUSPECT_AFTER: Duration = Duration::from_millis(500);
 
 /// How often the node looks at its members.
 const EVERY: Duration = Duration::from_millis(50);
