@@ -93,6 +93,13 @@ fn rebalance_spreads_the_leaders_over_the_running_nodes() {
         ]
     );
     assert_eq!(leaders(&nodes[0]), even);
+    // No classic queue is replicated: `classic` moves nothing and reports the same leaders;
+    // `-q` drops the banner only.
+    let (code, out, err) = nodes[2].ctl(&["-q", "rebalance", "classic"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("\x1b(0l"), "{out:?}");
+    assert!(out.contains(" c2@localhost \x1b(0x\x1b(B 2 "), "{out:?}");
+    assert_eq!(leaders(&nodes[0]), even);
     // Streams are not queues warren has.
     let (code, _, err) = nodes[0].ctl(&["rebalance", "stream"]);
     assert_eq!(code, 69);
