@@ -8,11 +8,11 @@ use crate::listing;
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::RwLock;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 use warren_broker::group::raft_id;
-use warren_broker::{Links, Sending, answer_while_stopped, broker_frame};
+use warren_broker::{Broker, Links, Sending, answer_while_stopped, broker_frame};
 use warren_cluster::rpc::{CallError as LinkError, Handler};
 use warren_cluster::{Channel, Mesh, NodeAddr, PeerEvent, PeerKind, Rpc};
 use warren_meta::NodeId;
@@ -88,16 +88,35 @@ impl MeshTransport {
     /// it arrives; while the broker is stopped, answers it as a node without queues does.
     async fn serve_queues(self: Arc<Self>) {
         let mut inbound = self.mesh.receive(Channel::Queue);
+        // Which broker each peer has been told runs, since its link came up (weak, so that
+        // a later broker cannot take its address and pass for it).
+        let mut told: HashMap<String, Weak<Broker>> = HashMap::new();
         while let Some(msg) = inbound.recv().await {
             if msg.kind != PeerKind::Node {
                 continue;
             }
             let Some(app) = self.app.get() else { continue };
+            if msg.ended {
+                told.remove(&msg.from);
+            }
             match app.broker_now() {
                 Some(broker) if msg.ended => {
                     broker.remote.link_ended(NodeId::from_name(&msg.from));
                 }
                 Some(broker) => {
+                    // `announce` says so too, but from another task and maybe later: a peer
+                    // answered by this broker before hearing it runs would still leave its
+                    // queues out of routing. Told first, it hears so before any answer.
+                    if !told
+                        .get(&msg.from)
+                        .is_some_and(|t| std::ptr::eq(t.as_ptr(), Arc::as_ptr(&broker)))
+                    {
+                        let _ = self
+                            .mesh
+                            .send(&msg.from, Channel::Queue, broker_frame(true))
+                            .await;
+                        told.insert(msg.from.clone(), Arc::downgrade(&broker));
+                    }
                     broker
                         .remote
                         .receive(NodeId::from_name(&msg.from), &msg.payload)
