@@ -425,27 +425,21 @@ impl VHost {
     }
 
     /// Where a queue sends the messages it dead-letters: routed from the dead-letter exchange
-    /// like any publish (no exchange, no route: dropped, as in RabbitMQ).
+    /// like any publish, to the queues that can be reached.
     pub(crate) fn dead_letters(&self) -> DeadLetterSink {
         let vhost = self.this.clone();
-        Arc::new(move |m: Arc<Message>| {
-            let Some(v) = vhost.upgrade() else { return };
+        DeadLetterSink::new(move |m: &Message| {
+            let Some(v) = vhost.upgrade() else {
+                return Vec::new();
+            };
             let routes = v.routes();
             let Some(x) = routes.exchange(&m.exchange) else {
-                return;
+                return Vec::new();
             };
             let mut queues = Vec::new();
-            routes.route(x, &m, &mut queues);
-            if queues.is_empty() {
-                return;
-            }
-            // The sending queue must not wait on another queue's mailbox (two queues
-            // dead-lettering to each other would wait forever), so the sends run on their own.
-            tokio::spawn(async move {
-                for q in queues {
-                    let _ = q.publish_batch(vec![(m.clone(), None)]).await;
-                }
-            });
+            routes.route(x, m, &mut queues);
+            queues.retain(QueueHandle::is_reachable);
+            queues
         })
     }
 }

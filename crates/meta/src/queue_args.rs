@@ -42,6 +42,9 @@ pub struct QueueArgs {
     /// A quorum queue's `x-delivery-limit`: a message returned more often than this is
     /// dropped (dead-lettered, reason `delivery_limit`).
     pub delivery_limit: Option<u64>,
+    /// `x-dead-letter-strategy: at-least-once` (RabbitMQ uses it only for quorum queues with
+    /// `reject-publish` and a dead-letter exchange; at most once otherwise).
+    pub dead_letter_at_least_once: bool,
     /// `x-queue-type`.
     pub queue_type: QueueType,
     /// A quorum queue's `x-quorum-initial-group-size`: how many nodes hold it at first.
@@ -228,7 +231,8 @@ impl QueueArgs {
         }
         if let Some(v) = t.get("x-dead-letter-strategy") {
             match longstr("x-dead-letter-strategy", v, queue)?.as_ref() {
-                b"at-most-once" | b"at-least-once" => {}
+                b"at-most-once" => {}
+                b"at-least-once" => a.dead_letter_at_least_once = true,
                 _ => {
                     return Err(invalid(
                         "x-dead-letter-strategy",

@@ -120,6 +120,7 @@ impl Metadata {
             on_remove: v.on_remove(),
             dead_letters: v.dead_letters(),
             post: self.post.clone(),
+            confirms_to: self.ids.next(),
         };
         Some(crate::quorum::shell::spawn(
             &v.name,
@@ -169,6 +170,7 @@ impl Metadata {
             on_remove: v.on_remove(),
             dead_letters: v.dead_letters(),
             post: self.post.clone(),
+            confirms_to: self.ids.next(),
         };
         Some(queue::spawn(&v.name, q.clone(), start, around))
     }

@@ -36,6 +36,9 @@ pub struct Surroundings {
     pub dead_letters: DeadLetterSink,
     /// Where the node's connections are reached.
     pub post: Arc<Mailboxes>,
+    /// The queue's own address, where the queues it dead-letters to at least once confirm
+    /// them (see `quorum::dlx`).
+    pub confirms_to: ConnId,
 }
 
 /// What the local queue's mailbox carries.
@@ -234,7 +237,7 @@ async fn fsync_done(job: &mut Option<JoinHandle<bool>>) -> bool {
     }
 }
 
-async fn sleep_until(deadline: Option<Instant>) {
+pub(crate) async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
@@ -277,7 +280,7 @@ pub(crate) fn carry_out(
                     },
                 );
             }
-            Effect::DeadLetter(m) => dead_letters(m),
+            Effect::DeadLetter { message, .. } => dead_letters.send(message),
         }
     }
     gone

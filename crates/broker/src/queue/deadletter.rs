@@ -3,8 +3,8 @@
 //! `x-first-death-*` headers RabbitMQ adds.
 
 use crate::message::Message;
+use crate::queue::QueueHandle;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 use warren_amqp::{BasicProperties, FieldTable, FieldValue, ShortStr};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,18 +27,52 @@ impl Reason {
     }
 }
 
-/// Hands dead-lettered messages to the vhost for routing (set by the vhost that owns the queue).
-pub type DeadLetterSink = Arc<dyn Fn(Arc<Message>) + Send + Sync>;
+/// Where a queue's dead letters go: the queues its vhost routes them to from the dead-letter
+/// exchange (set by the vhost that owns the queue).
+#[derive(Clone)]
+pub struct DeadLetterSink {
+    route: Arc<Route>,
+}
+
+type Route = dyn Fn(&Message) -> Vec<QueueHandle> + Send + Sync;
+
+impl DeadLetterSink {
+    pub fn new(route: impl Fn(&Message) -> Vec<QueueHandle> + Send + Sync + 'static) -> Self {
+        DeadLetterSink {
+            route: Arc::new(route),
+        }
+    }
+
+    /// A sink that routes nothing anywhere.
+    #[cfg(test)]
+    pub fn nowhere() -> Self {
+        DeadLetterSink::new(|_| Vec::new())
+    }
+
+    /// The queues a dead letter goes to (none: no such exchange, or no route).
+    pub fn route(&self, m: &Message) -> Vec<QueueHandle> {
+        (self.route)(m)
+    }
+
+    /// Republishes a dead letter at most once: to every queue it routes to, without waiting
+    /// for any of them to take it (unroutable: dropped, as in RabbitMQ).
+    pub fn send(&self, m: Arc<Message>) {
+        let queues = self.route(&m);
+        if queues.is_empty() {
+            return;
+        }
+        // The sending queue must not wait on another queue's mailbox (two queues
+        // dead-lettering to each other would wait forever), so the sends run on their own.
+        tokio::spawn(async move {
+            for q in queues {
+                let _ = q.publish_batch(vec![(m.clone(), None)]).await;
+            }
+        });
+    }
+}
 
 fn text(s: &[u8]) -> FieldValue {
     FieldValue::LongStr(bytes::Bytes::copy_from_slice(s))
-}
-
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// The message as it is republished: to `dlx`, with the dead-letter routing key (or its own),
@@ -49,6 +83,7 @@ pub fn dead_letter(
     queue: &ShortStr,
     dlx: &ShortStr,
     routing_key: Option<&ShortStr>,
+    now_ms: u64,
 ) -> Arc<Message> {
     let mut props = BasicProperties::decode(&m.properties).unwrap_or_default();
     let mut headers = props.headers.take().unwrap_or_default();
@@ -74,7 +109,7 @@ pub fn dead_letter(
         Some(FieldValue::Table(mut t)) => {
             let count = t.get("count").and_then(FieldValue::as_i64).unwrap_or(0);
             t.insert("count", FieldValue::I64(count + 1));
-            t.insert("time", FieldValue::Timestamp(now_secs()));
+            t.insert("time", FieldValue::Timestamp(now_ms / 1000));
             t
         }
         _ => {
@@ -82,7 +117,7 @@ pub fn dead_letter(
                 .with("count", FieldValue::I64(1))
                 .with("reason", reason.as_str())
                 .with("queue", text(queue.as_bytes()))
-                .with("time", FieldValue::Timestamp(now_secs()))
+                .with("time", FieldValue::Timestamp(now_ms / 1000))
                 .with("exchange", text(m.exchange.as_bytes()))
                 .with(
                     "routing-keys",
@@ -121,6 +156,8 @@ pub fn dead_letter(
 mod tests {
     use super::*;
     use crate::message::Body;
+
+    const T: u64 = 1_700_000_000_000;
 
     fn message() -> Message {
         Message {
@@ -161,6 +198,7 @@ mod tests {
             &"q1".into(),
             &"dlx".into(),
             None,
+            T,
         );
         assert_eq!(
             (d.exchange.as_bytes(), d.routing_key.as_bytes()),
@@ -181,6 +219,7 @@ mod tests {
         );
         let x = &deaths(&d)[0];
         assert_eq!(x.get("count"), Some(&FieldValue::I64(1)));
+        assert_eq!(x.get("time"), Some(&FieldValue::Timestamp(T / 1000)));
         assert_eq!(x.get("reason"), Some(&FieldValue::from("expired")));
         assert_eq!(x.get("queue"), Some(&FieldValue::from("q1")));
         assert_eq!(x.get("exchange"), Some(&FieldValue::from("orders")));
@@ -203,10 +242,25 @@ mod tests {
             &"q1".into(),
             &"dlx".into(),
             Some(&"retry".into()),
+            T,
         );
         assert_eq!(once.routing_key.as_bytes(), b"retry");
-        let twice = dead_letter(&once, Reason::Expired, &"q2".into(), &"dlx2".into(), None);
-        let thrice = dead_letter(&twice, Reason::Rejected, &"q1".into(), &"dlx".into(), None);
+        let twice = dead_letter(
+            &once,
+            Reason::Expired,
+            &"q2".into(),
+            &"dlx2".into(),
+            None,
+            T,
+        );
+        let thrice = dead_letter(
+            &twice,
+            Reason::Rejected,
+            &"q1".into(),
+            &"dlx".into(),
+            None,
+            T,
+        );
         let d = deaths(&thrice);
         assert_eq!(d.len(), 2);
         assert_eq!(d[0].get("queue"), Some(&FieldValue::from("q1")));

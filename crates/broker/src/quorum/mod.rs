@@ -6,6 +6,7 @@
 //! ([`shell`]) takes the same commands. A node that holds no member reaches the queue through
 //! one that does, as it reaches a classic queue on another node.
 
+pub(crate) mod dlx;
 pub(crate) mod group;
 pub(crate) mod machine;
 pub(crate) mod rebuild;

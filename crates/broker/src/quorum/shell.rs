@@ -6,10 +6,11 @@
 //! dead letters); the other members' replicas make the same decisions and discard them.
 
 use super::Replicas;
+use super::dlx::DeadLetterWorker;
 use super::group::Member;
 use super::machine::{Applied, Op, Outcome};
 use crate::mail::MailCache;
-use crate::queue::actor::{QueueCmd, carry_out, now_ms};
+use crate::queue::actor::{QueueCmd, carry_out, now_ms, sleep_until};
 use crate::queue::state::{Command, Effect, QueueState, Reply};
 use crate::queue::{QueueDisk, QueueHandle, Surroundings, flow::Flow};
 use crate::queue::{Ticket, ticket_mail};
@@ -101,6 +102,9 @@ async fn run(
     control_tx: mpsc::UnboundedSender<Command>,
 ) {
     let (id, name) = (queue.id, queue.name.clone());
+    if let Some(w) = super::dlx::fallback_warning(&vhost, &queue) {
+        tracing::warn!("{w}");
+    }
     let incarnation = next_incarnation(&placement.dir);
     let member = super::rebuild::start(
         (id, placement.me),
@@ -280,6 +284,11 @@ async fn lead(
     tell: mpsc::UnboundedSender<Command>,
 ) {
     let mut mail = MailCache::new(around.post.clone());
+    let (mut worker, mut confirms) = DeadLetterWorker::new(
+        around.confirms_to,
+        around.post.clone(),
+        around.dead_letters.clone(),
+    );
     let mut metrics = raft.metrics();
     // Leading is being elected in this term: after a restart, a member's stored vote can
     // name itself before any election.
@@ -332,8 +341,13 @@ async fn lead(
                 if now && !leading {
                     tracing::info!(queue = %name, term = metrics.borrow().current_term, "leads quorum queue");
                 }
+                if leading && !now {
+                    worker.forget();
+                }
                 leading = now;
             }
+            Some(msg) = confirms.recv() => worker.mail(msg),
+            _ = sleep_until(worker.again_at()), if leading => worker.publish_again(),
             _ = due, if leading && took_over == Some(metrics.borrow().current_term) => {
                 // The tick's entry brings the next deadline.
                 deadline = None;
@@ -363,16 +377,23 @@ async fn lead(
                 // member that replays its log does not send again what was acknowledged long
                 // ago, and one whose predecessor died before sending still sends.
                 let old = !a.takeover && a.term < term;
-                let effects = a
-                    .effects
-                    .into_iter()
-                    .filter(|e| !matches!(e, Effect::Settled { .. }))
-                    .filter(|e| !(old && matches!(e, Effect::Deliver { .. })))
-                    .collect();
+                let mut effects = Vec::new();
+                for e in a.effects {
+                    match e {
+                        Effect::Settled { .. } => {}
+                        Effect::Deliver { .. } if old => {}
+                        Effect::DeadLetter { message, held: Some(id) } => worker.take(id, message),
+                        e => effects.push(e),
+                    }
+                }
                 for conn in carry_out(effects, &mut mail, &around.dead_letters) {
                     let _ = tell.send(Command::ConnectionGone { conn });
                 }
             }
+        }
+        let ids = worker.take_confirmed();
+        if !ids.is_empty() {
+            let _ = tell.send(Command::DeadLettered { ids });
         }
     }
 }

@@ -332,8 +332,12 @@ mod tests {
                         });
                         let around = queue::Surroundings {
                             on_remove: Arc::new(|_: &ShortStr, _| {}),
-                            dead_letters: Arc::new(|_| {}),
+                            dead_letters: crate::queue::DeadLetterSink::nowhere(),
                             post: Default::default(),
+                            confirms_to: Uid {
+                                node: NodeId(1),
+                                n: 0,
+                            },
                         };
                         let q = queue::spawn("/", queue.clone(), start, around);
                         handles.insert(queue.name.clone(), q);

@@ -72,6 +72,8 @@ impl QueueState {
     /// leader sends when it takes over, since its predecessor may have gone before sending
     /// some of it. They are repeats (a channel that holds one drops it) and redelivered (the
     /// client may have seen them). In the order they went out, so the same on every replica.
+    /// Dead letters held until confirmed go again too: the predecessor's confirms for them
+    /// went to it.
     pub(crate) fn in_flight(&self) -> Vec<Effect> {
         let mut out: Vec<(&u64, &Unacked)> = self.unacked.iter().collect();
         out.sort_by_key(|(seq, _)| **seq);
@@ -101,6 +103,7 @@ impl QueueState {
         batches
             .into_iter()
             .map(|(conn, deliveries)| Effect::Deliver { conn, deliveries })
+            .chain(self.held_again())
             .collect()
     }
 

@@ -9,22 +9,28 @@ use std::sync::Arc;
 use warren_meta::Overflow;
 
 impl QueueState {
+    /// Messages and bytes counted against the length limits: the ready ones, and the dead
+    /// letters held until confirmed (as RabbitMQ's quorum queues count them).
+    fn limited(&self) -> (u64, u64) {
+        (
+            self.ready_len() + self.held.len(),
+            self.ready_bytes() + self.held.bytes(),
+        )
+    }
+
     /// Whether one more message of `size` bytes would take the queue past a length limit.
     fn over_limit_with(&self, size: u64) -> bool {
         let args = &self.info.args;
-        args.max_length
-            .is_some_and(|max| self.ready_len() + 1 > max)
-            || args
-                .max_length_bytes
-                .is_some_and(|max| self.ready_bytes() + size > max)
+        let (len, bytes) = self.limited();
+        args.max_length.is_some_and(|max| len + 1 > max)
+            || args.max_length_bytes.is_some_and(|max| bytes + size > max)
     }
 
     fn over_limit(&self) -> bool {
         let args = &self.info.args;
-        args.max_length.is_some_and(|max| self.ready_len() > max)
-            || args
-                .max_length_bytes
-                .is_some_and(|max| self.ready_bytes() > max)
+        let (len, bytes) = self.limited();
+        args.max_length.is_some_and(|max| len > max)
+            || args.max_length_bytes.is_some_and(|max| bytes > max)
     }
 
     /// Whether the queue is at or below 80 % of its limits (rounded down), where a quorum
@@ -32,11 +38,9 @@ impl QueueState {
     fn at_low_water(&self) -> bool {
         let args = &self.info.args;
         let low = |max: u64| max * 4 / 5;
-        args.max_length
-            .is_none_or(|max| self.ready_len() <= low(max))
-            && args
-                .max_length_bytes
-                .is_none_or(|max| self.ready_bytes() <= low(max))
+        let (len, bytes) = self.limited();
+        args.max_length.is_none_or(|max| len <= low(max))
+            && args.max_length_bytes.is_none_or(|max| bytes <= low(max))
     }
 
     pub(super) fn publish(&mut self, message: Arc<Message>, ticket: Option<Ticket>) {

@@ -4,6 +4,7 @@
 //! so nothing here refers to a file.
 
 use super::consumers::Consumers;
+use super::held::Held;
 use super::{QueueState, Unacked};
 use crate::queue::ready::{Entry, Ready};
 use crate::queue::wire::WireMessage;
@@ -22,6 +23,9 @@ pub(crate) struct Image {
     deleted: bool,
     last_used: u64,
     refusing: bool,
+    /// Dead letters held until confirmed, by number, and the next number.
+    held: Vec<(u64, WireMessage)>,
+    held_next: u64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -78,6 +82,8 @@ impl QueueState {
             })
             .collect();
         unacked.sort_by_key(|u| u.entry.seq);
+        let (held, held_next) = self.held.entries();
+        let held = held.map(|(id, m)| (id, WireMessage::of(m))).collect();
         Image {
             levels: self
                 .levels
@@ -91,6 +97,8 @@ impl QueueState {
             deleted: self.deleted,
             last_used: self.last_used,
             refusing: self.refusing,
+            held,
+            held_next,
         }
     }
 
@@ -125,6 +133,13 @@ impl QueueState {
         self.deleted = image.deleted;
         self.last_used = image.last_used;
         self.refusing = image.refusing;
+        self.held = Held::of(
+            image
+                .held
+                .into_iter()
+                .filter_map(|(id, m)| Some((id, m.into_message()?))),
+            image.held_next,
+        );
         self.settled_ok.clear();
         self.settled_failed.clear();
         self.effects.clear();

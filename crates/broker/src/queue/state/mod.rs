@@ -15,6 +15,9 @@
 mod consumers;
 mod deliver;
 mod enqueue;
+mod held;
+#[cfg(test)]
+mod held_tests;
 mod image;
 #[cfg(test)]
 mod quorum_tests;
@@ -93,6 +96,11 @@ pub(crate) enum Command {
     /// without a first entry of its own, takes over with this entry instead (see
     /// `quorum::machine`): what is out to consumers goes again.
     Resend,
+    /// The leader's worker had these held dead letters confirmed by every queue they were
+    /// routed to: the replicas let them go.
+    DeadLettered {
+        ids: Vec<u64>,
+    },
     // What never crosses comes last. serde numbers a variant by its place among all of them
     // when it writes and among those not skipped when it reads: a skipped variant in the
     // middle would make every later one read back as another.
@@ -155,8 +163,12 @@ pub(crate) enum Effect {
         channel_key: u64,
         tag: ShortStr,
     },
-    /// A message to republish to the queue's dead-letter exchange.
-    DeadLetter(Arc<Message>),
+    /// A message to republish to the queue's dead-letter exchange; `held` numbers one the
+    /// queue keeps until told it was confirmed (at least once, see `held`).
+    DeadLetter {
+        message: Arc<Message>,
+        held: Option<u64>,
+    },
 }
 
 /// Why a queue stops.
@@ -210,6 +222,8 @@ pub(crate) struct QueueState {
     /// A quorum queue with `reject-publish` that went over its limit refuses publishes until
     /// it is down to 80 % of it, as RabbitMQ's `rabbit_fifo` does.
     refusing: bool,
+    /// Dead letters held until confirmed (at least once).
+    held: held::Held,
 }
 
 impl QueueState {
@@ -236,6 +250,7 @@ impl QueueState {
             settled_failed: Vec::new(),
             effects: Vec::new(),
             replicated,
+            held: held::Held::default(),
         }
     }
 
@@ -286,6 +301,7 @@ impl QueueState {
                 self.requeue_owned_by(|(owner, _)| owner == conn);
             }
             Command::Tick | Command::Resend => {}
+            Command::DeadLettered { ids } => self.dead_lettered(&ids),
             Command::NodeGone { node } => {
                 self.consumers.retain(|c| c.spec.conn.node != node);
                 self.requeue_owned_by(|(owner, _)| owner.node == node);
@@ -305,6 +321,8 @@ impl QueueState {
                     .iter_mut()
                     .map(|l| l.purge(log.as_deref_mut()))
                     .sum();
+                // As RabbitMQ's purge: held dead letters go too (not counted).
+                self.held.clear();
                 return Reply::Purged(n as u32);
             }
             Command::Counts => {
@@ -561,8 +579,16 @@ impl QueueState {
                 &self.info.name,
                 dlx,
                 args.dead_letter_routing_key.as_ref(),
+                self.now,
             );
-            self.effects.push(Effect::DeadLetter(dead));
+            if self.dead_letters_at_least_once() {
+                self.hold(dead);
+            } else {
+                self.effects.push(Effect::DeadLetter {
+                    message: dead,
+                    held: None,
+                });
+            }
         }
     }
 

@@ -129,7 +129,7 @@ fn a_message_returned_past_the_delivery_limit_is_dead_lettered() {
         .take_effects()
         .into_iter()
         .filter_map(|e| match e {
-            Effect::DeadLetter(m) => Some(m),
+            Effect::DeadLetter { message, .. } => Some(message),
             _ => None,
         })
         .collect();

@@ -135,7 +135,7 @@ fn dead_lettered(effects: &[Effect]) -> Vec<String> {
     effects
         .iter()
         .filter_map(|e| match e {
-            Effect::DeadLetter(m) => Some(body(m)),
+            Effect::DeadLetter { message, .. } => Some(body(message)),
             _ => None,
         })
         .collect()
