@@ -60,6 +60,8 @@ listen http_front
         p2 = nodes[1].port,
     );
     let lb = Lb::start(&config, front);
+    // The listeners are bound one after the other: the statistics one may come second.
+    wait_for_port(stats);
     // The runtime socket is bound beside the listeners, not necessarily before them.
     for _ in 0..250 {
         if socket.exists() {
@@ -443,6 +445,7 @@ async fn sighup_applies_a_new_configuration_and_keeps_established_sessions() {
     let front2 = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let stats = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let lb = Lb::start(&reload_config(front, None, stats, &nodes[0]), front);
+    wait_for_port(stats);
     let url = format!("amqp://guest:guest@{front}/%2f");
     let before = connect(&url).await;
     let ch = before.create_channel().await.unwrap();
