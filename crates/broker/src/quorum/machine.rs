@@ -94,7 +94,18 @@ pub(crate) struct Applied {
     pub deadline: Option<u64>,
     /// The queue went unused for its `x-expires`: the leader takes it out of the topology.
     pub remove: bool,
+    /// The log has grown enough since the last snapshot that this member should take one
+    /// (see [`SNAPSHOT_AFTER`]).
+    pub snapshot: bool,
 }
+
+/// A member takes a snapshot once the entries it applied since its last one hold more bytes
+/// than that snapshot does, and at least this many. Taking one costs as much as the queue is
+/// deep, so the log must grow by as much before the next: the cost per byte logged stays
+/// bounded, and so do the log in memory and on disk (about twice the queue, and this much). A
+/// count of entries would not do: under load one entry holds hundreds of messages, and the
+/// log grew to gigabytes between snapshots.
+pub(crate) const SNAPSHOT_AFTER: u64 = 64 << 20;
 
 /// A snapshot as kept on disk and sent to other members.
 #[derive(Serialize, Deserialize)]
@@ -131,6 +142,12 @@ pub(crate) struct QuorumMachine {
     effects: mpsc::UnboundedSender<Applied>,
     /// The deadline last told to the shell.
     told: Option<u64>,
+    /// Bytes of entries applied since the last snapshot was begun, and whether the shell was
+    /// asked for one since.
+    logged: u64,
+    asked: bool,
+    /// The least growth of the log that calls for a snapshot ([`SNAPSHOT_AFTER`]).
+    snapshot_after: u64,
 }
 
 impl QuorumMachine {
@@ -150,6 +167,9 @@ impl QuorumMachine {
             dir,
             effects,
             told: None,
+            logged: 0,
+            asked: false,
+            snapshot_after: SNAPSHOT_AFTER,
             state: {
                 state.take_effects();
                 state
@@ -221,10 +241,12 @@ impl QuorumMachine {
     fn send(&mut self, effects: Vec<Effect>, (term, index): (u64, u64), takeover: bool) {
         let deadline = self.state.next_deadline();
         let remove = self.state.should_remove(self.state.now());
-        if effects.is_empty() && !takeover && !remove && deadline == self.told {
+        let snapshot = !self.asked && self.logged > self.snapshot_after.max(self.snapshot_bytes());
+        if effects.is_empty() && !takeover && !remove && !snapshot && deadline == self.told {
             return;
         }
         self.told = deadline;
+        self.asked |= snapshot;
         let _ = self.effects.send(Applied {
             effects,
             term,
@@ -232,7 +254,24 @@ impl QuorumMachine {
             index,
             deadline,
             remove,
+            snapshot,
         });
+    }
+
+    /// The size of the last snapshot, built here or installed.
+    fn snapshot_bytes(&self) -> u64 {
+        self.current
+            .lock()
+            .ok()
+            .and_then(|c| c.as_ref().map(|(_, bytes)| bytes.len() as u64))
+            .unwrap_or(0)
+    }
+
+    /// The same replica, taking snapshots after `bytes` of log at least.
+    #[cfg(test)]
+    pub fn snapshot_after(mut self, bytes: u64) -> QuorumMachine {
+        self.snapshot_after = bytes;
+        self
     }
 
     /// The queue's state as this replica has it.
@@ -326,22 +365,25 @@ impl RaftStateMachine<Replica> for QuorumMachine {
                     self.membership = StoredMembership::new(Some(entry.log_id), m);
                     Bytes::new()
                 }
-                EntryPayload::Normal(raw) => match postcard::from_bytes::<Op>(&raw) {
-                    Ok(op) if op.resends() => {
-                        let answer = self.apply_op(op);
-                        self.send_pending((term, last), false);
-                        term = u64::MAX;
-                        let effects = self.state.in_flight();
-                        self.send(effects, (entry_term, index), true);
-                        answer
+                EntryPayload::Normal(raw) => {
+                    self.logged += raw.len() as u64;
+                    match postcard::from_bytes::<Op>(&raw) {
+                        Ok(op) if op.resends() => {
+                            let answer = self.apply_op(op);
+                            self.send_pending((term, last), false);
+                            term = u64::MAX;
+                            let effects = self.state.in_flight();
+                            self.send(effects, (entry_term, index), true);
+                            answer
+                        }
+                        Ok(op) => self.apply_op(op),
+                        Err(e) => {
+                            // Every replica skips it alike: the log is the same everywhere.
+                            tracing::error!(error = %e, index, "skipped an unreadable queue command");
+                            Bytes::new()
+                        }
                     }
-                    Ok(op) => self.apply_op(op),
-                    Err(e) => {
-                        // Every replica skips it alike: the log is the same everywhere.
-                        tracing::error!(error = %e, index, "skipped an unreadable queue command");
-                        Bytes::new()
-                    }
-                },
+                }
             };
             answers.push(answer);
         }
@@ -350,6 +392,8 @@ impl RaftStateMachine<Replica> for QuorumMachine {
     }
 
     async fn get_snapshot_builder(&mut self) -> Builder {
+        self.logged = 0;
+        self.asked = false;
         Builder {
             image: Some((
                 self.applied,

@@ -355,6 +355,9 @@ async fn lead(
             }
             a = applied.recv() => {
                 let Some(a) = a else { return };
+                if a.snapshot {
+                    let _ = raft.trigger().snapshot().await;
+                }
                 deadline = a.deadline;
                 if a.takeover && a.index > started_at {
                     took_over = Some(a.term);

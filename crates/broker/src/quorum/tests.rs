@@ -195,6 +195,73 @@ async fn a_member_that_installs_a_snapshot_goes_on_as_the_leader_does() {
     assert!(da[0].3 && da[1].3 && !da[2].3);
 }
 
+/// Applies entry `index` (a publish of one `size`-byte message) and returns the bytes it
+/// logged and whether the replica asked for a snapshot.
+async fn publish_sized(
+    m: &mut QuorumMachine,
+    rx: &mut mpsc::UnboundedReceiver<Applied>,
+    index: u64,
+    size: usize,
+) -> (u64, bool) {
+    let e = publish(index, &["x".repeat(size).as_str()]);
+    let logged = match &e.payload {
+        EntryPayload::Normal(raw) => raw.len() as u64,
+        _ => 0,
+    };
+    m.apply([e]).await.unwrap();
+    let mut asked = false;
+    while let Ok(a) = rx.try_recv() {
+        asked |= a.snapshot;
+    }
+    (logged, asked)
+}
+
+#[tokio::test]
+async fn a_member_asks_for_a_snapshot_once_its_log_outgrows_the_last_one() {
+    let dir = Scratch::new();
+    let (m, mut rx) = replica(&dir);
+    let mut m = m.snapshot_after(1_000);
+    // The queue deepens (no consumer): each snapshot is larger than the one before.
+    let (mut index, mut logged) = (0, 0);
+    let asked_at = loop {
+        index += 1;
+        let (bytes, asked) = publish_sized(&mut m, &mut rx, index, 300).await;
+        logged += bytes;
+        if asked {
+            break logged;
+        }
+        assert!(index < 10, "never asked");
+    };
+    assert!(asked_at > 1_000 && asked_at < 1_000 + 400, "{asked_at}");
+    // Asked once: not again until the snapshot is begun.
+    for _ in 0..5 {
+        index += 1;
+        assert!(!publish_sized(&mut m, &mut rx, index, 300).await.1);
+    }
+    let snapshot = m
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .unwrap();
+    let size = snapshot.snapshot.into_inner().len() as u64;
+    assert!(size > 2_700, "the nine messages the queue holds: {size}");
+    // Now the log must outgrow the snapshot, not the floor.
+    let mut logged = 0;
+    loop {
+        index += 1;
+        let (bytes, asked) = publish_sized(&mut m, &mut rx, index, 300).await;
+        logged += bytes;
+        if asked {
+            break;
+        }
+    }
+    assert!(
+        logged > size && logged < size + 400,
+        "{logged} after {size}"
+    );
+}
+
 #[tokio::test]
 async fn a_member_restarted_takes_its_snapshot_back() {
     let dir = Scratch::new();
