@@ -16,9 +16,9 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_util::codec::{Framed, LengthDelimitedCodec};
+use tokio_util::codec::Framed;
 
-pub type Link<S> = Framed<S, LengthDelimitedCodec>;
+pub type Link<S> = Framed<S, crate::codec::Codec>;
 
 /// Why a handshake failed.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,6 +11,7 @@
 //! (requests and their answers, matched by number). warrenctl connects the same way, as a
 //! tool rather than a node ([`mesh::ToolLink`]).
 
+pub mod codec;
 pub mod cookie;
 pub mod ctl;
 pub mod handshake;

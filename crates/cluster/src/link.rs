@@ -4,6 +4,7 @@
 //! dead-after time is dropped (a stopped or cut-off node, which TCP alone can take minutes to
 //! notice).
 
+use crate::codec::Outgoing;
 use crate::handshake;
 use crate::wire::{Channel, Frame, PeerKind};
 use bytes::Bytes;
@@ -60,7 +61,7 @@ pub(crate) struct LinkHandle {
     pub kind: PeerKind,
     /// The name of the side that dialled (which of two simultaneous links survives).
     pub dialler: String,
-    pub tx: mpsc::Sender<Bytes>,
+    pub tx: mpsc::Sender<Outgoing>,
     pub close: watch::Sender<bool>,
     /// Becomes true once the link's task has stopped delivering what it read.
     pub finished: watch::Receiver<bool>,
@@ -76,10 +77,10 @@ pub(crate) async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     kind: PeerKind,
     timing: Timing,
     receivers: Receivers,
-    mut outgoing: mpsc::Receiver<Bytes>,
+    mut outgoing: mpsc::Receiver<Outgoing>,
     mut close: watch::Receiver<bool>,
 ) -> String {
-    let (mut sink, mut stream) = framed.split();
+    let (mut sink, mut stream) = StreamExt::split::<Outgoing>(framed);
     let writing = async {
         let mut last_sent = Instant::now();
         let mut tick = tokio::time::interval(timing.heartbeat / 2);
@@ -97,14 +98,14 @@ pub(crate) async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                             return format!("write failed: {e}");
                         }
                     }
-                    if let Err(e) = SinkExt::<Bytes>::flush(&mut sink).await {
+                    if let Err(e) = SinkExt::<Outgoing>::flush(&mut sink).await {
                         return format!("write failed: {e}");
                     }
                     last_sent = Instant::now();
                 }
                 _ = tick.tick() => {
                     if last_sent.elapsed() >= timing.heartbeat {
-                        if let Err(e) = sink.send(Frame::Heartbeat.encode()).await {
+                        if let Err(e) = sink.send(Outgoing::record(Frame::Heartbeat.encode())).await {
                             return format!("write failed: {e}");
                         }
                         last_sent = Instant::now();

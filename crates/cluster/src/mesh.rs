@@ -3,6 +3,7 @@
 //! by the cookie before anything else. Other parts of the node send to a peer by name on a
 //! channel, receive what arrives on their channel, and watch peers come and go.
 
+use crate::codec::Outgoing;
 use crate::cookie::Cookie;
 use crate::handshake::{self, Refused};
 use crate::link::{self, Inbound, LinkHandle, Receivers, SEND_QUEUE, Timing};
@@ -148,6 +149,18 @@ impl Mesh {
         channel: Channel,
         payload: Bytes,
     ) -> Result<(), NotConnected> {
+        self.send_parts(peer, channel, &[], payload).await
+    }
+
+    /// Sends `head` then `body` to `peer` on `channel`, as one payload (see `codec`: the
+    /// body is copied once, into the link's buffer).
+    pub async fn send_parts(
+        &self,
+        peer: &str,
+        channel: Channel,
+        head: &[u8],
+        body: Bytes,
+    ) -> Result<(), NotConnected> {
         let tx = self
             .inner
             .links
@@ -155,7 +168,7 @@ impl Mesh {
             .ok()
             .and_then(|l| l.get(peer).map(|h| h.tx.clone()))
             .ok_or_else(|| NotConnected(peer.to_owned()))?;
-        tx.send(Frame::Data(channel, payload).encode())
+        tx.send(Outgoing::data(channel, head, body))
             .await
             .map_err(|_| NotConnected(peer.to_owned()))
     }
@@ -457,7 +470,7 @@ impl ToolLink {
     pub async fn send(&mut self, channel: Channel, payload: Bytes) -> std::io::Result<()> {
         use futures_util::SinkExt;
         self.framed
-            .send(Frame::Data(channel, payload).encode())
+            .send(Outgoing::data(channel, &[], payload))
             .await
     }
 

@@ -5,7 +5,7 @@
 
 use crate::mesh::Mesh;
 use crate::wire::{Channel, PeerKind};
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -42,12 +42,12 @@ pub struct Rpc {
     next: AtomicU64,
 }
 
-fn frame(kind: u8, id: u64, body: &[u8]) -> Bytes {
-    let mut out = BytesMut::with_capacity(HEADER + body.len());
-    out.put_u8(kind);
-    out.put_u64(id);
-    out.extend_from_slice(body);
-    out.freeze()
+/// An RPC's own head: its kind and number.
+fn head(kind: u8, id: u64) -> [u8; HEADER] {
+    let mut out = [0u8; HEADER];
+    out[0] = kind;
+    out[1..].copy_from_slice(&id.to_be_bytes());
+    out
 }
 
 impl Rpc {
@@ -87,7 +87,7 @@ impl Rpc {
                             let answer = answering.await;
                             let _ = rpc
                                 .mesh
-                                .send(&msg.from, rpc.channel, frame(ANSWER, id, &answer))
+                                .send_parts(&msg.from, rpc.channel, &head(ANSWER, id), answer)
                                 .await;
                         });
                     }
@@ -111,6 +111,19 @@ impl Rpc {
         body: &[u8],
         timeout: Duration,
     ) -> Result<Bytes, CallError> {
+        self.call_parts(peer, &[], Bytes::copy_from_slice(body), timeout)
+            .await
+    }
+
+    /// [`Rpc::call`] with a request of `head` then `body`, sent without being put together
+    /// first (see `codec`).
+    pub async fn call_parts(
+        &self,
+        peer: &str,
+        head: &[u8],
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<Bytes, CallError> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         if let Ok(mut p) = self.pending.lock() {
@@ -123,7 +136,12 @@ impl Rpc {
         };
         if self
             .mesh
-            .send(peer, self.channel, frame(REQUEST, id, body))
+            .send_parts(
+                peer,
+                self.channel,
+                &[&self::head(REQUEST, id)[..], head].concat(),
+                body,
+            )
             .await
             .is_err()
         {

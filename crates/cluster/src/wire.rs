@@ -5,7 +5,6 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
-use tokio_util::codec::LengthDelimitedCodec;
 
 /// The largest frame a node accepts: room for the largest message AMQP lets a client publish
 /// (128 MiB), with its envelope.
@@ -91,14 +90,12 @@ const CHALLENGE: u8 = 2;
 const PROOF: u8 = 3;
 const WELCOME: u8 = 4;
 const HEARTBEAT: u8 = 5;
-const DATA: u8 = 6;
+pub(crate) const DATA: u8 = 6;
 const MISMATCH: u8 = 7;
 
 /// The codec of the length prefix.
-pub fn codec() -> LengthDelimitedCodec {
-    LengthDelimitedCodec::builder()
-        .max_frame_length(MAX_FRAME)
-        .new_codec()
+pub fn codec() -> crate::codec::Codec {
+    crate::codec::Codec::new()
 }
 
 impl Frame {

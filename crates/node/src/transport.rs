@@ -261,7 +261,17 @@ impl Transport for MeshTransport {
         request: Bytes,
         timeout: Duration,
     ) -> BoxFuture<Result<Bytes, CallError>> {
-        call_over(&self.mesh, &self.rpc, to, request, timeout)
+        call_over(&self.mesh, &self.rpc, to, (&[], request), timeout)
+    }
+
+    fn call_parts(
+        &self,
+        to: &str,
+        head: &[u8],
+        body: Bytes,
+        timeout: Duration,
+    ) -> BoxFuture<Result<Bytes, CallError>> {
+        call_over(&self.mesh, &self.rpc, to, (head, body), timeout)
     }
 }
 
@@ -270,10 +280,10 @@ fn call_over(
     mesh: &Mesh,
     rpc: &Arc<Rpc>,
     to: &str,
-    request: Bytes,
+    (head, body): (&[u8], Bytes),
     timeout: Duration,
 ) -> BoxFuture<Result<Bytes, CallError>> {
-    let (mesh, rpc, to) = (mesh.clone(), rpc.clone(), to.to_owned());
+    let (mesh, rpc, to, head) = (mesh.clone(), rpc.clone(), to.to_owned(), head.to_vec());
     Box::pin(async move {
         let addr = NodeAddr::parse(&to).map_err(CallError::Unreachable)?;
         if !mesh.is_connected(&addr.name) {
@@ -284,7 +294,7 @@ fn call_over(
                 addr.name
             )));
         }
-        rpc.call(&addr.name, &request, timeout)
+        rpc.call_parts(&addr.name, &head, body, timeout)
             .await
             .map_err(|e| match e {
                 LinkError::NotConnected => CallError::Unreachable(addr.name.clone()),
@@ -326,6 +336,16 @@ impl Transport for QuorumTransport {
         request: Bytes,
         timeout: Duration,
     ) -> BoxFuture<Result<Bytes, CallError>> {
-        call_over(&self.mesh, &self.rpc, to, request, timeout)
+        call_over(&self.mesh, &self.rpc, to, (&[], request), timeout)
+    }
+
+    fn call_parts(
+        &self,
+        to: &str,
+        head: &[u8],
+        body: Bytes,
+        timeout: Duration,
+    ) -> BoxFuture<Result<Bytes, CallError>> {
+        call_over(&self.mesh, &self.rpc, to, (head, body), timeout)
     }
 }

@@ -39,21 +39,32 @@ enum Record<C: RaftTypeConfig> {
     Purged(LogId<C::NodeId>),
 }
 
-fn encode<T: Serialize>(kind: u8, value: &T) -> Result<Vec<u8>, postcard::Error> {
-    let mut out = vec![kind];
-    out.extend(postcard::to_stdvec(value)?);
-    Ok(out)
+fn encode_into<T: Serialize>(
+    kind: u8,
+    value: &T,
+    out: &mut bytes::BytesMut,
+) -> Result<(), postcard::Error> {
+    use bytes::BufMut;
+    out.put_u8(kind);
+    postcard::to_io(value, out.writer()).map(drop)
 }
 
 impl<C: RaftTypeConfig> Record<C> {
-    fn encode(&self) -> Result<Vec<u8>, postcard::Error> {
+    /// Writes the record at the end of `out`.
+    fn encode_into(&self, out: &mut bytes::BytesMut) -> Result<(), postcard::Error> {
         match self {
-            Record::Entry(e) => encode(ENTRY, e),
-            Record::Vote(v) => encode(VOTE, v),
-            Record::Committed(c) => encode(COMMITTED, c),
-            Record::Truncate(i) => encode(TRUNCATE, i),
-            Record::Purged(l) => encode(PURGED, l),
+            Record::Entry(e) => encode_into(ENTRY, e, out),
+            Record::Vote(v) => encode_into(VOTE, v, out),
+            Record::Committed(c) => encode_into(COMMITTED, c, out),
+            Record::Truncate(i) => encode_into(TRUNCATE, i, out),
+            Record::Purged(l) => encode_into(PURGED, l, out),
         }
+    }
+
+    fn encode(&self) -> Result<Vec<u8>, postcard::Error> {
+        let mut out = bytes::BytesMut::new();
+        self.encode_into(&mut out)?;
+        Ok(out.to_vec())
     }
 
     fn decode(raw: &[u8]) -> Result<Record<C>, String> {
@@ -189,9 +200,10 @@ where
     }
 
     fn write(&mut self, r: &Record<C>) -> Result<u64, StorageError<C::NodeId>> {
-        let raw = r.encode().map_err(|e| StorageIOError::write_logs(&e))?;
+        self.journal
+            .append_with(|out| r.encode_into(out))
+            .map_err(|e| StorageIOError::write_logs(&e))?;
         self.sync |= !matches!(r, Record::Committed(_));
-        self.journal.append(&raw);
         self.appended += 1;
         Ok(self.appended)
     }

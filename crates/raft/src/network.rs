@@ -50,6 +50,22 @@ pub trait Transport: Send + Sync + 'static {
         request: Bytes,
         timeout: Duration,
     ) -> BoxFuture<Result<Bytes, CallError>>;
+
+    /// The request `head` then `body`. A transport that can send the two as they are
+    /// overrides this, so that a large body (a raft append) is not copied to prepend a few
+    /// bytes.
+    fn call_parts(
+        &self,
+        to: &str,
+        head: &[u8],
+        body: Bytes,
+        timeout: Duration,
+    ) -> BoxFuture<Result<Bytes, CallError>> {
+        let mut whole = Vec::with_capacity(head.len() + body.len());
+        whole.extend_from_slice(head);
+        whole.extend_from_slice(&body);
+        self.call(to, Bytes::from(whole), timeout)
+    }
 }
 
 /// openraft's network: a client per peer, none of which dials when made (the transport keeps

@@ -5,7 +5,7 @@
 
 use super::machine::{Applied, QuorumMachine};
 use crate::queue::state::QueueState;
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -85,10 +85,8 @@ impl Transport for GroupTransport {
         request: Bytes,
         timeout: Duration,
     ) -> BoxFuture<Result<Bytes, CallError>> {
-        let mut framed = BytesMut::with_capacity(ID_LEN + request.len());
-        framed.put_slice(&prefix(self.queue));
-        framed.put_slice(&request);
-        self.links.call(to, framed.freeze(), timeout)
+        self.links
+            .call_parts(to, &prefix(self.queue), request, timeout)
     }
 }
 

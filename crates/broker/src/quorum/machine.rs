@@ -115,9 +115,14 @@ struct SnapshotFile {
     proposers: Proposers,
 }
 
-/// Each member's last entry applied (its number and the answers it got), so that an entry
-/// proposed again is answered without being applied twice.
-type Proposers = BTreeMap<u64, (u64, Bytes)>;
+/// Each member's latest entries applied (their numbers and the answers they got), so that an
+/// entry proposed again is answered without being applied twice. A member has a few entries
+/// in flight at once (see `shell`), which may be applied in another order than it numbered
+/// them: so the last [`REMEMBERED`] of each member are kept, not only the highest.
+type Proposers = BTreeMap<u64, BTreeMap<u64, Bytes>>;
+
+/// Entries remembered per member: more than a member ever has in flight at once.
+pub(crate) const REMEMBERED: usize = 16;
 
 fn snapshot_path(dir: &Path) -> PathBuf {
     dir.join("snapshot")
@@ -200,9 +205,14 @@ impl QuorumMachine {
     /// Applies an entry's commands in order; returns their answers, encoded as one list. An
     /// entry its member proposed again is answered as it was the first time.
     fn apply_op(&mut self, op: Op) -> Bytes {
-        if let Some((seq, answers)) = self.proposers.get(&op.from) {
-            if op.seq <= *seq {
+        if let Some(recent) = self.proposers.get(&op.from) {
+            if let Some(answers) = recent.get(&op.seq) {
                 return answers.clone();
+            }
+            // Older than any remembered: applied long ago (a member proposes a new entry
+            // only once all but a few of its earlier ones are answered).
+            if recent.len() >= REMEMBERED && recent.keys().next().is_some_and(|&low| op.seq < low) {
+                return Bytes::new();
             }
         }
         let (from, seq) = (op.from, op.seq);
@@ -225,7 +235,11 @@ impl QuorumMachine {
         let outcome = postcard::to_stdvec(&Outcome { answers, settled })
             .map(Bytes::from)
             .unwrap_or_default();
-        self.proposers.insert(from, (seq, outcome.clone()));
+        let recent = self.proposers.entry(from).or_default();
+        recent.insert(seq, outcome.clone());
+        while recent.len() > REMEMBERED {
+            recent.pop_first();
+        }
         outcome
     }
 

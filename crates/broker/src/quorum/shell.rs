@@ -35,6 +35,23 @@ const GIVE_UP_AFTER: Duration = Duration::from_secs(60);
 /// The pause between two proposals of the same entry.
 const RETRY: Duration = Duration::from_millis(50);
 
+/// Entries of acknowledgements and credit a member has in flight at once (see [`pipelined`]);
+/// well under what the replicas remember of each member (`machine::REMEMBERED`).
+const IN_FLIGHT: usize = 3;
+
+/// Whether an entry may be proposed while earlier ones are still in flight: one that only
+/// settles deliveries and grants credit, which no one waits on. Such commands give the same
+/// state in whatever order they are applied (each settles its own deliveries; credit adds
+/// up), and a consumer's acknowledgements must not wait for the entry before them to commit:
+/// with a prefetch of 1,000, the round trip of an acknowledgement bounds the queue's rate.
+/// Anything else waits for every entry before it, so that a channel's publishes keep their
+/// order and nothing overtakes a settle it follows (a closed channel, a cancelled consumer).
+fn pipelined(batch: &[(Command, Option<oneshot::Sender<Reply>>)]) -> bool {
+    batch.iter().all(|(c, asker)| {
+        asker.is_none() && matches!(c, Command::Settle(..) | Command::Credit { .. })
+    })
+}
+
 /// Where this node's member of a group lives and whom it starts with.
 pub(crate) struct Placement {
     /// This node's raft id.
@@ -128,7 +145,9 @@ async fn run(
         }
     };
     replicas.insert(id, raft.clone());
-    let mut mail = MailCache::new(around.post.clone());
+    let post = around.post.clone();
+    let mut mail = MailCache::new(post.clone());
+    let mut in_flight = tokio::task::JoinSet::new();
     tokio::spawn(lead(
         (raft.clone(), name.clone(), id),
         (placement.me, started_at, led),
@@ -172,8 +191,22 @@ async fn run(
         }
         if !batch.is_empty() {
             seq += 1;
-            let (raft, mail) = (&raft, &mut mail);
-            commit((&proposer, raft), &name, (placement.me, seq), batch, mail).await;
+            let id = (placement.me, seq);
+            if pipelined(&batch) {
+                while in_flight.try_join_next().is_some() {}
+                if in_flight.len() >= IN_FLIGHT {
+                    let _ = in_flight.join_next().await;
+                }
+                let (proposer, raft, name) = (proposer.clone(), raft.clone(), name.clone());
+                let mut mail = MailCache::new(post.clone());
+                in_flight.spawn(async move {
+                    commit((&proposer, &raft), &name, id, batch, &mut mail).await;
+                });
+            } else {
+                while in_flight.join_next().await.is_some() {}
+                let (raft, mail) = (&raft, &mut mail);
+                commit((&proposer, raft), &name, id, batch, mail).await;
+            }
         }
         if let Some(done) = stop {
             let _ = raft.shutdown().await;
@@ -398,5 +431,31 @@ async fn lead(
         if !ids.is_empty() {
             let _ = tell.send(Command::DeadLettered { ids });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::Settle;
+
+    #[test]
+    fn only_settlements_and_credit_go_while_others_are_in_flight() {
+        let settle = || (Command::Settle(vec![1], Settle::Ack), None);
+        let credit = || (Command::Credit { consumer: 1, n: 5 }, None);
+        assert!(pipelined(&[settle(), credit(), settle()]));
+        assert!(!pipelined(&[settle(), (Command::Purge, None)]));
+        let (tx, _rx) = oneshot::channel();
+        assert!(!pipelined(&[(
+            Command::Settle(vec![1], Settle::Ack),
+            Some(tx)
+        )]));
+        assert!(!pipelined(&[(
+            Command::Prefetch {
+                consumer: 1,
+                prefetch: 10
+            },
+            None
+        )]));
     }
 }

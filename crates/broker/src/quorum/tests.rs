@@ -391,6 +391,49 @@ async fn an_entry_proposed_again_is_applied_once_and_answered_alike() {
     assert_eq!(a.state().ready_len(), 2);
 }
 
+/// A member has several entries in flight at once, and they may be committed in another
+/// order than it numbered them (forwarded to the leader side by side): each is applied once
+/// in whatever order, and one proposed again is answered from memory.
+#[tokio::test]
+async fn entries_of_one_member_applied_out_of_order_are_each_applied_once() {
+    let dir = Scratch::new();
+    let (mut a, _rx) = replica(&dir);
+    let numbered = |index: u64, seq: u64, body: &str| Entry {
+        log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+        payload: EntryPayload::Normal(
+            Op::of(
+                T0,
+                (9, seq),
+                vec![Command::Publish(vec![(message(body), None)])],
+            )
+            .encode(),
+        ),
+    };
+    a.apply([
+        numbered(1, 2, "second"),
+        numbered(2, 1, "first"),
+        numbered(3, 3, "third"),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(a.state().ready_len(), 3, "all three, though 1 came after 2");
+    a.apply([numbered(4, 1, "first"), numbered(5, 2, "second")])
+        .await
+        .unwrap();
+    assert_eq!(
+        a.state().ready_len(),
+        3,
+        "proposed again: not applied again"
+    );
+    // Far more entries later, an old number is still not applied again.
+    for seq in 4..40 {
+        a.apply([numbered(2 + seq, seq, "later")]).await.unwrap();
+    }
+    let before = a.state().ready_len();
+    a.apply([numbered(100, 2, "second")]).await.unwrap();
+    assert_eq!(a.state().ready_len(), before);
+}
+
 /// Every command a log can carry reads back as itself, whatever its place in the enum (a
 /// skipped variant in the middle once made a gone connection read back as a gone node).
 #[test]
