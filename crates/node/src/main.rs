@@ -163,11 +163,11 @@ async fn run(config: Config) -> ExitCode {
     let running = Arc::new(OnceLock::new());
     let links = transport::MeshTransport::start(&mesh, running.clone());
     let setup = ClusterSetup {
-        transport: links.clone(),
+        transport: links.calls(),
         address: format!("{}:{}", me.name, mesh.listen_addr().port()),
         peers,
         links: links.clone(),
-        quorum: transport::QuorumTransport::start(&mesh, running.clone()),
+        quorum: transport::quorum_transport(&mesh, running.clone()),
     };
     let app = app::App::new(config, setup);
     let _ = running.set(app.clone());

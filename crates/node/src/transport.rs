@@ -21,7 +21,8 @@ use warren_raft::{CallError, Transport};
 
 pub struct MeshTransport {
     mesh: Mesh,
-    rpc: Arc<Rpc>,
+    /// The metadata group's requests, and listings between nodes.
+    calls: Arc<RpcTransport>,
     app: Arc<OnceLock<Arc<App>>>,
     /// Node names by id, from the metadata's membership (refreshed when an id is missing).
     names: Names,
@@ -74,7 +75,10 @@ impl MeshTransport {
         });
         let transport = Arc::new(MeshTransport {
             mesh: mesh.clone(),
-            rpc: Rpc::start(mesh, Channel::Meta, handler),
+            calls: Arc::new(RpcTransport {
+                mesh: mesh.clone(),
+                rpc: Rpc::start(mesh, Channel::Meta, handler),
+            }),
             app,
             names: Names::default(),
             kept: std::sync::Mutex::new(Vec::new()),
@@ -237,7 +241,12 @@ impl MeshTransport {
     pub async fn rows_of(&self, peer: &str, verb: &str) -> Vec<Vec<serde_json::Value>> {
         let mut body = vec![LIST];
         body.extend_from_slice(verb.as_bytes());
-        match self.rpc.call(peer, &body, Duration::from_secs(5)).await {
+        match self
+            .calls
+            .rpc
+            .call(peer, &body, Duration::from_secs(5))
+            .await
+        {
             Ok(answer) => serde_json::from_slice(&answer).unwrap_or_default(),
             Err(_) => Vec::new(),
         }
@@ -250,18 +259,31 @@ impl MeshTransport {
         if !self.mesh.is_connected(name) {
             return false;
         }
-        matches!(self.rpc.call(name, &[], Duration::from_secs(2)).await, Ok(a) if a == RUNNING)
+        matches!(self.calls.rpc.call(name, &[], Duration::from_secs(2)).await, Ok(a) if a == RUNNING)
     }
 }
 
-impl Transport for MeshTransport {
+impl MeshTransport {
+    /// The metadata group's way to other nodes.
+    pub fn calls(&self) -> Arc<RpcTransport> {
+        self.calls.clone()
+    }
+}
+
+/// Requests to other nodes over one channel of the cluster links, answered by RPC.
+pub struct RpcTransport {
+    mesh: Mesh,
+    rpc: Arc<Rpc>,
+}
+
+impl Transport for RpcTransport {
     fn call(
         &self,
         to: &str,
         request: Bytes,
         timeout: Duration,
     ) -> BoxFuture<Result<Bytes, CallError>> {
-        call_over(&self.mesh, &self.rpc, to, (&[], request), timeout)
+        self.call_parts(to, &[], request, timeout)
     }
 
     fn call_parts(
@@ -306,46 +328,18 @@ fn call_over(
 /// Quorum queues' groups between nodes: their requests go over the cluster links' quorum
 /// channel, each naming its queue, and requests from other nodes are answered by the group
 /// this node runs for that queue (none while the broker is stopped: the sender tries again).
-pub struct QuorumTransport {
-    mesh: Mesh,
-    rpc: Arc<Rpc>,
-}
-
-impl QuorumTransport {
-    pub fn start(mesh: &Mesh, app: Arc<OnceLock<Arc<App>>>) -> Arc<QuorumTransport> {
-        let handler: Handler = Arc::new(move |from: String, body: Bytes| {
-            let app = app.get().cloned();
-            Box::pin(async move {
-                match app.and_then(|a| a.broker_now()) {
-                    Some(broker) => broker.serve_quorum(raft_id(&from), &body).await,
-                    None => Bytes::new(),
-                }
-            })
-        });
-        Arc::new(QuorumTransport {
-            mesh: mesh.clone(),
-            rpc: Rpc::start(mesh, Channel::Quorum, handler),
+pub fn quorum_transport(mesh: &Mesh, app: Arc<OnceLock<Arc<App>>>) -> Arc<RpcTransport> {
+    let handler: Handler = Arc::new(move |from: String, body: Bytes| {
+        let app = app.get().cloned();
+        Box::pin(async move {
+            match app.and_then(|a| a.broker_now()) {
+                Some(broker) => broker.serve_quorum(raft_id(&from), &body).await,
+                None => Bytes::new(),
+            }
         })
-    }
-}
-
-impl Transport for QuorumTransport {
-    fn call(
-        &self,
-        to: &str,
-        request: Bytes,
-        timeout: Duration,
-    ) -> BoxFuture<Result<Bytes, CallError>> {
-        call_over(&self.mesh, &self.rpc, to, (&[], request), timeout)
-    }
-
-    fn call_parts(
-        &self,
-        to: &str,
-        head: &[u8],
-        body: Bytes,
-        timeout: Duration,
-    ) -> BoxFuture<Result<Bytes, CallError>> {
-        call_over(&self.mesh, &self.rpc, to, (head, body), timeout)
-    }
+    });
+    Arc::new(RpcTransport {
+        mesh: mesh.clone(),
+        rpc: Rpc::start(mesh, Channel::Quorum, handler),
+    })
 }
