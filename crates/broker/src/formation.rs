@@ -188,6 +188,7 @@ pub(crate) async fn start(
     }
     let snapshot = load_snapshot(&raft_dir)?;
     let fresh = snapshot.is_none() && log.is_empty();
+    let mut awaiting_topology = false;
     if fresh {
         let joining = intent.as_ref().is_some_and(|i| i.joined.is_some());
         let seed = !joining
@@ -213,6 +214,7 @@ pub(crate) async fn start(
             tracing::info!(peers = setup.peers.len(), "formed the metadata group");
         } else {
             tracing::info!("waiting for the metadata group's leader to send the topology");
+            awaiting_topology = true;
         }
     } else {
         rebuild(meta, &log, snapshot)?;
@@ -229,6 +231,9 @@ pub(crate) async fn start(
     )
     .await
     .map_err(|e| format!("cannot start the metadata group: {e}"))?;
+    if let Ok(mut s) = setup.starting.lock() {
+        *s = Some(raft.clone());
+    }
     let snapshots = tokio::spawn(take_snapshots(raft.clone(), sizes));
     tokio::spawn(report_leaders(raft.clone()));
     let timeout = Duration::from_millis(config.cluster.metadata_timeout_ms);
@@ -253,7 +258,34 @@ pub(crate) async fn start(
     if !fresh {
         forget_transient(meta, alone).await;
     }
+    if awaiting_topology {
+        await_topology(meta).await;
+    }
+    if let Ok(mut s) = setup.starting.lock() {
+        *s = None;
+    }
     Ok(())
+}
+
+/// How long a new member waits for the topology before it serves clients all the same.
+const TOPOLOGY_WAIT: Duration = Duration::from_secs(10);
+
+/// Holds a new member's start (and so its AMQP listener) until the leader has sent it the
+/// topology: before that it knows no user, and refused `guest` and every other login with
+/// ACCESS_REFUSED (seen when a client connected right after a cluster formed). RabbitMQ does
+/// not serve either before its tables are synced with the cluster's.
+async fn await_topology(meta: &Metadata) {
+    let deadline = tokio::time::Instant::now() + TOPOLOGY_WAIT;
+    while meta.applied_state().0.is_none() {
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(
+                "no topology from the metadata group's leader yet: serving without it (logins fail until it comes)"
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tracing::info!("took the topology from the metadata group's leader");
 }
 
 /// Makes this node the kind of member it is meant to be (a voter or a learner) once it is a

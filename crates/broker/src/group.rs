@@ -22,7 +22,14 @@ pub struct ClusterSetup {
     pub links: Arc<dyn crate::queue::remote::Links>,
     /// How quorum queues' groups reach their members on other nodes.
     pub quorum: Arc<dyn Transport>,
+    /// The metadata group while the broker starts: other nodes' requests for it are served
+    /// from here until the broker runs, so that a new member can take the topology it waits
+    /// for before it serves clients (see `formation`).
+    pub starting: Starting,
 }
+
+/// The metadata group of a broker that is starting, if it has one yet.
+pub type Starting = Arc<std::sync::Mutex<Option<MetaRaft>>>;
 
 impl ClusterSetup {
     /// A node that has no one to talk to.
@@ -33,6 +40,7 @@ impl ClusterSetup {
             peers: Vec::new(),
             links: Arc::new(crate::queue::remote::NoLinks),
             quorum: Arc::new(Alone),
+            starting: Starting::default(),
         }
     }
 }

@@ -168,6 +168,7 @@ async fn run(config: Config) -> ExitCode {
         peers,
         links: links.clone(),
         quorum: transport::quorum_transport(&mesh, running.clone()),
+        starting: Default::default(),
     };
     let app = app::App::new(config, setup);
     let _ = running.set(app.clone());

@@ -61,6 +61,15 @@ impl MeshTransport {
                 if body.first() == Some(&LIST) {
                     return rows_here(&app, &me, &body[1..]).await;
                 }
+                // While the broker starts, its group is served from the setup (waiting for
+                // the broker would hold back the topology the start waits for).
+                let starting = app.setup().starting.lock().ok().and_then(|s| s.clone());
+                if let Some(raft) = starting {
+                    if body.is_empty() {
+                        return Bytes::new();
+                    }
+                    return warren_raft::serve(&raft, raft_id(&from), &body).await;
+                }
                 match app.broker().await {
                     // An empty request asks whether the group runs here.
                     Some(_) if body.is_empty() => Bytes::from_static(RUNNING),
