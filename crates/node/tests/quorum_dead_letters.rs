@@ -162,6 +162,7 @@ fn dead_letters_held_at_least_once_outlive_the_leader_and_reach_a_later_route() 
             .await
             .unwrap();
         let mut got = BTreeSet::new();
+        let mut order = Vec::new();
         let mut copies = 0;
         while got.len() < 5 {
             let d = tokio::time::timeout(Duration::from_secs(30), consumer.next())
@@ -169,7 +170,10 @@ fn dead_letters_held_at_least_once_outlive_the_leader_and_reach_a_later_route() 
                 .unwrap_or_else(|_| panic!("only {got:?} arrived"))
                 .expect("a delivery")
                 .expect("not an error");
-            got.insert(String::from_utf8_lossy(&d.data).into_owned());
+            let body = String::from_utf8_lossy(&d.data).into_owned();
+            if got.insert(body.clone()) {
+                order.push(body);
+            }
             copies += 1;
             d.ack(BasicAckOptions::default()).await.unwrap();
         }
@@ -177,6 +181,11 @@ fn dead_letters_held_at_least_once_outlive_the_leader_and_reach_a_later_route() 
         assert_eq!(
             got, expected,
             "every held dead letter, none of the lost ones"
+        );
+        assert_eq!(
+            order,
+            ["k0", "k1", "k2", "k3", "k4"],
+            "in the order they were dropped"
         );
         // Nothing else comes: the at-most-once ones were dropped when they had no route.
         let more = tokio::time::timeout(Duration::from_secs(3), consumer.next()).await;

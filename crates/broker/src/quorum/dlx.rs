@@ -8,7 +8,7 @@
 
 use crate::mail::{ConnHandle, ConnMsg, Mailboxes};
 use crate::message::Message;
-use crate::queue::{DeadLetterSink, Ticket};
+use crate::queue::{DeadLetterSink, QueueHandle, Ticket};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,6 +69,32 @@ pub(crate) struct DeadLetterWorker {
     again: Vec<(u64, Arc<Message>)>,
     again_at: Option<Instant>,
     confirmed: Vec<u64>,
+    /// To the task that hands dead letters to their queues, in order.
+    sends: mpsc::UnboundedSender<Send>,
+}
+
+/// A dead letter for one queue, with its ticket and the generation it belongs to.
+type Send = (QueueHandle, Arc<Message>, Option<Ticket>, u64);
+
+/// Hands dead letters to their queues one after the other, so they arrive in the order they
+/// were dropped: a queue's mailbox may be full, and the leader's loop must not wait on it.
+/// Ends when the worker goes.
+async fn hand_over(mut sends: mpsc::UnboundedReceiver<Send>, me: ConnHandle) {
+    while let Some((q, message, ticket, generation)) = sends.recv().await {
+        let Some(id) = ticket.as_ref().map(|t| t.seq) else {
+            let _ = q.publish_batch(vec![(message, None)]).await;
+            continue;
+        };
+        if q.publish_batch(vec![(message, ticket)]).await.is_err() {
+            // The queue went: no confirm will come from it.
+            me.send(ConnMsg::Confirmed {
+                channel: 0,
+                channel_key: generation,
+                seqs: vec![id],
+                ok: false,
+            });
+        }
+    }
 }
 
 impl DeadLetterWorker {
@@ -82,6 +108,8 @@ impl DeadLetterWorker {
         let (tx, rx) = mpsc::unbounded_channel();
         let conn = ConnHandle { id: conn, tx };
         post.register(&conn);
+        let (sends, to_send) = mpsc::unbounded_channel();
+        tokio::spawn(hand_over(to_send, conn.clone()));
         let worker = DeadLetterWorker {
             conn,
             post,
@@ -93,6 +121,7 @@ impl DeadLetterWorker {
             again: Vec::new(),
             again_at: None,
             confirmed: Vec::new(),
+            sends,
         };
         (worker, rx)
     }
@@ -160,23 +189,11 @@ impl DeadLetterWorker {
                 },
             );
         }
-        // A queue's mailbox may be full: the sends wait on their own, not in the leader's loop.
-        let (me, generation) = (self.conn.clone(), self.generation);
-        tokio::spawn(async move {
-            for (q, ticket) in sends {
-                let ticketed = ticket.is_some();
-                let sent = q.publish_batch(vec![(message.clone(), ticket)]).await;
-                if sent.is_err() && ticketed {
-                    // The queue went: no confirm will come from it.
-                    me.send(ConnMsg::Confirmed {
-                        channel: 0,
-                        channel_key: generation,
-                        seqs: vec![id],
-                        ok: false,
-                    });
-                }
-            }
-        });
+        for (q, ticket) in sends {
+            let _ = self
+                .sends
+                .send((q, message.clone(), ticket, self.generation));
+        }
     }
 
     fn confirmed(&mut self, id: u64) {

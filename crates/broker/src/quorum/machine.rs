@@ -255,7 +255,9 @@ impl QuorumMachine {
     fn send(&mut self, effects: Vec<Effect>, (term, index): (u64, u64), takeover: bool) {
         let deadline = self.state.next_deadline();
         let remove = self.state.should_remove(self.state.now());
-        let snapshot = !self.asked && self.logged > self.snapshot_after.max(self.snapshot_bytes());
+        // The last snapshot's size is looked up (under a lock) only past the floor.
+        let snapshot =
+            !self.asked && self.logged > self.snapshot_after && self.logged > self.snapshot_bytes();
         if effects.is_empty() && !takeover && !remove && !snapshot && deadline == self.told {
             return;
         }
