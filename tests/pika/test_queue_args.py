@@ -127,6 +127,25 @@ def test_a_message_dead_lettered_twice_counts_up(ch):
     assert deaths[0]["count"] == 2
 
 
+def test_a_dead_letter_that_would_expire_round_a_cycle_is_dropped(ch):
+    # RabbitMQ's cycle rule: q's expired messages go to a fanout exchange bound to q itself and
+    # to a collector. The copy for q would close a loop with no rejection in it, so it is
+    # dropped; the collector gets one copy. (Without the rule: a copy every turn of the loop.)
+    dlx = uniq("cycle")
+    ch.exchange_declare(dlx, "fanout", auto_delete=True)
+    collector = ch.queue_declare("", exclusive=True).method.queue
+    ch.queue_bind(collector, dlx)
+    q = ch.queue_declare("", exclusive=True, arguments={"x-message-ttl": 50, "x-dead-letter-exchange": dlx}).method.queue
+    ch.queue_bind(q, dlx)
+    ch.basic_publish("", q, b"round")
+    method, props, body = get_soon(ch, collector)
+    assert body == b"round"
+    assert props.headers["x-death"][0]["reason"] == "expired"
+    time.sleep(0.6)
+    assert ch.queue_declare(q, passive=True).method.message_count == 0
+    assert ch.queue_declare(collector, passive=True).method.message_count == 0, "one copy only"
+
+
 def test_queue_expires_when_unused(conn):
     ch = conn.channel()
     q = uniq("expiring")

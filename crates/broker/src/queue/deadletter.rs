@@ -49,9 +49,12 @@ impl DeadLetterSink {
         DeadLetterSink::new(|_| Vec::new())
     }
 
-    /// The queues a dead letter goes to (none: no such exchange, or no route).
+    /// The queues a dead letter goes to (none: no such exchange, or no route), less those it
+    /// would go round an automatic cycle to (see `cycle`).
     pub fn route(&self, m: &Message) -> Vec<QueueHandle> {
-        (self.route)(m)
+        let mut queues = (self.route)(m);
+        super::cycle::drop_cycles(m, &mut queues, |q| q.name().as_bytes());
+        queues
     }
 
     /// Republishes a dead letter at most once: to every queue it routes to, without waiting

@@ -7,6 +7,7 @@
 
 pub(crate) mod actor;
 pub mod command;
+mod cycle;
 pub mod deadletter;
 pub mod flow;
 mod handle;
