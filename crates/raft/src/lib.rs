@@ -52,13 +52,13 @@ pub type MetaRaft = openraft::Raft<Meta>;
 openraft::declare_raft_types!(
     /// A quorum queue's group: its log carries the queue's commands and its state machine
     /// answers with the queue's replies, both encoded by the broker (this crate does not
-    /// know what a queue is); snapshots are the queue's state, encoded the same way.
+    /// know what a queue is); snapshots are files (a queue may be deep), packed by the broker.
     pub Replica:
         D = bytes::Bytes,
         R = bytes::Bytes,
         NodeId = u64,
         Node = openraft::BasicNode,
-        SnapshotData = Cursor<Vec<u8>>,
+        SnapshotData = tokio::fs::File,
 );
 
 /// A quorum queue's raft.

@@ -87,9 +87,13 @@ pub struct QueueLog {
     marks: BTreeMap<u64, BytesMut>,
     /// Read-ahead: a chunk of one segment.
     cache: Option<(u64, u64, Bytes)>,
+    /// Whether acknowledgements are recorded in sidecars. A page file (see [`QueueLog::pages`])
+    /// has none: it never outlives the process, so marks would only pile up in memory.
+    sidecars: bool,
 }
 
-fn seg_path(dir: &Path, n: u64) -> PathBuf {
+/// The file of segment `n` of the log in `dir`.
+pub fn seg_path(dir: &Path, n: u64) -> PathBuf {
     dir.join(format!("{n:016x}.seg"))
 }
 
@@ -128,12 +132,27 @@ impl QueueLog {
                 segments.insert(*n, Segment { live });
             }
         }
+        // After the last segment found, even one just removed as empty: numbers never repeat.
         let current = last.map_or(1, |n| n + 1);
-        let log = QueueLog {
+        Ok((
+            QueueLog::with(dir, segment_bytes, segments, current, true),
+            rec,
+        ))
+    }
+
+    /// A log of `segments` in `dir`, appending to segment `current` on.
+    fn with(
+        dir: &Path,
+        segment_bytes: u64,
+        segments: BTreeMap<u64, Segment>,
+        current: u64,
+        sidecars: bool,
+    ) -> QueueLog {
+        QueueLog {
             dir: dir.to_path_buf(),
             segment_bytes: segment_bytes.max(4096),
-            segments,
             current,
+            segments,
             file: None,
             written: 0,
             pending: BytesMut::new(),
@@ -142,8 +161,40 @@ impl QueueLog {
             dir_unsynced: false,
             marks: BTreeMap::new(),
             cache: None,
-        };
-        Ok((log, rec))
+            sidecars,
+        }
+    }
+
+    /// A page file: where a replicated queue keeps the messages its memory does not hold. Its
+    /// state is the group's log and snapshot, so whatever `dir` held is thrown away.
+    pub fn pages(dir: &Path, segment_bytes: u64) -> io::Result<QueueLog> {
+        match std::fs::remove_dir_all(dir) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        QueueLog::adopt_pages(dir, segment_bytes, BTreeMap::new())
+    }
+
+    /// A page file made of the segments already in `dir` (taken from a snapshot), with `live`
+    /// records still to be read in each; new records go to new segments, so the files taken
+    /// (which a snapshot may share) are never written again.
+    pub fn adopt_pages(
+        dir: &Path,
+        segment_bytes: u64,
+        live: BTreeMap<u64, u64>,
+    ) -> io::Result<QueueLog> {
+        std::fs::create_dir_all(dir)?;
+        let current = live.keys().next_back().map_or(1, |n| n + 1);
+        let segments = live
+            .into_iter()
+            .map(|(n, live)| (n, Segment { live }))
+            .collect();
+        Ok(QueueLog::with(dir, segment_bytes, segments, current, false))
+    }
+
+    /// Where the log's files are.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Appends a message; returns where it will be. Records reach the OS at `flush`, or as soon
@@ -315,6 +366,9 @@ impl QueueLog {
     }
 
     fn mark(&mut self, segment: u64, kind: u8, offset: u64, end: Option<u64>) {
+        if !self.sidecars {
+            return;
+        }
         let buf = self.marks.entry(segment).or_default();
         let start = buf.len();
         buf.put_u64(0);

@@ -321,3 +321,46 @@ fn only_segments_with_persistent_records_wait_for_an_fsync() {
     );
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// A replica's page file: it starts empty whatever its directory held, writes no sidecars,
+/// and can take on segments linked from a snapshot, appending only to new ones.
+#[test]
+fn a_page_file_starts_empty_and_adopts_segments_without_writing_to_them() {
+    use std::collections::BTreeMap;
+    use warren_store::log::seg_path;
+    let d = dir("pages");
+    std::fs::create_dir_all(&*d).unwrap();
+    std::fs::write(seg_path(&d, 7), b"left over").unwrap();
+    let mut log = QueueLog::pages(&d, 1 << 20).unwrap();
+    assert!(!seg_path(&d, 7).exists(), "what the directory held is gone");
+    let at: Vec<_> = (0..3)
+        .map(|i| log.append(&msg(i, false)).unwrap())
+        .collect();
+    log.flush().unwrap();
+    log.ack(&at[0]);
+    log.write_marks().unwrap();
+    let names: Vec<String> = std::fs::read_dir(&*d)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["0000000000000001.seg"], "no sidecar");
+
+    // Another page file takes segment 1 on (as a snapshot links it), two records still live.
+    let other = dir("adopted");
+    std::fs::create_dir_all(&*other).unwrap();
+    std::fs::hard_link(seg_path(&d, 1), seg_path(&other, 1)).unwrap();
+    let size = std::fs::metadata(seg_path(&other, 1)).unwrap().len();
+    let mut adopted = QueueLog::adopt_pages(&other, 1 << 20, BTreeMap::from([(1, 2)])).unwrap();
+    let (m, _) = adopted.read(1, at[1].offset).unwrap();
+    assert_eq!(m.unwrap().seq, 1);
+    let new = adopted.append(&msg(3, false)).unwrap();
+    adopted.flush().unwrap();
+    assert_eq!(new.segment, 2, "new records go to a new segment");
+    assert_eq!(std::fs::metadata(seg_path(&other, 1)).unwrap().len(), size);
+    // Its two records read, the adopted segment goes (the link in `d` stays).
+    adopted.ack(&at[1]);
+    adopted.ack(&at[2]);
+    assert!(!seg_path(&other, 1).exists());
+    assert!(seg_path(&d, 1).exists());
+}

@@ -104,6 +104,7 @@ impl Metadata {
             .then(|| q.members.iter().map(|n| (n.0, addr(*n))).collect());
         let placement = crate::quorum::shell::Placement {
             me: me.0,
+            pages: self.settings.config(self.settings.quorum_dir(q.id), q),
             dir: self.settings.quorum_dir(q.id),
             initial,
             peers: crate::quorum::rebuild::Peers {

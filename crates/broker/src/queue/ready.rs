@@ -24,6 +24,12 @@ pub struct Entry {
     pub expires_at: u64,
 }
 
+/// A stretch of a queue's ready messages (see [`Ready::parts`]).
+pub enum Part<'a> {
+    Mem(&'a Entry),
+    Disk(&'a Run),
+}
+
 #[derive(Debug)]
 enum Item {
     Mem(Entry),
@@ -236,19 +242,19 @@ impl Ready {
         }
     }
 
-    /// The messages held in memory, in the order they go out (a replica's are all of them).
-    pub fn in_memory(&self) -> impl Iterator<Item = &Entry> {
-        self.items.iter().filter_map(|i| match i {
-            Item::Mem(e) => Some(e),
-            Item::Disk(_) => None,
+    /// What is ready, in the order it goes out: messages in memory and runs on disk.
+    pub fn parts(&self) -> impl Iterator<Item = Part<'_>> {
+        self.items.iter().map(|i| match i {
+            Item::Mem(e) => Part::Mem(e),
+            Item::Disk(run) => Part::Disk(run),
         })
     }
 
-    /// Ready messages held in memory, in the order they go out.
-    pub fn of_entries(entries: impl Iterator<Item = Entry>) -> Ready {
-        let mut r = Ready::default();
-        r.give_back(entries.collect());
-        r
+    /// Adds, after everything ready, a run of messages that are on disk only.
+    pub fn push_run(&mut self, run: Run) {
+        self.count += run.count;
+        self.bytes += run.bytes;
+        self.items.push_back(Item::Disk(run));
     }
 
     /// Drops every ready message; returns how many there were. Messages on disk are marked

@@ -33,11 +33,12 @@ pub(crate) fn config(queue: QueueId) -> Result<warren_raft::openraft::Config, St
         max_payload_entries: 4,
         install_snapshot_timeout: 5_000,
         snapshot_max_chunk_size: 4 * 1024 * 1024,
-        // A snapshot is the whole queue: each member takes one when its log has grown by
-        // enough bytes (`machine::SNAPSHOT_AFTER`), not after a count of entries. After one,
-        // a few entries stay for a follower just behind; one further behind gets the snapshot.
+        // Each member takes a snapshot when its log has grown by enough bytes
+        // (`machine::SNAPSHOT_AFTER`), not after a count of entries. After one, a few entries
+        // (of a megabyte at most, see `shell::BATCH_BYTES`) stay for a follower just behind;
+        // one further behind gets the snapshot.
         snapshot_policy: warren_raft::openraft::SnapshotPolicy::Never,
-        max_in_snapshot_log_to_keep: 64,
+        max_in_snapshot_log_to_keep: 16,
         ..Default::default()
     }
     .validate()

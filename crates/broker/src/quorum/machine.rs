@@ -3,18 +3,18 @@
 //! [`Op`]: queue commands with the leader's clock reading, so that every replica expires
 //! messages at the same moments. Applying it answers the queue's reply (for whoever proposed
 //! it) and leaves effects (deliveries, confirms, dead letters), which only the leader's shell
-//! carries out. A snapshot is the queue's [`Image`], kept in the group's directory, so that a
-//! member that fell behind, or lost its log, starts again from another's.
+//! carries out. A snapshot is the queue's [`Image`] and the pages it names (see
+//! [`snapshot`](super::snapshot)), kept in the group's directory, so that a member that fell
+//! behind, or lost its log, starts again from another's.
 
-use crate::persist::write_atomically_blocking;
+use super::snapshot::{self, SnapshotFile, Stored};
 use crate::queue::Ticket;
-use crate::queue::state::{Effect, Image, QueueState};
+use crate::queue::state::{Effect, QueueState};
 use crate::queue::wire::{Answer, Cmd};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::io::Cursor;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 use warren_raft::Replica;
@@ -100,40 +100,28 @@ pub(crate) struct Applied {
 }
 
 /// A member takes a snapshot once the entries it applied since its last one hold more bytes
-/// than that snapshot does, and at least this many. Taking one costs as much as the queue is
-/// deep, so the log must grow by as much before the next: the cost per byte logged stays
-/// bounded, and so do the log in memory and on disk (about twice the queue, and this much). A
-/// count of entries would not do: under load one entry holds hundreds of messages, and the
-/// log grew to gigabytes between snapshots.
-pub(crate) const SNAPSHOT_AFTER: u64 = 64 << 20;
-
-/// A snapshot as kept on disk and sent to other members.
-#[derive(Serialize, Deserialize)]
-struct SnapshotFile {
-    meta: SnapshotMeta<u64, BasicNode>,
-    image: Image,
-    proposers: Proposers,
-}
+/// than that snapshot's image does, and at least this many. Taking one costs as much as the
+/// replica holds in memory (its paged messages are linked, not copied), so the log must grow
+/// by as much before the next: the cost per byte logged stays bounded, and so does the log,
+/// in memory and on disk, however deep the queue. A count of entries would not do: under load
+/// one entry holds hundreds of messages, and the log grew to gigabytes between snapshots.
+pub(crate) const SNAPSHOT_AFTER: u64 = 32 << 20;
 
 /// Each member's latest entries applied (their numbers and the answers they got), so that an
 /// entry proposed again is answered without being applied twice. A member has a few entries
 /// in flight at once (see `shell`), which may be applied in another order than it numbered
 /// them: so the last [`REMEMBERED`] of each member are kept, not only the highest.
-type Proposers = BTreeMap<u64, BTreeMap<u64, Bytes>>;
+pub(crate) type Proposers = BTreeMap<u64, BTreeMap<u64, Bytes>>;
 
 /// Entries remembered per member: more than a member ever has in flight at once.
 pub(crate) const REMEMBERED: usize = 16;
-
-fn snapshot_path(dir: &Path) -> PathBuf {
-    dir.join("snapshot")
-}
 
 fn io_error(e: impl ToString) -> StorageError<u64> {
     StorageIOError::write_snapshot(None, &std::io::Error::other(e.to_string())).into()
 }
 
 /// The last snapshot: built here or installed from the leader.
-type Current = Arc<Mutex<Option<(SnapshotMeta<u64, BasicNode>, Vec<u8>)>>>;
+type Current = Arc<Mutex<Option<Stored>>>;
 
 pub(crate) struct QuorumMachine {
     state: QueueState,
@@ -180,24 +168,24 @@ impl QuorumMachine {
                 state
             },
         };
-        match std::fs::read(snapshot_path(&machine.dir)) {
-            Ok(bytes) => machine.take_snapshot(bytes)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(format!("cannot read the queue's snapshot: {e}")),
+        if let Some((stored, file)) = snapshot::open(&machine.dir)? {
+            machine
+                .take_snapshot(stored, file)
+                .map_err(|e| format!("cannot take the queue's snapshot on: {e}"))?;
         }
         Ok(machine)
     }
 
-    /// Takes on the state a snapshot holds.
-    fn take_snapshot(&mut self, bytes: Vec<u8>) -> Result<(), String> {
-        let file: SnapshotFile = postcard::from_bytes(&bytes)
-            .map_err(|e| format!("an unreadable queue snapshot: {e}"))?;
-        self.state.restore(file.image);
+    /// Takes on the state a snapshot holds, and the pages it names.
+    fn take_snapshot(&mut self, stored: Stored, file: SnapshotFile) -> std::io::Result<()> {
+        let (pages, segment_bytes) = self.state.page_file();
+        let log = snapshot::adopt(&stored, &file.image, &pages, segment_bytes)?;
+        self.state.restore(file.image, log);
         self.proposers = file.proposers;
         self.applied = file.meta.last_log_id;
         self.membership = file.meta.last_membership.clone();
         if let Ok(mut c) = self.current.lock() {
-            *c = Some((file.meta, bytes));
+            *c = Some(stored);
         }
         Ok(())
     }
@@ -274,13 +262,37 @@ impl QuorumMachine {
         });
     }
 
-    /// The size of the last snapshot, built here or installed.
+    /// The size of the last snapshot's image, built here or installed.
     fn snapshot_bytes(&self) -> u64 {
         self.current
             .lock()
             .ok()
-            .and_then(|c| c.as_ref().map(|(_, bytes)| bytes.len() as u64))
+            .and_then(|c| c.as_ref().map(|s| s.image_bytes))
             .unwrap_or(0)
+    }
+
+    /// Begins a snapshot of the replica as it is now: its image, and links to the pages the
+    /// image names.
+    fn stage(&mut self) -> std::io::Result<(PathBuf, SnapshotFile)> {
+        let image = self.state.image();
+        self.state.flush_pages()?;
+        let index = self.applied.map_or(0, |l| l.index);
+        let (pages, _) = self.state.page_file();
+        let staged = snapshot::stage(&self.dir, index, &pages, image.pages().into_keys())?;
+        let meta = SnapshotMeta {
+            last_log_id: self.applied,
+            last_membership: self.membership.clone(),
+            snapshot_id: self.applied.map_or_else(
+                || "empty".to_owned(),
+                |l| format!("{}-{}", l.leader_id, l.index),
+            ),
+        };
+        let file = SnapshotFile {
+            meta,
+            image,
+            proposers: self.proposers.clone(),
+        };
+        Ok((staged, file))
     }
 
     /// The same replica, taking snapshots after `bytes` of log at least.
@@ -297,50 +309,37 @@ impl QuorumMachine {
     }
 }
 
-/// The state to snapshot, with the log position and membership it covers.
-type Taken = (
-    Option<LogId<u64>>,
-    StoredMembership<u64, BasicNode>,
-    Image,
-    Proposers,
-);
-
-/// Builds a snapshot from the state as it was when openraft asked for a builder.
+/// Builds a snapshot from the state as it was when openraft asked for a builder: its image,
+/// and the page segments linked then (see [`snapshot::stage`]).
 pub(crate) struct Builder {
-    image: Option<Taken>,
+    taken: Option<std::io::Result<(PathBuf, SnapshotFile)>>,
     dir: PathBuf,
     current: Current,
 }
 
 impl RaftSnapshotBuilder<Replica> for Builder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<Replica>, StorageError<u64>> {
-        let (last_log_id, last_membership, image, proposers) = self
-            .image
+        let (staged, file) = self
+            .taken
             .take()
-            .ok_or_else(|| io_error("a snapshot built twice"))?;
-        let meta = SnapshotMeta {
-            last_log_id,
-            last_membership,
-            snapshot_id: last_log_id.map_or_else(
-                || "empty".to_owned(),
-                |l| format!("{}-{}", l.leader_id, l.index),
-            ),
-        };
-        let file = SnapshotFile {
-            meta: meta.clone(),
-            image,
-            proposers,
-        };
-        let bytes = postcard::to_stdvec(&file).map_err(io_error)?;
-        write_atomically_blocking(snapshot_path(&self.dir), bytes.clone())
+            .ok_or_else(|| io_error("a snapshot built twice"))?
+            .map_err(io_error)?;
+        let group = self.dir.clone();
+        let stored = tokio::task::spawn_blocking(move || snapshot::finish(&group, &staged, &file))
+            .await
+            .map_err(io_error)?
+            .map_err(io_error)?;
+        let image = tokio::fs::File::open(stored.dir.join("image"))
             .await
             .map_err(io_error)?;
+        let meta = stored.meta.clone();
         if let Ok(mut c) = self.current.lock() {
-            *c = Some((meta.clone(), bytes.clone()));
+            *c = Some(stored);
         }
+        // openraft keeps only the meta of a snapshot it built; the image stands for the data.
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(bytes)),
+            snapshot: Box::new(image),
         })
     }
 }
@@ -411,12 +410,7 @@ impl RaftStateMachine<Replica> for QuorumMachine {
         self.logged = 0;
         self.asked = false;
         Builder {
-            image: Some((
-                self.applied,
-                self.membership.clone(),
-                self.state.image(),
-                self.proposers.clone(),
-            )),
+            taken: Some(self.stage()),
             dir: self.dir.clone(),
             current: self.current.clone(),
         }
@@ -424,20 +418,32 @@ impl RaftStateMachine<Replica> for QuorumMachine {
 
     async fn begin_receiving_snapshot(
         &mut self,
-    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<u64>> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    ) -> Result<Box<tokio::fs::File>, StorageError<u64>> {
+        let f = tokio::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(self.dir.join(snapshot::RECEIVING))
+            .await
+            .map_err(io_error)?;
+        Ok(Box::new(f))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta<u64, BasicNode>,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        received: Box<tokio::fs::File>,
     ) -> Result<(), StorageError<u64>> {
-        let bytes = snapshot.into_inner();
-        write_atomically_blocking(snapshot_path(&self.dir), bytes.clone())
-            .await
-            .map_err(io_error)?;
-        self.take_snapshot(bytes).map_err(io_error)?;
+        // Writes to a tokio file may still be on their way: this waits for them.
+        let received = received.into_std().await;
+        let group = self.dir.clone();
+        let (stored, file) =
+            tokio::task::spawn_blocking(move || snapshot::unpack(&group, received))
+                .await
+                .map_err(io_error)?
+                .map_err(io_error)?;
+        self.take_snapshot(stored, file).map_err(io_error)?;
         // What the snapshot's sender called it, whatever this node would.
         self.applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
@@ -447,10 +453,17 @@ impl RaftStateMachine<Replica> for QuorumMachine {
     async fn get_current_snapshot(
         &mut self,
     ) -> Result<Option<Snapshot<Replica>>, StorageError<u64>> {
-        let current = self.current.lock().ok().and_then(|c| c.clone());
-        Ok(current.map(|(meta, bytes)| Snapshot {
+        let Some(stored) = self.current.lock().ok().and_then(|c| c.clone()) else {
+            return Ok(None);
+        };
+        let meta = stored.meta.clone();
+        let packed = tokio::task::spawn_blocking(move || snapshot::pack(&stored))
+            .await
+            .map_err(io_error)?
+            .map_err(io_error)?;
+        Ok(Some(Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(bytes)),
+            snapshot: Box::new(tokio::fs::File::from_std(packed)),
         }))
     }
 }

@@ -11,6 +11,7 @@ pub(crate) mod group;
 pub(crate) mod machine;
 pub(crate) mod rebuild;
 pub(crate) mod shell;
+pub(crate) mod snapshot;
 pub(crate) mod watch;
 
 use bytes::Bytes;

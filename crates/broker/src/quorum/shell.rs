@@ -25,6 +25,19 @@ use warren_raft::ReplicaRaft;
 /// Commands gathered into one entry at most.
 const BATCH: usize = 512;
 
+/// Message bytes gathered into one entry at most (one larger message goes alone): entries
+/// stay small enough that the few a member keeps after a snapshot, and the log between two,
+/// cost little memory however large the messages are.
+const BATCH_BYTES: u64 = 1 << 20;
+
+/// The message bytes a command carries.
+fn carried(c: &Command) -> u64 {
+    match c {
+        Command::Publish(messages) => messages.iter().map(|(m, _)| m.body_size()).sum(),
+        _ => 0,
+    }
+}
+
 /// How long one proposal may wait for its answer before it is made again.
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -62,6 +75,8 @@ pub(crate) struct Placement {
     pub initial: Option<BTreeMap<u64, String>>,
     /// Where this member and the others are, to rebuild it from them if its files are damaged.
     pub peers: super::rebuild::Peers,
+    /// How the replica pages messages out (its directory is the group's `pages`).
+    pub pages: QueueDisk,
 }
 
 /// Starts this node's member of `queue`'s group; returns the queue's handle.
@@ -94,16 +109,15 @@ pub(crate) fn spawn(
     handle
 }
 
-/// An empty replica of `queue`.
-fn replica(vhost: &str, queue: &Queue, dir: &std::path::Path) -> QueueState {
+/// An empty replica of `queue`, paging messages out to `dir` past what `pages` allows in
+/// memory.
+fn replica(vhost: &str, queue: &Queue, dir: &std::path::Path, pages: &QueueDisk) -> QueueState {
     QueueState::new(
         vhost,
         queue.clone(),
         crate::queue::empty(QueueDisk {
-            // Never opened: a replica keeps its messages in memory, its log is the group's.
-            dir: dir.join("unused"),
-            segment_bytes: 0,
-            memory_bytes: u64::MAX,
+            dir: dir.join(super::snapshot::PAGES),
+            ..pages.clone()
         }),
         now_ms(),
     )
@@ -126,7 +140,7 @@ async fn run(
     let member = super::rebuild::start(
         (id, placement.me),
         placement.dir.clone(),
-        || replica(&vhost, &queue, &placement.dir),
+        || replica(&vhost, &queue, &placement.dir, &placement.pages),
         &replicas,
         (placement.initial, placement.peers),
     )
@@ -177,14 +191,21 @@ async fn run(
         }
         // Whatever else is waiting goes in the same entry, settlements first (they let the
         // queue deliver again).
-        while stop.is_none() && batch.len() < BATCH {
+        let mut bytes: u64 = batch.iter().map(|(c, _)| carried(c)).sum();
+        while stop.is_none() && batch.len() < BATCH && bytes < BATCH_BYTES {
             if let Ok(c) = control.try_recv() {
                 batch.push((c, None));
                 continue;
             }
             match rx.try_recv() {
-                Ok(QueueCmd::Tell(c)) => batch.push((c, None)),
-                Ok(QueueCmd::Ask(c, reply)) => batch.push((c, Some(reply))),
+                Ok(QueueCmd::Tell(c)) => {
+                    bytes += carried(&c);
+                    batch.push((c, None));
+                }
+                Ok(QueueCmd::Ask(c, reply)) => {
+                    bytes += carried(&c);
+                    batch.push((c, Some(reply)));
+                }
                 Ok(QueueCmd::Shutdown(done)) => stop = Some(done),
                 Err(_) => break,
             }

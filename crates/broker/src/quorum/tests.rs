@@ -6,7 +6,7 @@ use crate::queue::Settle;
 use crate::queue::state::Command;
 use crate::queue::state::Effect;
 use crate::queue::state::Reply;
-use crate::queue::state::tests::{body, message, queue_of, spec};
+use crate::queue::state::tests::{body, message, queue_at, queue_of, spec};
 use crate::queue::wire::Answer;
 use bytes::Bytes;
 use std::path::PathBuf;
@@ -157,10 +157,9 @@ async fn a_member_that_installs_a_snapshot_goes_on_as_the_leader_does() {
         .await
         .unwrap();
     assert_eq!(snapshot.meta.last_log_id.map(|l| l.index), Some(4));
+    let sent = a.get_current_snapshot().await.unwrap().expect("a snapshot");
     let (mut b, mut b_rx) = replica(&b_dir);
-    b.install_snapshot(&snapshot.meta, snapshot.snapshot)
-        .await
-        .unwrap();
+    b.install_snapshot(&sent.meta, sent.snapshot).await.unwrap();
     let (applied, _) = b.applied_state().await.unwrap();
     assert_eq!(applied.map(|l| l.index), Some(4));
 
@@ -244,7 +243,7 @@ async fn a_member_asks_for_a_snapshot_once_its_log_outgrows_the_last_one() {
         .build_snapshot()
         .await
         .unwrap();
-    let size = snapshot.snapshot.into_inner().len() as u64;
+    let size = snapshot.snapshot.metadata().await.unwrap().len();
     assert!(size > 2_700, "the nine messages the queue holds: {size}");
     // Now the log must outgrow the snapshot, not the floor.
     let mut logged = 0;
@@ -498,4 +497,160 @@ async fn a_replica_names_its_next_deadline_and_a_tick_expires_the_head() {
         .last()
         .expect("told again");
     assert_eq!(last.deadline, None, "nothing left to wait for");
+}
+
+/// A replica that keeps at most `memory` body bytes of ready messages in memory, paging the
+/// rest out to small segments in its group directory.
+fn paging_replica(dir: &Scratch, memory: u64) -> (QuorumMachine, mpsc::UnboundedReceiver<Applied>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let store = crate::queue::QueueDisk {
+        dir: dir.0.join(super::snapshot::PAGES),
+        segment_bytes: 8 << 10,
+        memory_bytes: memory,
+    };
+    let state = queue_at(QueueType::Quorum, QueueArgs::default(), store);
+    let machine = QuorumMachine::open(state, dir.0.clone(), tx).expect("opened");
+    (machine, rx)
+}
+
+/// Publishes `n` messages `m0`.. (500 bytes each, numbered at the front), one entry each
+/// from `first` on.
+async fn publish_deep(m: &mut QuorumMachine, first: u64, n: u64) {
+    for i in 0..n {
+        let body = format!("m{i:<499}");
+        m.apply([publish(first + i, &[body.as_str()])])
+            .await
+            .unwrap();
+    }
+}
+
+/// Consumes everything ready (a consumer with credit enough) and returns the bodies' names.
+async fn drain(
+    m: &mut QuorumMachine,
+    rx: &mut mpsc::UnboundedReceiver<Applied>,
+    index: u64,
+) -> Vec<String> {
+    let mut c = spec(1, "c");
+    c.credit = 100_000;
+    let answers = m.apply([entry(index, Command::Consume(c))]).await.unwrap();
+    consumed(&answers[0]);
+    delivered(rx)
+        .into_iter()
+        .map(|d| d.1.trim_end().to_owned())
+        .collect()
+}
+
+fn names(n: u64) -> Vec<String> {
+    (0..n).map(|i| format!("m{i}")).collect()
+}
+
+fn entries_named(dir: &std::path::Path, prefix: &str) -> usize {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_deep_queue_s_replica_pages_out_and_its_snapshot_links_the_pages() {
+    let dir = Scratch::new();
+    {
+        let (mut a, _rx) = paging_replica(&dir, 4_000);
+        publish_deep(&mut a, 1, 200).await;
+        assert_eq!(a.state().ready_len(), 200);
+        assert!(
+            a.state().mem_bytes() <= 4_000,
+            "memory holds {} bytes",
+            a.state().mem_bytes()
+        );
+        let built = a
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+        let image = built.snapshot.metadata().await.unwrap().len();
+        assert!(
+            image < 10_000,
+            "the image holds the runs, not the 100,000 bytes paged out: {image}"
+        );
+        let snap = std::fs::read_dir(&dir.0)
+            .unwrap()
+            .flatten()
+            .find(|e| e.file_name().to_string_lossy().starts_with("snap-"))
+            .expect("a snapshot directory")
+            .path();
+        assert!(
+            entries_named(&snap, "0") >= 10,
+            "the page segments are linked"
+        );
+    }
+    // A restart takes the snapshot back, pages included, in order.
+    let (mut again, mut rx) = paging_replica(&dir, 4_000);
+    assert_eq!(again.state().ready_len(), 200);
+    assert_eq!(drain(&mut again, &mut rx, 201).await, names(200));
+}
+
+#[tokio::test]
+async fn a_snapshot_with_pages_goes_to_another_member_whole() {
+    let (a_dir, b_dir) = (Scratch::new(), Scratch::new());
+    let (mut a, _a_rx) = paging_replica(&a_dir, 4_000);
+    publish_deep(&mut a, 1, 150).await;
+    a.get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .unwrap();
+    // Published after the snapshot: not in it (the log carries them).
+    publish_deep(&mut a, 151, 5).await;
+    let sent = a.get_current_snapshot().await.unwrap().expect("a snapshot");
+    assert_eq!(sent.meta.last_log_id.map(|l| l.index), Some(150));
+
+    let (mut b, mut b_rx) = paging_replica(&b_dir, 4_000);
+    let mut receiving = b.begin_receiving_snapshot().await.unwrap();
+    let mut data = sent.snapshot;
+    tokio::io::copy(&mut data, &mut *receiving).await.unwrap();
+    b.install_snapshot(&sent.meta, receiving).await.unwrap();
+    let (applied, _) = b.applied_state().await.unwrap();
+    assert_eq!(applied.map(|l| l.index), Some(150));
+    assert_eq!(b.state().ready_len(), 150);
+    assert!(!b_dir.0.join(super::snapshot::RECEIVING).exists());
+    // The member goes on with the log after it: new pages go to new segments.
+    publish_deep(&mut b, 151, 60).await;
+    let mut want = names(150);
+    want.extend(names(60));
+    assert_eq!(drain(&mut b, &mut b_rx, 211).await, want);
+}
+
+#[tokio::test]
+async fn a_drained_queue_s_pages_and_old_snapshots_go() {
+    let dir = Scratch::new();
+    let (mut a, mut rx) = paging_replica(&dir, 4_000);
+    publish_deep(&mut a, 1, 200).await;
+    a.get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .unwrap();
+    let pages = dir.0.join(super::snapshot::PAGES);
+    assert!(entries_named(&pages, "0") >= 10);
+    let mut c = spec(1, "c");
+    c.credit = 100_000;
+    c.no_ack = true;
+    let answers = a.apply([entry(201, Command::Consume(c))]).await.unwrap();
+    consumed(&answers[0]);
+    assert_eq!(delivered(&mut rx).len(), 200);
+    assert!(
+        entries_named(&pages, "0") <= 1,
+        "consumed segments are deleted (all but the one being written)"
+    );
+    a.get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .unwrap();
+    assert_eq!(entries_named(&dir.0, "snap-"), 1, "the older snapshot went");
 }

@@ -92,13 +92,15 @@ impl QueueState {
         }
         let expires_at = ttl.map_or(0, |t| self.now.saturating_add(t));
         let level = self.level_of(&message);
-        // A quorum queue's messages are in its group's log already, and stay in memory.
+        // A quorum queue's messages are in its group's log already: a replica writes them
+        // out only as pages, to spare its memory.
         let durable = !self.replicated && self.info.durable && message.properties.is_persistent();
-        let full = |q: &Self| !q.replicated && q.mem_bytes() + size > q.store.memory_bytes;
-        if full(self) && self.consumers.can_any_take() {
+        let full = |q: &Self| q.mem_bytes() + size > q.store.memory_bytes;
+        if full(self) && !self.replicated && self.consumers.can_any_take() {
             // Memory is full, but consumers are waiting: what is ready goes to them now rather
             // than this message going to disk and back (large messages fill the allowance in
-            // a handful).
+            // a handful). Not on a replica: its replicas may page at different moments, and
+            // where a message waits must never change what happens to it.
             self.dispatch();
         }
         let to_disk = self.levels[level].tail_on_disk() || full(self);

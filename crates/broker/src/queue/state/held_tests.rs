@@ -146,7 +146,7 @@ fn a_snapshot_keeps_the_held_dead_letters_and_their_numbering() {
     reject_all(&mut q);
     let image = q.image();
     let mut other = queue_of(QueueType::Quorum, at_least_once(), u64::MAX);
-    other.restore(image);
+    other.restore(image, None);
     assert_eq!(other.held_len(), 2);
     assert_eq!(
         dead_letters(other.in_flight()),

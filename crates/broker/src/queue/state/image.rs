@@ -1,20 +1,24 @@
 //! A replica's whole state as data: what a quorum queue's snapshot holds, so that a member
-//! that fell behind (or lost its log) takes it from another and goes on from there. Only a
-//! replica's state is ever imaged: it holds every message in memory (its log is the group's),
-//! so nothing here refers to a file.
+//! that fell behind (or lost its log) takes it from another and goes on from there. Messages a
+//! replica paged out are imaged as runs of its page file's records: the snapshot takes those
+//! segment files along (see `quorum::snapshot`), so an image stays as small as the replica's
+//! memory however deep the queue is.
 
 use super::consumers::Consumers;
 use super::held::Held;
 use super::{QueueState, Unacked};
-use crate::queue::ready::{Entry, Ready};
+use crate::queue::ready::{Entry, Part, Ready};
+use crate::queue::storage::Storage;
 use crate::queue::wire::WireMessage;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use warren_meta::ConnId;
+use warren_store::{QueueLog, Run};
 
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Image {
     /// Each priority level's ready messages, in the order they go out.
-    levels: Vec<Vec<ImagedEntry>>,
+    levels: Vec<Vec<ImagedPart>>,
     /// Deliveries out, in delivery order.
     unacked: Vec<ImagedUnacked>,
     consumers: Consumers,
@@ -35,6 +39,48 @@ struct ImagedEntry {
     redelivered: bool,
     delivery_count: u32,
     expires_at: u64,
+}
+
+/// Ready messages: one in memory, or a run of them in the page file.
+#[derive(Debug, Serialize, Deserialize)]
+enum ImagedPart {
+    Mem(ImagedEntry),
+    Paged(ImagedRun),
+}
+
+/// A [`Run`] of the page file.
+#[derive(Debug, Serialize, Deserialize)]
+struct ImagedRun {
+    segment: u64,
+    offset: u64,
+    end: u64,
+    count: u64,
+    bytes: u64,
+    level: u8,
+}
+
+impl ImagedRun {
+    fn of(r: &Run) -> ImagedRun {
+        ImagedRun {
+            segment: r.segment,
+            offset: r.offset,
+            end: r.end,
+            count: r.count,
+            bytes: r.bytes,
+            level: r.level,
+        }
+    }
+
+    fn run(self) -> Run {
+        Run {
+            segment: self.segment,
+            offset: self.offset,
+            end: self.end,
+            count: self.count,
+            bytes: self.bytes,
+            level: self.level,
+        }
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -88,7 +134,14 @@ impl QueueState {
             levels: self
                 .levels
                 .iter()
-                .map(|l| l.in_memory().map(ImagedEntry::of).collect())
+                .map(|l| {
+                    l.parts()
+                        .map(|p| match p {
+                            Part::Mem(e) => ImagedPart::Mem(ImagedEntry::of(e)),
+                            Part::Disk(r) => ImagedPart::Paged(ImagedRun::of(r)),
+                        })
+                        .collect()
+                })
                 .collect(),
             unacked,
             consumers: self.consumers.clone(),
@@ -102,17 +155,26 @@ impl QueueState {
         }
     }
 
-    /// Takes on the state an image holds, in place of its own. Effects and tickets not yet
+    /// Takes on the state an image holds, in place of its own, with `pages` (a page file
+    /// holding the image's paged runs) in place of its page file. Effects and tickets not yet
     /// taken are dropped: they were this replica's, and the image's history replaces it.
-    pub fn restore(&mut self, image: Image) {
+    pub fn restore(&mut self, image: Image, pages: Option<QueueLog>) {
         let n = self.levels.len();
         self.levels = image
             .levels
             .into_iter()
-            .map(|entries: Vec<ImagedEntry>| {
-                Ready::of_entries(entries.into_iter().filter_map(ImagedEntry::entry))
+            .map(|parts: Vec<ImagedPart>| {
+                let mut ready = Ready::default();
+                for part in parts {
+                    match part {
+                        ImagedPart::Mem(e) => ready.give_back(e.entry().into_iter().collect()),
+                        ImagedPart::Paged(r) => ready.push_run(r.run()),
+                    }
+                }
+                ready
             })
             .collect();
+        self.storage = pages.map(Storage::new);
         self.levels.resize_with(n.max(1), Ready::default);
         self.unacked = image
             .unacked
@@ -143,5 +205,19 @@ impl QueueState {
         self.settled_ok.clear();
         self.settled_failed.clear();
         self.effects.clear();
+    }
+}
+
+impl Image {
+    /// The page file's segments the image's runs are in, with how many of their records are
+    /// still to be read: what a page file taking the image on must adopt.
+    pub fn pages(&self) -> BTreeMap<u64, u64> {
+        let mut live = BTreeMap::new();
+        for part in self.levels.iter().flatten() {
+            if let ImagedPart::Paged(r) = part {
+                *live.entry(r.segment).or_insert(0) += r.count;
+            }
+        }
+        live
     }
 }

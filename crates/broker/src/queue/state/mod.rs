@@ -34,6 +34,7 @@ use consumers::Consumers;
 use foldhash::HashMap;
 pub(crate) use image::Image;
 use std::fs::File;
+use std::path::PathBuf;
 use std::sync::Arc;
 use warren_amqp::{AmqpError, AmqpResult, ShortStr};
 use warren_meta::{ConnId, NodeId, Queue, QueueType};
@@ -417,6 +418,17 @@ impl QueueState {
         }
     }
 
+    /// Where the queue pages messages out, and its segments' size.
+    pub fn page_file(&self) -> (PathBuf, u64) {
+        (self.store.dir.clone(), self.store.segment_bytes)
+    }
+
+    /// Hands every message paged out so far to the OS, so that a snapshot taking the page
+    /// file's segments finds them whole.
+    pub fn flush_pages(&mut self) -> std::io::Result<()> {
+        self.log().map_or(Ok(()), QueueLog::flush)
+    }
+
     /// Whether the queue was deleted by a command.
     pub fn is_deleted(&self) -> bool {
         self.deleted
@@ -475,7 +487,8 @@ impl QueueState {
         self.levels.iter().map(Ready::bytes).sum()
     }
 
-    fn mem_bytes(&self) -> u64 {
+    /// Body bytes of the ready messages held in memory.
+    pub fn mem_bytes(&self) -> u64 {
         self.levels.iter().map(Ready::mem_bytes).sum()
     }
 
@@ -494,8 +507,14 @@ impl QueueState {
     /// The queue's log, opened on first use by a queue that had none.
     fn storage(&mut self) -> Option<&mut Storage> {
         if self.storage.is_none() {
-            match QueueLog::open(&self.store.dir, self.store.segment_bytes, 1) {
-                Ok((log, _)) => self.storage = Some(Storage::new(log)),
+            // A replica's page file starts empty: its messages are in the group's log.
+            let opened = if self.replicated {
+                QueueLog::pages(&self.store.dir, self.store.segment_bytes)
+            } else {
+                QueueLog::open(&self.store.dir, self.store.segment_bytes, 1).map(|(log, _)| log)
+            };
+            match opened {
+                Ok(log) => self.storage = Some(Storage::new(log)),
                 Err(e) => {
                     tracing::error!(queue = %self.info.name, error = %e, "cannot open the queue's log");
                     return None;

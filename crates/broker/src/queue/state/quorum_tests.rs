@@ -190,10 +190,19 @@ fn a_consumer_that_goes_returns_its_messages_counted() {
 }
 
 #[test]
-fn persistent_messages_stay_in_memory_and_are_confirmed_at_once() {
-    // Its log is the group's: a replica never opens files of its own (the store's directory
-    // does not exist), even when its memory allowance is exceeded.
-    let mut q = queue_of(QueueType::Quorum, QueueArgs::default(), 1);
+fn persistent_messages_are_confirmed_at_once_and_paged_out_past_the_memory_allowance() {
+    // Its log is the group's: a replica writes messages out only as pages, to spare its
+    // memory, and never waits for them to be durable.
+    let pages = std::env::temp_dir().join(format!("warren-pages-{}", std::process::id()));
+    let mut q = super::tests::queue_at(
+        QueueType::Quorum,
+        QueueArgs::default(),
+        QueueDisk {
+            dir: pages.clone(),
+            segment_bytes: 1 << 20,
+            memory_bytes: 1,
+        },
+    );
     let persistent = BasicProperties {
         delivery_mode: Some(2),
         ..Default::default()
@@ -228,7 +237,12 @@ fn persistent_messages_stay_in_memory_and_are_confirmed_at_once() {
         .collect();
     assert_eq!(settled, [(vec![0, 1, 2], true)]);
     assert_eq!(q.ready_len(), 3);
-    assert!(q.storage.is_none());
+    assert_eq!(q.mem_bytes(), 0, "all three paged out");
+    assert!(q.start_sync().is_none(), "nothing waits for an fsync");
+    consume(&mut q, spec(1, "c"));
+    let bodies: Vec<String> = delivered(&mut q, T0).into_iter().map(|d| d.1).collect();
+    assert_eq!(bodies, ["m0", "m1", "m2"]);
+    let _ = std::fs::remove_dir_all(&pages);
 }
 
 #[test]
@@ -326,7 +340,7 @@ fn reject_publish_refuses_from_past_the_limit_down_to_80_percent() {
     assert!(!offer(&mut q, 8), "4 was over 3");
     // The refusing survives a snapshot.
     let mut copy = quorum_with(args);
-    copy.restore(q.image());
+    copy.restore(q.image(), None);
     assert!(!offer(&mut copy, 9));
 
     let mut zero = quorum_with(QueueArgs {

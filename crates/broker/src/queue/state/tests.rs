@@ -19,6 +19,20 @@ fn queue_with(args: QueueArgs) -> QueueState {
 /// A queue of kind `kind` (a quorum queue is durable, as it must be) allowed `memory_bytes`
 /// of messages in memory.
 pub(crate) fn queue_of(kind: QueueType, args: QueueArgs, memory_bytes: u64) -> QueueState {
+    queue_at(
+        kind,
+        args,
+        QueueDisk {
+            // Never opened: these queues stay within their memory allowance.
+            dir: std::path::PathBuf::from("/nonexistent/warren-state-test"),
+            segment_bytes: 1 << 20,
+            memory_bytes,
+        },
+    )
+}
+
+/// A queue keeping its messages as `store` says.
+pub(crate) fn queue_at(kind: QueueType, args: QueueArgs, store: QueueDisk) -> QueueState {
     let info = Queue {
         name: ShortStr::from("q"),
         id: Uid {
@@ -35,12 +49,7 @@ pub(crate) fn queue_of(kind: QueueType, args: QueueArgs, memory_bytes: u64) -> Q
         members: Vec::new(),
     };
     let start = Start {
-        store: QueueDisk {
-            // Never opened: these queues stay within their memory allowance.
-            dir: std::path::PathBuf::from("/nonexistent/warren-state-test"),
-            segment_bytes: 1 << 20,
-            memory_bytes,
-        },
+        store,
         storage: None,
         levels: Vec::new(),
         next_seq: 1,
