@@ -8,17 +8,8 @@ use futures_lite::StreamExt;
 use lapin::options::*;
 use lapin::types::{AMQPValue, FieldTable};
 use std::time::Duration;
-use support::cluster::{cluster, durable, passive};
+use support::cluster::{cluster, durable, passive, quorum_args};
 use support::{Node, lapin_channel, publish_confirmed};
-
-fn quorum_args() -> FieldTable {
-    let mut t = FieldTable::default();
-    t.insert(
-        "x-queue-type".into(),
-        AMQPValue::LongString("quorum".into()),
-    );
-    t
-}
 
 /// Declares quorum queue `queue` through the node at `amqp` and publishes `n` persistent
 /// messages `m0`, `m1`... to it, each confirmed.

@@ -9,7 +9,7 @@ use lapin::options::*;
 use lapin::types::{AMQPValue, FieldTable};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use support::cluster::{cluster_with, durable};
+use support::cluster::{cluster_with, durable, quorum_args};
 use support::{Node, lapin_channel, publish_confirmed};
 
 /// Messages published: 40 MB in all, past the 32 MiB of log after which a member takes a
@@ -65,11 +65,7 @@ fn a_member_added_to_a_deep_queue_takes_its_paged_messages_from_a_snapshot() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let (_c, ch) = lapin_channel(nodes[0].amqp).await;
-        let mut args = FieldTable::default();
-        args.insert(
-            "x-queue-type".into(),
-            AMQPValue::LongString("quorum".into()),
-        );
+        let mut args = quorum_args();
         args.insert("x-quorum-initial-group-size".into(), AMQPValue::LongInt(1));
         ch.queue_declare("deep".into(), durable(), args)
             .await

@@ -3,10 +3,9 @@
 
 mod support;
 
-use lapin::types::{AMQPValue, FieldTable};
 use std::collections::BTreeMap;
 use std::time::Duration;
-use support::cluster::{cluster, durable};
+use support::cluster::{cluster, durable, quorum_args};
 use support::{Node, eventually, lapin_channel};
 
 /// How many quorum queues each node leads, as `list_queues name leader` shows them.
@@ -34,11 +33,7 @@ fn rebalance_spreads_the_leaders_over_the_running_nodes() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let (_c, ch) = lapin_channel(nodes[0].amqp).await;
-        let mut args = FieldTable::default();
-        args.insert(
-            "x-queue-type".into(),
-            AMQPValue::LongString("quorum".into()),
-        );
+        let args = quorum_args();
         for i in 0..6 {
             ch.queue_declare(format!("qq{i}").as_str().into(), durable(), args.clone())
                 .await

@@ -40,6 +40,8 @@ impl Metadata {
         }
         if let Some(old) = v.queue_stopped(&q.name, q.id) {
             if was {
+                // Channels holding the old handle go on through the remaining members.
+                old.move_to_members(&q.members, self.peers.clone());
                 self.retire_member(old, q.id, false);
             }
         }

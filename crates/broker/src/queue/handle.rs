@@ -4,10 +4,9 @@
 //! behind, and only data crosses it: messages, consumer specs and tickets that name their
 //! connection by id, settlements and credit by sequence number and consumer id. What comes
 //! back (deliveries, confirms, cancellations) arrives as mail in the connection's own mailbox
-//! (`crate::mail`), never through this handle. Today the only backend is a local actor; a queue
-//! on another node and a Raft-replicated quorum queue will be further variants of [`Backend`]
-//! speaking the same commands over the cluster's links, so channels and routing will not
-//! change.
+//! (`crate::mail`), never through this handle. Behind it is an actor on this node (a classic
+//! queue, or this node's member of a quorum queue) or one on another node, reached with the
+//! same commands over the cluster's links, so channels and routing do not care which.
 //!
 //! Publisher flow control ([`Flow`]) is the one piece of queue state a publisher reads: a
 //! local queue writes it directly, a remote one will mirror it from its node's messages.
@@ -19,7 +18,7 @@ use super::remote::{Peers, tell_frame};
 use super::state::{Command, ConsumerRow, Reply};
 use super::wire::{Answer, Cmd, QueueRef, WireMessage};
 use crate::message::Message;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use tokio::sync::{mpsc, oneshot};
 use warren_amqp::{AmqpError, AmqpResult, ShortStr};
 use warren_meta::{ConnId, NodeId, Overflow, Queue, QueueId};
@@ -40,6 +39,25 @@ enum Backend {
         peers: Arc<Peers>,
         target: QueueRef,
     },
+}
+
+impl Backend {
+    fn remote(
+        vhost: &str,
+        queue: &Queue,
+        (first, others): (NodeId, Vec<NodeId>),
+        peers: Arc<Peers>,
+    ) -> Backend {
+        Backend::Remote {
+            via: Via { first, others },
+            peers,
+            target: QueueRef {
+                vhost: vhost.to_owned(),
+                name: queue.name.clone(),
+                id: queue.id,
+            },
+        }
+    }
 }
 
 /// Where a queue on other nodes is reached: a classic queue's home node, or any member of a
@@ -69,6 +87,9 @@ struct Inner {
     /// What the queue is, as the topology recorded it when it was declared.
     queue: Queue,
     backend: Backend,
+    /// Where a quorum queue is reached once this node's member of it is gone (see
+    /// [`QueueHandle::move_to_members`]).
+    moved: OnceLock<Backend>,
     flow: Arc<Flow>,
 }
 
@@ -102,6 +123,7 @@ impl QueueHandle {
                 vhost,
                 queue,
                 backend: Backend::Local { tx, control },
+                moved: OnceLock::new(),
                 flow,
             }),
         }
@@ -135,34 +157,49 @@ impl QueueHandle {
         (first, others): (NodeId, Vec<NodeId>),
         peers: Arc<Peers>,
     ) -> Self {
-        let target = QueueRef {
-            vhost: vhost.clone(),
-            name: queue.name.clone(),
-            id: queue.id,
-        };
         QueueHandle {
             inner: Arc::new(Inner {
+                backend: Backend::remote(&vhost, &queue, (first, others), peers),
                 vhost,
                 queue,
-                backend: Backend::Remote {
-                    via: Via { first, others },
-                    peers,
-                    target,
-                },
+                moved: OnceLock::new(),
                 flow: Arc::new(Flow::default()),
             }),
         }
     }
 
+    /// This node's member of a quorum queue is gone, the queue is not: whoever holds this
+    /// handle (a channel's consumers, with their deliveries to settle and credit to grant)
+    /// goes on through the queue's `members` from now on, as RabbitMQ's consumers talk to the
+    /// queue, not to the member on their node. The member itself is still stopped through
+    /// the handle ([`QueueHandle::shut_down`]).
+    pub(crate) fn move_to_members(&self, members: &[NodeId], peers: Arc<Peers>) {
+        let Some((first, others)) = members.split_first() else {
+            return;
+        };
+        let to = Backend::remote(
+            &self.inner.vhost,
+            &self.inner.queue,
+            (*first, others.to_vec()),
+            peers,
+        );
+        let _ = self.inner.moved.set(to);
+    }
+
+    /// Where commands go: the member on this node, or wherever the queue moved.
+    fn backend(&self) -> &Backend {
+        self.inner.moved.get().unwrap_or(&self.inner.backend)
+    }
+
     /// Whether the queue's actor runs on this node.
     pub fn is_local(&self) -> bool {
-        matches!(self.inner.backend, Backend::Local { .. })
+        matches!(self.backend(), Backend::Local { .. })
     }
 
     /// The node a queue on another node lives on (none: this one, or a quorum queue, which
     /// lives on all its members and outlives any one of them).
     pub fn remote_node(&self) -> Option<NodeId> {
-        match &self.inner.backend {
+        match self.backend() {
             Backend::Remote { via, .. } if via.others.is_empty() => Some(via.first),
             _ => None,
         }
@@ -171,7 +208,7 @@ impl QueueHandle {
     /// Whether messages routed to the queue can reach it now: a queue on a node that is down
     /// is left out of routing, as in RabbitMQ.
     pub fn is_reachable(&self) -> bool {
-        match &self.inner.backend {
+        match self.backend() {
             Backend::Local { .. } => true,
             Backend::Remote { via, peers, .. } => peers.is_reachable(via.pick(peers)),
         }
@@ -179,7 +216,7 @@ impl QueueHandle {
 
     /// Node `node` went down: the queue forgets that node's connections.
     pub(crate) fn node_gone(&self, node: NodeId) {
-        if let Backend::Local { control, .. } = &self.inner.backend {
+        if let Backend::Local { control, .. } = self.backend() {
             let _ = control.send(Command::NodeGone { node });
         }
     }
@@ -207,7 +244,7 @@ impl QueueHandle {
 
     /// Whether the queue still takes commands.
     pub fn is_running(&self) -> bool {
-        match &self.inner.backend {
+        match self.backend() {
             Backend::Local { tx, .. } => !tx.is_closed(),
             Backend::Remote { .. } => true,
         }
@@ -215,7 +252,7 @@ impl QueueHandle {
 
     fn gone(&self) -> AmqpError {
         let (name, vhost) = (&self.inner.queue.name, &self.inner.vhost);
-        match &self.inner.backend {
+        match self.backend() {
             Backend::Local { .. } => {
                 AmqpError::not_found(format!("no queue '{name}' in vhost '{vhost}'"))
             }
@@ -228,7 +265,7 @@ impl QueueHandle {
     }
 
     async fn tell(&self, cmd: Command) -> bool {
-        match &self.inner.backend {
+        match self.backend() {
             Backend::Local { tx, .. } => tx.send(QueueCmd::Tell(cmd)).await.is_ok(),
             Backend::Remote { via, peers, target } => match Cmd::of(cmd) {
                 Some(cmd) => peers.tell(via.pick(peers), target, cmd).await,
@@ -239,7 +276,7 @@ impl QueueHandle {
 
     /// Sends a command that must not wait behind publishes.
     fn control(&self, cmd: Command) {
-        match &self.inner.backend {
+        match self.backend() {
             // Bounded by what was delivered and granted, so this cannot grow without limit;
             // a queue that is gone has nothing to settle.
             Backend::Local { control, .. } => {
@@ -255,7 +292,7 @@ impl QueueHandle {
 
     async fn ask(&self, cmd: Command) -> AmqpResult<Reply> {
         let (reply, answer) = oneshot::channel();
-        let sent = match &self.inner.backend {
+        let sent = match self.backend() {
             Backend::Local { tx, .. } => tx.send(QueueCmd::Ask(cmd, reply)).await.is_ok(),
             Backend::Remote { via, peers, target } => {
                 let cmd = Cmd::of(cmd).ok_or_else(|| self.gone())?;
@@ -281,7 +318,7 @@ impl QueueHandle {
     /// Enqueues messages; gives them back if the queue no longer exists. Each ticket is
     /// answered once its message is on disk (or refused).
     pub async fn publish_batch(&self, batch: Batch) -> Result<(), Batch> {
-        match &self.inner.backend {
+        match self.backend() {
             Backend::Local { tx, .. } => {
                 match tx.send(QueueCmd::Tell(Command::Publish(batch))).await {
                     Ok(()) => Ok(()),
@@ -441,6 +478,7 @@ impl QueueHandle {
 
     /// Stops the queue with its node, keeping its log; returns once its records are written.
     pub async fn shut_down(&self) {
+        // The actor this handle started with, even if the queue moved (see `move_to_members`).
         match &self.inner.backend {
             // Its own node stops it.
             Backend::Remote { .. } => {}

@@ -3,6 +3,7 @@
 
 use super::{Node, Spec, eventually, free_port, scratch_dir, within};
 use lapin::options::QueueDeclareOptions;
+use lapin::types::{AMQPValue, FieldTable};
 use std::time::Duration;
 
 /// How long a change may wait for a majority in these clusters.
@@ -70,6 +71,16 @@ pub fn passive() -> QueueDeclareOptions {
         passive: true,
         ..Default::default()
     }
+}
+
+/// The arguments of a quorum queue declaration.
+pub fn quorum_args() -> FieldTable {
+    let mut t = FieldTable::default();
+    t.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
+    t
 }
 
 pub fn durable() -> QueueDeclareOptions {
