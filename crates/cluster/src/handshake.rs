@@ -212,14 +212,14 @@ pub async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::codec;
+    use crate::codec::Codec;
 
     async fn pair(
         a: &Cookie,
         b: &Cookie,
     ) -> (Result<String, Refused>, Result<(String, PeerKind), Refused>) {
         let (x, y) = tokio::io::duplex(4096);
-        let (mut x, mut y) = (Framed::new(x, codec()), Framed::new(y, codec()));
+        let (mut x, mut y) = (Framed::new(x, Codec::new()), Framed::new(y, Codec::new()));
         let (a, b) = (a.clone(), b.clone());
         let answering = tokio::spawn(async move { answer(&mut y, &b, "warren@b").await });
         let dialled = dial(&mut x, &a, "warren@a", PeerKind::Node, Some("warren@b")).await;

@@ -3,12 +3,13 @@
 //! by the cookie before anything else. Other parts of the node send to a peer by name on a
 //! channel, receive what arrives on their channel, and watch peers come and go.
 
+use crate::codec::Codec;
 use crate::codec::Outgoing;
 use crate::cookie::Cookie;
 use crate::handshake::{self, Refused};
 use crate::link::{self, Inbound, LinkHandle, Receivers, SEND_QUEUE, Timing};
 use crate::name::NodeAddr;
-use crate::wire::{Channel, Frame, PeerKind, codec};
+use crate::wire::{Channel, Frame, PeerKind};
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -255,7 +256,7 @@ impl Mesh {
             let mesh = self.clone();
             tokio::spawn(async move {
                 let _ = stream.set_nodelay(true);
-                let mut framed = Framed::new(stream, codec());
+                let mut framed = Framed::new(stream, Codec::new());
                 let inner = &mesh.inner;
                 let answered = tokio::time::timeout(
                     inner.timing.handshake,
@@ -319,7 +320,7 @@ impl Mesh {
                 .await
                 .map_err(|e| Refused::Broken(format!("cannot connect: {e}")))?;
             let _ = stream.set_nodelay(true);
-            let mut framed = Framed::new(stream, codec());
+            let mut framed = Framed::new(stream, Codec::new());
             let name = handshake::dial(
                 &mut framed,
                 &inner.cookie,
@@ -457,7 +458,7 @@ impl ToolLink {
             let stream = TcpStream::connect(node.endpoint()).await.map_err(|e| {
                 Refused::Broken(format!("cannot connect to {}: {e}", node.endpoint()))
             })?;
-            let mut framed = Framed::new(stream, codec());
+            let mut framed = Framed::new(stream, Codec::new());
             let name =
                 handshake::dial(&mut framed, cookie, me, PeerKind::Tool, Some(&node.name)).await?;
             Ok(ToolLink { framed, node: name })

@@ -93,11 +93,6 @@ const HEARTBEAT: u8 = 5;
 pub(crate) const DATA: u8 = 6;
 const MISMATCH: u8 = 7;
 
-/// The codec of the length prefix.
-pub fn codec() -> crate::codec::Codec {
-    crate::codec::Codec::new()
-}
-
 impl Frame {
     pub fn encode(&self) -> Bytes {
         let mut out = BytesMut::new();

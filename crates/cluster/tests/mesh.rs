@@ -6,8 +6,8 @@ use bytes::Bytes;
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
+use warren_cluster::codec::Codec;
 use warren_cluster::handshake::{self, Refused};
-use warren_cluster::wire::codec;
 use warren_cluster::{Channel, Cookie, Mesh, NodeAddr, PeerEvent, PeerKind, Timing, ToolLink};
 
 fn fast() -> Timing {
@@ -167,7 +167,7 @@ async fn a_silent_peer_is_dropped_and_a_lost_one_redialled() {
         let mut held = Vec::new();
         loop {
             let (s, _) = listener.accept().await.unwrap();
-            let mut framed = tokio_util::codec::Framed::new(s, codec());
+            let mut framed = tokio_util::codec::Framed::new(s, Codec::new());
             if handshake::answer(&mut framed, &silent_cookie, "s@127.0.0.1")
                 .await
                 .is_ok()

@@ -7,13 +7,12 @@
 //! [`snapshot`](super::snapshot)), kept in the group's directory, so that a member that fell
 //! behind, or lost its log, starts again from another's.
 
-use super::snapshot::{self, SnapshotFile, Stored};
+use super::snapshot::{self, Proposers, SnapshotFile, Stored};
 use crate::queue::Ticket;
 use crate::queue::state::{Effect, QueueState};
 use crate::queue::wire::{Answer, Cmd};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
@@ -106,12 +105,6 @@ pub(crate) struct Applied {
 /// in memory and on disk, however deep the queue. A count of entries would not do: under load
 /// one entry holds hundreds of messages, and the log grew to gigabytes between snapshots.
 pub(crate) const SNAPSHOT_AFTER: u64 = 32 << 20;
-
-/// Each member's latest entries applied (their numbers and the answers they got), so that an
-/// entry proposed again is answered without being applied twice. A member has a few entries
-/// in flight at once (see `shell`), which may be applied in another order than it numbered
-/// them: so the last [`REMEMBERED`] of each member are kept, not only the highest.
-pub(crate) type Proposers = BTreeMap<u64, BTreeMap<u64, Bytes>>;
 
 /// Entries remembered per member: more than a member ever has in flight at once.
 pub(crate) const REMEMBERED: usize = 16;

@@ -9,10 +9,11 @@
 //! length, bytes), built the first time one is asked for and unpacked into a directory of the
 //! same shape on the other side.
 
-use super::machine::Proposers;
 use crate::persist::write_atomically;
 use crate::queue::state::Image;
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -28,6 +29,13 @@ const PACK: &str = "pack";
 pub(crate) const RECEIVING: &str = "receiving";
 /// Where a replica pages messages out (see `QueueLog::pages`).
 pub(crate) const PAGES: &str = "pages";
+
+/// Each member's latest entries applied (their numbers and the answers they got), so that an
+/// entry proposed again is answered without being applied twice. A member has a few entries
+/// in flight at once (see `shell`), which may be applied in another order than it numbered
+/// them: so the last `machine::REMEMBERED` of each member are kept, not only the highest.
+/// Part of a snapshot, since the log it replaces held those entries.
+pub(crate) type Proposers = BTreeMap<u64, BTreeMap<u64, Bytes>>;
 
 /// What a snapshot's `image` holds.
 #[derive(Serialize, Deserialize)]
