@@ -92,6 +92,19 @@ pub struct QueueLog {
     sidecars: bool,
 }
 
+/// The numbers of the segment files in `dir`, in order.
+pub fn segment_numbers(dir: &Path) -> io::Result<Vec<u64>> {
+    let mut numbers: Vec<u64> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            u64::from_str_radix(name.strip_suffix(".seg")?, 16).ok()
+        })
+        .collect();
+    numbers.sort_unstable();
+    Ok(numbers)
+}
+
 /// The file of segment `n` of the log in `dir`.
 pub fn seg_path(dir: &Path, n: u64) -> PathBuf {
     dir.join(format!("{n:016x}.seg"))
@@ -112,14 +125,7 @@ impl QueueLog {
     /// are split by priority level, for a queue with `levels` of them (1: no priorities).
     pub fn open(dir: &Path, segment_bytes: u64, levels: u16) -> io::Result<(QueueLog, Recovered)> {
         std::fs::create_dir_all(dir)?;
-        let mut numbers: Vec<u64> = std::fs::read_dir(dir)?
-            .filter_map(|e| e.ok())
-            .filter_map(|e| {
-                let name = e.file_name().into_string().ok()?;
-                u64::from_str_radix(name.strip_suffix(".seg")?, 16).ok()
-            })
-            .collect();
-        numbers.sort_unstable();
+        let numbers = segment_numbers(dir)?;
         let mut rec = Recovered::default();
         let mut segments = BTreeMap::new();
         let last = numbers.last().copied();

@@ -19,7 +19,7 @@ use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use warren_raft::openraft::{BasicNode, SnapshotMeta};
 use warren_store::QueueLog;
-use warren_store::log::seg_path;
+use warren_store::log::{seg_path, segment_numbers};
 
 /// Names the current snapshot's directory.
 const POINTER: &str = "snapshot";
@@ -173,15 +173,7 @@ pub(crate) fn pack(stored: &Stored) -> io::Result<File> {
         let image = std::fs::read(stored.dir.join(IMAGE))?;
         out.write_all(&(image.len() as u64).to_be_bytes())?;
         out.write_all(&image)?;
-        let mut segments: Vec<u64> = std::fs::read_dir(&stored.dir)?
-            .flatten()
-            .filter_map(|e| {
-                let name = e.file_name().into_string().ok()?;
-                u64::from_str_radix(name.strip_suffix(".seg")?, 16).ok()
-            })
-            .collect();
-        segments.sort_unstable();
-        for n in segments {
+        for n in segment_numbers(&stored.dir)? {
             let f = File::open(seg_path(&stored.dir, n))?;
             // A segment the page file still appends to grows meanwhile: only what it held
             // when opened is sent, which covers every record the image names.
