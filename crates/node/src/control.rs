@@ -279,28 +279,35 @@ impl Control {
                 entities::answer(verb, admin, Self::vhost(&req)).await
             }
             verb if listing::is_gathered(verb) => {
-                let me = self.mesh.me().name.clone();
-                let mut rows = listing::local_rows(verb, admin, amqp, &me).await;
-                for peer in admin.running_members() {
-                    if peer != me {
-                        rows.extend(self.links.rows_of(&peer, verb).await);
-                    }
-                }
-                table(listing::columns(verb), rows)
+                table(listing::columns(verb), self.gather(verb, admin, amqp).await)
             }
             other => Answer::failed(exit::USAGE, format!("Command '{other}' not found.")),
         }
     }
 
-    fn listeners(&self, amqp: SocketAddr) -> serde_json::Value {
-        let me = &self.mesh.me().name;
-        let cluster = self.mesh.listen_addr();
-        serde_json::json!([
-            {"node": me, "interface": cluster.ip().to_string(), "port": cluster.port(),
-             "protocol": "clustering", "purpose": "inter-node and CLI tool communication"},
-            {"node": me, "interface": amqp.ip().to_string(), "port": amqp.port(),
-             "protocol": "amqp", "purpose": "AMQP 0-9-1"},
-        ])
+    fn here(&self, amqp: SocketAddr) -> listing::Here<'_> {
+        listing::Here {
+            me: &self.mesh.me().name,
+            amqp,
+            cluster: self.mesh.listen_addr(),
+        }
+    }
+
+    /// Every running node's rows of `verb`, this node's first.
+    async fn gather(
+        &self,
+        verb: &str,
+        admin: &Admin,
+        amqp: SocketAddr,
+    ) -> Vec<Vec<serde_json::Value>> {
+        let me = self.mesh.me().name.clone();
+        let mut rows = listing::local_rows(verb, admin, &self.here(amqp)).await;
+        for peer in admin.running_members() {
+            if peer != me {
+                rows.extend(self.links.rows_of(&peer, verb).await);
+            }
+        }
+        rows
     }
 
     fn status(&self, admin: &Admin, amqp: SocketAddr) -> Answer {
@@ -309,34 +316,42 @@ impl Control {
             "node": me,
             "product_name": "warren",
             "product_version": env!("CARGO_PKG_VERSION"),
-            "listeners": self.listeners(amqp),
+            "listeners": listing::listener_maps(&listing::own_listeners(&self.here(amqp))),
             "connections": admin.connection_count(),
             "alarms": listing::alarm_maps(&listing::own_alarms(admin, me)),
         });
         let text = format!(
             "Status of node {me} ...\nRuntime\n\nProduct name: warren\nProduct version: {}\n\nListeners\n\n{}",
             env!("CARGO_PKG_VERSION"),
-            listener_lines(&self.listeners(amqp))
+            listing::listener_lines(&listing::own_listeners(&self.here(amqp)))
         );
         Answer::Report { json, text }
     }
 
     /// Every running node's raised alarms (see `listing::ALARMS`).
     async fn alarms(&self, admin: &Admin, amqp: SocketAddr) -> Vec<Vec<serde_json::Value>> {
-        let me = self.mesh.me().name.clone();
-        let mut rows = listing::local_rows(listing::ALARMS, admin, amqp, &me).await;
-        for peer in admin.running_members() {
-            if peer != me {
-                rows.extend(self.links.rows_of(&peer, listing::ALARMS).await);
-            }
-        }
+        let mut rows = self.gather(listing::ALARMS, admin, amqp).await;
         rows.sort_by_key(|r| r.first().map(|n| n.to_string()));
         rows
     }
 
     async fn cluster_status(&self, admin: &Admin, amqp: SocketAddr) -> Answer {
         let alarms = self.alarms(admin, amqp).await;
-        let me = self.mesh.me().name.clone();
+        let mut listeners = self.gather(listing::LISTENERS, admin, amqp).await;
+        // By node, as rabbitmqctl lists them; a node's own listeners keep their order.
+        listeners.sort_by_key(|r| r.first().map(|n| n.to_string()));
+        let mut by_node = serde_json::Map::new();
+        for row in &listeners {
+            let node = row.first().and_then(|n| n.as_str()).unwrap_or_default();
+            let entry = by_node
+                .entry(node.to_owned())
+                .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+            if let (serde_json::Value::Array(list), serde_json::Value::Array(one)) =
+                (entry, listing::listener_maps(std::slice::from_ref(row)))
+            {
+                list.extend(one);
+            }
+        }
         let (disk, ram) = admin.members();
         let members: Vec<&String> = disk.iter().chain(&ram).collect();
         let running: Vec<String> = admin
@@ -362,7 +377,7 @@ impl Control {
             "alarms": listing::alarm_maps(&alarms),
             "partitions": {},
             "network_partitions": {},
-            "listeners": { me.clone(): self.listeners(amqp) },
+            "listeners": by_node,
             "versions": versions,
         });
         let mut text = format!(
@@ -381,30 +396,8 @@ impl Control {
                 .collect::<Vec<_>>()
                 .join("\n"),
             listing::alarm_lines(&alarms),
-            listener_lines(&self.listeners(amqp))
+            listing::listener_lines(&listeners)
         ));
         Answer::Report { json, text }
     }
-}
-
-/// Listener lines as rabbitmqctl prints them.
-fn listener_lines(listeners: &serde_json::Value) -> String {
-    listeners
-        .as_array()
-        .map(|ls| {
-            ls.iter()
-                .map(|l| {
-                    format!(
-                        "Node: {}, interface: {}, port: {}, protocol: {}, purpose: {}",
-                        l["node"].as_str().unwrap_or_default(),
-                        l["interface"].as_str().unwrap_or_default(),
-                        l["port"],
-                        l["protocol"].as_str().unwrap_or_default(),
-                        l["purpose"].as_str().unwrap_or_default()
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join("\n")
-        })
-        .unwrap_or_default()
 }

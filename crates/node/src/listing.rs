@@ -44,9 +44,83 @@ pub fn is_gathered(verb: &str) -> bool {
 /// resource]` for each (`memory`, `disk`).
 pub const ALARMS: &str = "alarms";
 
+/// Each node's listeners, gathered for `cluster_status`: a row `[node, interface, port,
+/// protocol, purpose]` for each.
+pub const LISTENERS: &str = "listeners";
+
 /// Whether a node answers other nodes' requests for its rows of `verb`.
 pub fn answers(verb: &str) -> bool {
-    is_gathered(verb) || verb == ALARMS
+    is_gathered(verb) || verb == ALARMS || verb == LISTENERS
+}
+
+/// Where this node is: its name and the addresses it listens on.
+pub struct Here<'a> {
+    pub me: &'a str,
+    pub amqp: SocketAddr,
+    pub cluster: SocketAddr,
+}
+
+/// This node's listener rows (see [`LISTENERS`]).
+pub fn own_listeners(here: &Here<'_>) -> Vec<Vec<Value>> {
+    [
+        (
+            here.cluster,
+            "clustering",
+            "inter-node and CLI tool communication",
+        ),
+        (here.amqp, "amqp", "AMQP 0-9-1"),
+    ]
+    .into_iter()
+    .map(|(addr, protocol, purpose)| {
+        vec![
+            here.me.into(),
+            addr.ip().to_string().into(),
+            addr.port().into(),
+            protocol.into(),
+            purpose.into(),
+        ]
+    })
+    .collect()
+}
+
+/// Listener rows (see [`LISTENERS`]) as rabbitmqctl's JSON writes one node's listeners.
+pub fn listener_maps(rows: &[Vec<Value>]) -> Value {
+    let field = |r: &Vec<Value>, i: usize| r.get(i).cloned().unwrap_or_default();
+    Value::Array(
+        rows.iter()
+            .map(|r| {
+                serde_json::json!({
+                    "node": field(r, 0),
+                    "interface": field(r, 1),
+                    "port": field(r, 2),
+                    "protocol": field(r, 3),
+                    "purpose": field(r, 4),
+                })
+            })
+            .collect(),
+    )
+}
+
+/// Listener rows as rabbitmqctl's text lists them.
+pub fn listener_lines(rows: &[Vec<Value>]) -> String {
+    let text = |r: &Vec<Value>, i: usize| match r.get(i) {
+        Some(Value::String(s)) => s.clone(),
+        Some(v) => v.to_string(),
+        None => String::new(),
+    };
+    rows.iter()
+        .map(|r| {
+            format!(
+                "Node: {}, interface: {}, port: {}, protocol: {}, purpose: {}",
+                text(r, 0),
+                text(r, 1),
+                text(r, 2),
+                text(r, 3),
+                text(r, 4)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// This node's alarm rows (see [`ALARMS`]); `me` is the node's name.
@@ -99,8 +173,9 @@ pub fn columns(verb: &str) -> &'static [&'static str] {
     }
 }
 
-/// This node's rows for `verb`; `me` is the node's name, `amqp` where clients connect.
-pub async fn local_rows(verb: &str, admin: &Admin, amqp: SocketAddr, me: &str) -> Vec<Vec<Value>> {
+/// This node's rows for `verb`.
+pub async fn local_rows(verb: &str, admin: &Admin, here: &Here<'_>) -> Vec<Vec<Value>> {
+    let (me, amqp) = (here.me, here.amqp);
     match verb {
         "list_connections" => admin
             .connections()
@@ -143,6 +218,7 @@ pub async fn local_rows(verb: &str, admin: &Admin, amqp: SocketAddr, me: &str) -
             })
             .collect(),
         ALARMS => own_alarms(admin, me),
+        LISTENERS => own_listeners(here),
         _ => Vec::new(),
     }
 }

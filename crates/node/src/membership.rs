@@ -62,13 +62,8 @@ pub async fn join_cluster(app: &App, mesh: &Mesh, target: &str, ram: bool) -> An
         .iter()
         .any(|(id, _)| *id == raft_id(&target.name));
     if already {
-        return Answer::failed(
-            exit::SOFTWARE,
-            format!(
-                "node {me} is already a member of the cluster of {}",
-                target.name
-            ),
-        );
+        // RabbitMQ answers success and leaves the node's type as it is.
+        return Answer::Done;
     }
     // Reached first, so that a node that cannot reach the cluster is not emptied for nothing.
     mesh.keep_connected(target.clone());

@@ -51,6 +51,7 @@ impl MeshTransport {
     pub fn start(mesh: &Mesh, app: Arc<OnceLock<Arc<App>>>) -> Arc<MeshTransport> {
         let running = app.clone();
         let me = mesh.me().name.clone();
+        let cluster = mesh.listen_addr();
         let handler: Handler = Arc::new(move |from: String, body: Bytes| {
             let app = running.get().cloned();
             let me = me.clone();
@@ -59,7 +60,7 @@ impl MeshTransport {
                     return Bytes::new();
                 };
                 if body.first() == Some(&LIST) {
-                    return rows_here(&app, &me, &body[1..]).await;
+                    return rows_here(&app, &me, cluster, &body[1..]).await;
                 }
                 // While the broker starts, its group is served from the setup (waiting for
                 // the broker would hold back the topology the start waits for).
@@ -234,11 +235,12 @@ const RUNNING: &[u8] = b"running";
 const LIST: u8 = 0xF0;
 
 /// This node's rows for the listing `verb` names, as JSON (none while its broker is stopped).
-async fn rows_here(app: &App, me: &str, verb: &[u8]) -> Bytes {
+async fn rows_here(app: &App, me: &str, cluster: std::net::SocketAddr, verb: &[u8]) -> Bytes {
     let verb = String::from_utf8_lossy(verb);
     let rows = match app.admin().await {
         Some((admin, amqp)) if listing::answers(&verb) => {
-            listing::local_rows(&verb, &admin, amqp, me).await
+            let here = listing::Here { me, amqp, cluster };
+            listing::local_rows(&verb, &admin, &here).await
         }
         _ => Vec::new(),
     };

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use support::cluster::{
     TIMEOUT_MS, alone, cluster, cluster_with, durable, ok, pair, passive, status,
 };
-use support::{Node, eventually, lapin_channel, publish_confirmed};
+use support::{Node, Spec, eventually, lapin_channel, publish_confirmed};
 
 fn lines(node: &Node, args: &[&str]) -> Vec<String> {
     let mut all = vec!["-q"];
@@ -160,6 +160,19 @@ fn a_majority_goes_on_without_a_node_and_a_minority_refuses_changes_in_time() {
             ),
             "{text}"
         );
+        let (_c, ch) = lapin_channel(alone.amqp).await;
+        let err = ch
+            .queue_declare("new-q".into(), durable(), FieldTable::default())
+            .await
+            .unwrap_err();
+        let text = format!("{err:?}");
+        assert!(text.contains("Hard(INTERNALERROR)"), "{text}");
+        assert!(
+            text.contains(
+                "Could not declare queue 'new-q' in vhost '/' on node 'c1@localhost' because the metadata store operation timed out"
+            ),
+            "{text}"
+        );
     });
     // A majority again: changes go through.
     nodes.push(c2.start());
@@ -267,6 +280,32 @@ fn the_article_s_join_cluster_ram_flow() {
     let s = status(&a);
     assert_eq!(s["ram_nodes"], serde_json::json!([]));
     assert_eq!(s["disk_nodes"], serde_json::json!(["a@localhost"]));
+}
+
+/// A node with another cookie cannot join: `join_cluster` fails as for a node that cannot be
+/// reached (69), the node it asked logs that the peer does not hold the cookie, the one that
+/// asked that the cookies differ, and the cluster is unchanged.
+#[test]
+fn a_node_with_another_cookie_cannot_join() {
+    let a = alone("a@localhost");
+    let b = Node::start_with_cookie(
+        Spec {
+            name: "b@localhost".into(),
+            cluster_port: 0,
+            config: None,
+            dir: support::scratch_dir("cluster"),
+            netns: None,
+        },
+        "ANOTHER-COOKIE",
+    );
+    let b_ctl = |args: &[&str]| b.ctl_with("ANOTHER-COOKIE", args);
+    assert_eq!(b_ctl(&["stop_app"]).0, 0);
+    let (code, _, err) = b_ctl(&["join_cluster", &a.name()]);
+    assert_eq!(code, 69, "{err}");
+    assert!(err.contains("a@localhost"), "{err}");
+    assert!(a.logged("the peer does not hold this cluster's cookie"));
+    assert!(b.logged("cannot join: the cookies differ"));
+    assert_eq!(status(&a)["disk_nodes"], serde_json::json!(["a@localhost"]));
 }
 
 /// `join_cluster` refuses while the application runs, and `change_cluster_node_type` turns a

@@ -12,7 +12,7 @@ use lapin::options::*;
 use lapin::types::FieldTable;
 use std::time::Duration;
 use support::cluster::{cluster, durable, ok, passive};
-use support::{Node, lapin_channel, publish_confirmed};
+use support::{Node, eventually, lapin_channel, publish_confirmed};
 
 /// Waits for a consumer's stream to end (the server cancelled it), skipping deliveries.
 async fn cancelled(consumer: &mut lapin::Consumer) -> bool {
@@ -83,9 +83,17 @@ async fn until_count(node: &Node, queue: &str, want: Option<u32>) {
 fn a_node_going_down_cancels_its_consumers_and_unroutes_its_queues() {
     let mut nodes = cluster(3);
     let rt = tokio::runtime::Runtime::new().unwrap();
-    // Queues on c2: one durable with a persistent message, one transient.
-    rt.block_on(async {
-        let (_c, on2) = lapin_channel(nodes[1].amqp).await;
+    // Queues on c2: one durable with a persistent message, one transient, and one exclusive
+    // to a connection that stays open.
+    let _owner = rt.block_on(async {
+        let (owner, on2) = lapin_channel(nodes[1].amqp).await;
+        let exclusive = QueueDeclareOptions {
+            exclusive: true,
+            ..Default::default()
+        };
+        on2.queue_declare("mine".into(), exclusive, FieldTable::default())
+            .await
+            .unwrap();
         on2.queue_declare("far".into(), durable(), FieldTable::default())
             .await
             .unwrap();
@@ -96,6 +104,7 @@ fn a_node_going_down_cancels_its_consumers_and_unroutes_its_queues() {
             .await
             .unwrap();
         publish_confirmed(&on2, "far", b"kept").await;
+        owner
     });
     let c1 = nodes.remove(0);
     let c2 = nodes.remove(0);
@@ -127,6 +136,14 @@ fn a_node_going_down_cancels_its_consumers_and_unroutes_its_queues() {
             .await
             .unwrap();
         assert_eq!(q.message_count(), 0);
+        // So did the exclusive one: gone from the topology, not merely out of reach.
+        let (_c, ch) = lapin_channel(c1.amqp).await;
+        let gone = ch
+            .queue_declare("mine".into(), passive(), FieldTable::default())
+            .await
+            .expect_err("the exclusive queue of a dead node");
+        let text = format!("{gone:?}");
+        assert!(text.contains("no queue 'mine' in vhost '/'"), "{text}");
         // The durable queue answers every use from the other nodes with RabbitMQ's 404.
         for what in ["declare", "consume", "get", "purge"] {
             let (_c, ch) = lapin_channel(c1.amqp).await;
@@ -258,4 +275,137 @@ fn a_survivor_forgets_the_lost_majority_offline_and_goes_on() {
         assert_eq!(count(c1, "kept").await, Some(1));
     });
     drop(lost);
+}
+
+/// What `list_*` shows through `node`, one listing per verb.
+fn listings(node: &Node) -> Vec<String> {
+    [
+        vec!["list_vhosts"],
+        vec!["list_users"],
+        vec!["list_permissions", "-p", "v2"],
+        vec!["list_permissions", "-p", "v3"],
+        vec!["list_exchanges", "name", "type", "durable"],
+        vec!["list_bindings"],
+        vec!["list_queues", "name", "durable", "node", "messages"],
+    ]
+    .iter()
+    .map(|args| {
+        let (code, out, err) = node.ctl(&[&["-q"], args.as_slice()].concat());
+        assert_eq!(code, 0, "{args:?}: {err}");
+        let mut rows: Vec<&str> = out.lines().collect();
+        rows.sort();
+        rows.join("\n")
+    })
+    .collect()
+}
+
+/// The metadata leader's node is killed: both survivors still have every vhost, user,
+/// permission, exchange, binding and queue (declared through any of the three), every
+/// confirmed persistent message of their queues (published through any of the three, the dead
+/// one included), and go on taking changes.
+#[test]
+fn killing_the_metadata_leader_loses_no_metadata_and_no_confirmed_message() {
+    let mut nodes = cluster(3);
+    let lead = support::cluster::metadata_leader(&nodes);
+    let survivors: Vec<usize> = (0..3).filter(|i| *i != lead).collect();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for (k, i) in (0..3).enumerate() {
+        let node = &nodes[i];
+        let v = format!("v{}", k + 1);
+        ok(node, &["add_vhost", &v]);
+        ok(node, &["add_user", &format!("u{}", k + 1), "pw"]);
+        ok(
+            node,
+            &["set_permissions", "-p", &v, "guest", ".*", ".*", ""],
+        );
+    }
+    rt.block_on(async {
+        for (k, i) in survivors.iter().enumerate() {
+            let (_c, ch) = lapin_channel(nodes[*i].amqp).await;
+            let (q, x) = (format!("q{k}"), format!("x{k}"));
+            ch.queue_declare(q.as_str().into(), durable(), FieldTable::default())
+                .await
+                .unwrap();
+            let opts = ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            };
+            // Declared through the leader's node, bound through the queue's.
+            let (_l, on_leader) = lapin_channel(nodes[lead].amqp).await;
+            on_leader
+                .exchange_declare(
+                    x.as_str().into(),
+                    lapin::ExchangeKind::Fanout,
+                    opts,
+                    FieldTable::default(),
+                )
+                .await
+                .unwrap();
+            ch.queue_bind(
+                q.as_str().into(),
+                x.as_str().into(),
+                "".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+            // Published through every node: the leader's, the queue's and the other one.
+            for (n, node) in nodes.iter().enumerate() {
+                let (_p, on) = lapin_channel(node.amqp).await;
+                on.confirm_select(ConfirmSelectOptions::default())
+                    .await
+                    .unwrap();
+                for m in 0..10u8 {
+                    publish_confirmed(&on, &q, &[n as u8, m]).await;
+                }
+            }
+        }
+    });
+    let before = listings(&nodes[survivors[0]]);
+    assert!(before[6].contains("q0\ttrue\t"), "{}", before[6]);
+    assert!(before[6].ends_with("\t30"), "{}", before[6]);
+    let dead = nodes.remove(lead).kill();
+    for node in &nodes {
+        assert_eq!(listings(node), before, "through {}", node.name());
+    }
+    // Once the survivors have elected a leader (1.5-3 s; a change asked before waits for it,
+    // up to these tests' 2 s timeout).
+    eventually(
+        "a change through a survivor",
+        Duration::from_secs(30),
+        || nodes[0].ctl(&["add_vhost", "after"]).0 == 0,
+    );
+    eventually(
+        "the change on both survivors",
+        Duration::from_secs(30),
+        || {
+            nodes.iter().all(|n| {
+                let (_, out, _) = n.ctl(&["-q", "list_vhosts"]);
+                out.lines().any(|l| l == "after")
+            })
+        },
+    );
+    // Every message, read through the other survivor than its queue's.
+    rt.block_on(async {
+        for k in 0..2 {
+            let (_c, ch) = lapin_channel(nodes[1 - k].amqp).await;
+            let mut got = Vec::new();
+            while let Some(m) = ch
+                .basic_get(
+                    format!("q{k}").as_str().into(),
+                    BasicGetOptions { no_ack: true },
+                )
+                .await
+                .unwrap()
+            {
+                got.push(m.delivery.data.clone());
+            }
+            let want: Vec<Vec<u8>> = (0..3u8)
+                .flat_map(|n| (0..10u8).map(move |m| vec![n, m]))
+                .collect();
+            assert_eq!(got, want, "q{k}");
+        }
+    });
+    drop(dead);
 }

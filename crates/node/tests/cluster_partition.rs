@@ -9,7 +9,7 @@ mod support;
 use lapin::options::*;
 use lapin::types::FieldTable;
 use std::time::Duration;
-use support::cluster::{durable, passive};
+use support::cluster::{durable, metadata_leader, passive};
 use support::net::Net;
 use support::{Node, Spec, eventually, lapin_channel_at, scratch_dir};
 
@@ -87,23 +87,6 @@ async fn count(node: &Node, queue: &str) -> Option<u32> {
     Some(q.message_count())
 }
 
-/// The node the others follow, from the last leader each node logged.
-fn leader(nodes: &[Node]) -> usize {
-    let mut seen = None;
-    eventually("a metadata leader", Duration::from_secs(20), || {
-        for n in nodes {
-            while let Ok(line) = n.log.try_recv() {
-                if let Some(at) = line.find("leader=") {
-                    let addr = line[at + 7..].split_whitespace().next().unwrap_or("");
-                    seen = (1..=3).find(|i| addr.starts_with(&name(*i)));
-                }
-            }
-        }
-        seen.is_some()
-    });
-    seen.unwrap() - 1
-}
-
 /// The metadata leader's node is cut off. The two others elect a leader and take changes;
 /// the one alone refuses them (75, in the configured time); publishes to a queue on the
 /// majority side are confirmed, while a queue on the node cut off is unroutable from the
@@ -141,7 +124,7 @@ fn the_majority_side_of_a_partition_goes_on_and_the_minority_changes_nothing() {
     // guest may only log in over loopback, and the test's clients come over the switch.
     ok(&nodes[0], &["add_user", USER, PASSWORD]);
     ok(&nodes[0], &["set_permissions", USER, ".*", ".*", ".*"]);
-    let cut = leader(&nodes);
+    let cut = metadata_leader(&nodes);
     let (a, b) = ((cut + 1) % 3, (cut + 2) % 3);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {

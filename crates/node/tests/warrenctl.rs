@@ -551,6 +551,67 @@ fn the_cookie_is_made_at_first_start_and_found_in_home() {
     assert_eq!(refused.status.code(), Some(69));
 }
 
+/// The node's name, its cluster listener, its data directory and its cookie file come from
+/// the configuration file when no flag names them; warrenctl finds the node with the cookie
+/// file it is given.
+#[test]
+fn the_config_file_names_the_node_its_cluster_port_and_cookie() {
+    let dir = support::scratch_dir("config-keys");
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = support::free_port();
+    let cookie = dir.join("cookie");
+    std::fs::write(&cookie, "CONFIG-FILE-COOKIE").unwrap();
+    std::fs::set_permissions(&cookie, std::fs::Permissions::from_mode(0o400)).unwrap();
+    let config = dir.join("warren.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[amqp]\nlisten = \"127.0.0.1:0\"\n[node]\nname = \"keyed@localhost\"\ndata_dir = {:?}\n[cluster]\nlisten = \"127.0.0.1:{port}\"\ncookie_file = {:?}\n",
+            dir.join("data"),
+            cookie
+        ),
+    )
+    .unwrap();
+    let mut node = Command::new(env!("CARGO_BIN_EXE_warren"))
+        .arg("--config")
+        .arg(&config)
+        .env_remove("WARREN_COOKIE")
+        .env("HOME", &dir)
+        .stderr(std::fs::File::create(dir.join("log")).unwrap())
+        .spawn()
+        .unwrap();
+    let ctl = |verb: &str| {
+        Command::new(warrenctl_path())
+            .args(["-n", &format!("keyed@localhost:{port}"), "--cookie-file"])
+            .arg(&cookie)
+            .args([verb, "--formatter", "json"])
+            .env_remove("WARREN_COOKIE")
+            .env("HOME", &dir)
+            .output()
+            .unwrap()
+    };
+    let started = support::within(Duration::from_secs(20), || {
+        ctl("await_startup").status.success()
+    });
+    let status = ctl("status");
+    let made_data = dir.join("data").is_dir();
+    let made_home_cookie = dir.join(".warren.cookie").exists();
+    let _ = node.kill();
+    let _ = node.wait();
+    let log = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(started, "{log}");
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["node"], "keyed@localhost", "{status}");
+    assert_eq!(status["listeners"][0]["protocol"], "clustering", "{status}");
+    assert_eq!(status["listeners"][0]["port"], port, "{status}");
+    assert!(made_data, "the data directory from the file");
+    assert!(
+        !made_home_cookie,
+        "the cookie file from the file, not HOME's"
+    );
+}
+
 #[test]
 fn stop_app_and_start_app_stop_the_broker_but_not_the_node() {
     let node = Node::start();

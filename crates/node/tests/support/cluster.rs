@@ -120,3 +120,23 @@ pub fn pair() -> (Node, Node) {
     }
     (a, b)
 }
+
+/// The index in `nodes` of the metadata leader's node, from the last leader each node logged
+/// (`metadata leader leader=<name>:<port>`).
+pub fn metadata_leader(nodes: &[Node]) -> usize {
+    let mut seen = None;
+    eventually("a metadata leader", Duration::from_secs(20), || {
+        for n in nodes {
+            while let Ok(line) = n.log.try_recv() {
+                if let Some(at) = line.find("leader=") {
+                    let addr = line[at + 7..].split_whitespace().next().unwrap_or("");
+                    seen = nodes
+                        .iter()
+                        .position(|m| addr.starts_with(&format!("{}:", m.spec.name)));
+                }
+            }
+        }
+        seen.is_some()
+    });
+    seen.unwrap_or_default()
+}

@@ -70,6 +70,11 @@ impl Node {
     }
 
     pub fn start_as(spec: Spec) -> Node {
+        Node::start_with_cookie(spec, COOKIE)
+    }
+
+    /// [`Node::start_as`] with a cookie of its own (warrenctl calls still use [`COOKIE`]).
+    pub fn start_with_cookie(spec: Spec, cookie: &str) -> Node {
         let mut cmd = spec.command(Path::new(env!("CARGO_BIN_EXE_warren")));
         let host = spec
             .netns
@@ -91,7 +96,7 @@ impl Node {
             cmd.arg("--config").arg(path);
         }
         let mut child = cmd
-            .env("WARREN_COOKIE", COOKIE)
+            .env("WARREN_COOKIE", cookie)
             .env(
                 "RUST_LOG",
                 std::env::var("WARREN_TEST_RUST_LOG").unwrap_or("info,openraft=off".into()),
@@ -166,10 +171,20 @@ impl Node {
 
     /// Runs warrenctl against this node with `cookie`: exit code, stdout, stderr.
     pub fn ctl_with(&self, cookie: &str, args: &[&str]) -> (i32, String, String) {
+        self.ctl_as(&self.name(), cookie, args)
+    }
+
+    /// Runs warrenctl where the node runs, naming it `-n name@host` alone, as on a host
+    /// whose node listens on the default cluster port.
+    pub fn ctl_by_name(&self, args: &[&str]) -> (i32, String, String) {
+        self.ctl_as(&self.spec.name, COOKIE, args)
+    }
+
+    fn ctl_as(&self, node: &str, cookie: &str, args: &[&str]) -> (i32, String, String) {
         let out = self
             .spec
             .command(&warrenctl_path())
-            .args(["-n", &self.name()])
+            .args(["-n", node])
             .args(args)
             .env("WARREN_COOKIE", cookie)
             .output()

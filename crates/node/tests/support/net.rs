@@ -20,6 +20,8 @@ pub struct Net {
     tag: String,
     spaces: Vec<String>,
     host_cable: String,
+    /// `/etc/netns/<space>` directories written by [`Net::name_hosts`].
+    etc: Vec<std::path::PathBuf>,
 }
 
 impl Net {
@@ -29,6 +31,7 @@ impl Net {
         let mut net = Net {
             spaces: Vec::new(),
             host_cable: format!("{tag}h"),
+            etc: Vec::new(),
             tag,
         };
         let sw = net.space("sw");
@@ -79,6 +82,22 @@ impl Net {
         net
     }
 
+    /// Names hosts n1..n3 inside every host's namespace (`names[0]` is 10.201.0.1...), as
+    /// /etc/hosts would on real hosts: `ip netns exec` reads `/etc/netns/<space>/hosts` in
+    /// place of `/etc/hosts`.
+    pub fn name_hosts(&mut self, names: &[&str]) {
+        let mut hosts = String::from("127.0.0.1 localhost\n");
+        for (i, name) in names.iter().enumerate() {
+            hosts.push_str(&format!("10.201.0.{} {name}\n", i + 1));
+        }
+        for i in 1..=3 {
+            let dir = std::path::Path::new("/etc/netns").join(self.space(&format!("n{i}")));
+            std::fs::create_dir_all(&dir).expect("make /etc/netns/<space>");
+            self.etc.push(dir.clone());
+            std::fs::write(dir.join("hosts"), &hosts).expect("write a namespace's hosts");
+        }
+    }
+
     pub fn space(&self, host: &str) -> String {
         format!("{}-{host}", self.tag)
     }
@@ -113,6 +132,13 @@ impl Drop for Net {
                 .args(["netns", "del", ns])
                 .stderr(Stdio::null())
                 .status();
+        }
+        for dir in &self.etc {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        if !self.etc.is_empty() {
+            // Only if empty: other namespaces may have files there.
+            let _ = std::fs::remove_dir("/etc/netns");
         }
     }
 }
