@@ -11,7 +11,9 @@
 
 use crate::config::Config;
 use crate::group::{ClusterSetup, Group, raft_id};
-use crate::meta_machine::{MetaMachine, load_snapshot, write_snapshot};
+use crate::meta_machine::{
+    Kept, MetaMachine, load_members, load_snapshot, members_path, write_snapshot,
+};
 use crate::metadata::Metadata;
 use crate::persist::{Saved, load_legacy, retire_legacy};
 use std::collections::{BTreeMap, BTreeSet};
@@ -99,6 +101,10 @@ fn stored_membership(raft_dir: &Path) -> Result<Option<StoredMembership<u64, Bas
     if let Some(m) = warren_raft::log_store::last_membership::<Meta>(&raft_dir.join("log"))? {
         membership = Some(m);
     }
+    if membership.is_none() {
+        // A RAM node's metadata is in memory only; what it writes down is the membership.
+        membership = load_members(raft_dir)?;
+    }
     Ok(membership)
 }
 
@@ -155,14 +161,15 @@ pub(crate) async fn start(
         .map_err(|e| format!("cannot create {}: {e}", raft_dir.display()))?;
     let me = raft_id(meta.name());
     let intent = read_intent(data_dir)?;
-    if intent
-        .as_ref()
-        .is_some_and(|i| !i.voter && i.joined.is_some())
-        && !is_voter(&raft_dir, me)?
-    {
-        // A RAM node keeps no metadata of its own across restarts, as RabbitMQ's: it takes
-        // it from the disc nodes (the leader's snapshot) each time it starts. Never a voter's:
-        // its log counts towards majorities (a change to disc is carried out after the start).
+    // A node that joined and is not a voter (yet) was a RAM node, or a disc node still
+    // catching up: what it holds counts towards no majority.
+    let learner = intent.as_ref().is_some_and(|i| i.joined.is_some()) && !is_voter(&raft_dir, me)?;
+    // A RAM node keeps its metadata in memory only (and, across restarts, only the membership
+    // on disk), as RabbitMQ's: it takes the metadata from the disc nodes each time it starts.
+    let in_memory = learner && intent.as_ref().is_some_and(|i| !i.voter);
+    if learner {
+        // Its log and snapshot, if any, are a learner's: taken again from the leader. (A
+        // node about to turn from RAM to disc starts this way, then is made a voter.)
         // It still needs to know whom to ask (RabbitMQ's RAM nodes keep the disc nodes'
         // names on disk for the same reason).
         let mut others: Vec<String> = stored_members(data_dir)?
@@ -179,13 +186,24 @@ pub(crate) async fn start(
         }
         tracing::info!("RAM node: taking the metadata from the disc nodes");
     }
-    let (log, opened) = LogStore::<Meta>::open(&raft_dir.join("log"))?;
-    if opened.cut > 0 {
-        tracing::warn!(
-            bytes = opened.cut,
-            "cut a torn end off the metadata log (written by a crash, never acknowledged)"
-        );
-    }
+    let (log, kept) = if in_memory {
+        let _ = std::fs::remove_file(raft_dir.join("log"));
+        (
+            LogStore::<Meta>::in_memory(),
+            Kept::memory(raft_dir.clone()),
+        )
+    } else {
+        // A RAM node's membership, if it was one, is in the log from now on.
+        let _ = std::fs::remove_file(members_path(&raft_dir));
+        let (log, opened) = LogStore::<Meta>::open(&raft_dir.join("log"))?;
+        if opened.cut > 0 {
+            tracing::warn!(
+                bytes = opened.cut,
+                "cut a torn end off the metadata log (written by a crash, never acknowledged)"
+            );
+        }
+        (log, Kept::Disk(raft_dir.clone()))
+    };
     let snapshot = load_snapshot(&raft_dir)?;
     let fresh = snapshot.is_none() && log.is_empty();
     let mut awaiting_topology = false;
@@ -208,7 +226,7 @@ pub(crate) async fn start(
             let at = LogId::default();
             let membership = Membership::new(vec![voters], nodes);
             meta.set_applied(Some(at), StoredMembership::new(Some(at), membership));
-            write_snapshot(meta, &raft_dir)?;
+            write_snapshot(meta, &kept)?;
             log.start_after(at).await.map_err(|e| e.to_string())?;
             retire_legacy(data_dir);
             tracing::info!(peers = setup.peers.len(), "formed the metadata group");
@@ -219,7 +237,7 @@ pub(crate) async fn start(
     } else {
         rebuild(meta, &log, snapshot)?;
     }
-    let machine = MetaMachine::new(meta.clone(), raft_dir);
+    let machine = MetaMachine::new(meta.clone(), kept);
     let sizes = machine.snapshot_size.clone();
     let raft_config = Arc::new(warren_raft::config("warren")?);
     let raft = MetaRaft::new(

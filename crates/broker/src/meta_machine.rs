@@ -1,17 +1,18 @@
 //! The metadata group's state machine, as openraft sees it: a thin shell around
 //! [`Metadata`], which applies committed commands to the topology. A snapshot is the whole
 //! topology as definitions JSON (RabbitMQ's format, with warren's ids and homes), with the log
-//! position and membership it covers; it is kept in `raft/snapshot.json` and is what a node
-//! too far behind the log receives.
+//! position and membership it covers; it is kept in `raft/snapshot.json` (a RAM node's in
+//! memory, see [`Kept`]) and is what a node too far behind the log receives.
 
 use crate::metadata::Metadata;
-use crate::persist::{read_json, write_atomically, write_atomically_blocking};
+use crate::persist::{read_json, write_atomically};
 use serde::{Deserialize, Serialize};
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use warren_meta::Definitions;
+use warren_raft::openraft::entry::RaftPayload;
 use warren_raft::openraft::storage::{RaftSnapshotBuilder, RaftStateMachine, Snapshot};
 use warren_raft::openraft::{
     BasicNode, Entry, LogId, SnapshotMeta, StorageError, StorageIOError, StoredMembership,
@@ -29,6 +30,73 @@ pub(crate) fn snapshot_path(raft_dir: &Path) -> PathBuf {
     raft_dir.join("snapshot.json")
 }
 
+/// Where a RAM node keeps the membership its metadata ends with (see [`Kept::Memory`]).
+pub(crate) fn members_path(raft_dir: &Path) -> PathBuf {
+    raft_dir.join("members.json")
+}
+
+/// Where a node keeps its latest snapshot.
+#[derive(Clone)]
+pub(crate) enum Kept {
+    /// In `raft/snapshot.json`.
+    Disk(PathBuf),
+    /// A RAM node's: in memory, as its log is; only the membership goes to disk
+    /// (`raft/members.json`), so that it knows whom to ask for the metadata when it starts
+    /// again, as RabbitMQ's RAM nodes keep the disc nodes' names on disk.
+    Memory {
+        raft_dir: PathBuf,
+        last: Arc<Mutex<Option<Vec<u8>>>>,
+    },
+}
+
+impl Kept {
+    pub fn memory(raft_dir: PathBuf) -> Kept {
+        Kept::Memory {
+            raft_dir,
+            last: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// Keeps `bytes`, the snapshot whose header is `meta` (blocking: call off the async
+    /// workers).
+    fn keep(&self, meta: &SnapshotMeta<u64, BasicNode>, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Kept::Disk(raft_dir) => write_atomically(&snapshot_path(raft_dir), bytes),
+            Kept::Memory { raft_dir, last } => {
+                if let Ok(mut last) = last.lock() {
+                    *last = Some(bytes.to_vec());
+                }
+                write_members(raft_dir, &meta.last_membership)
+            }
+        }
+    }
+
+    /// The snapshot kept last, with its header (blocking).
+    fn current(&self) -> Option<(SnapshotMeta<u64, BasicNode>, Vec<u8>)> {
+        let bytes = match self {
+            Kept::Disk(raft_dir) => std::fs::read(snapshot_path(raft_dir)).ok()?,
+            Kept::Memory { last, .. } => last.lock().ok()?.clone()?,
+        };
+        let f: SnapshotFile = serde_json::from_slice(&bytes).ok()?;
+        Some((f.meta, bytes))
+    }
+}
+
+fn write_members(
+    raft_dir: &Path,
+    membership: &StoredMembership<u64, BasicNode>,
+) -> std::io::Result<()> {
+    let bytes = serde_json::to_vec(membership).map_err(std::io::Error::other)?;
+    write_atomically(&members_path(raft_dir), &bytes)
+}
+
+/// The membership a RAM node wrote last (see [`Kept::Memory`]).
+pub(crate) fn load_members(
+    raft_dir: &Path,
+) -> Result<Option<StoredMembership<u64, BasicNode>>, String> {
+    read_json(&members_path(raft_dir))
+}
+
 /// Reads the node's snapshot, if it has one.
 pub(crate) fn load_snapshot(raft_dir: &Path) -> Result<Option<SnapshotFile>, String> {
     read_json(&snapshot_path(raft_dir))
@@ -43,7 +111,7 @@ pub(crate) struct Written {
 }
 
 /// Writes a snapshot of the topology as it stands now.
-pub(crate) fn write_snapshot(meta: &Metadata, raft_dir: &Path) -> Result<Written, String> {
+pub(crate) fn write_snapshot(meta: &Metadata, kept: &Kept) -> Result<Written, String> {
     let (definitions, applied, membership) = meta.snapshot_state();
     let size = (definitions.users.len()
         + definitions.exchanges.len()
@@ -59,7 +127,8 @@ pub(crate) fn write_snapshot(meta: &Metadata, raft_dir: &Path) -> Result<Written
         definitions,
     };
     let bytes = serde_json::to_vec(&file).map_err(|e| e.to_string())?;
-    write_atomically(&snapshot_path(raft_dir), &bytes).map_err(|e| e.to_string())?;
+    kept.keep(&snapshot_meta, &bytes)
+        .map_err(|e| e.to_string())?;
     Ok(Written {
         meta: snapshot_meta,
         bytes,
@@ -70,17 +139,17 @@ pub(crate) fn write_snapshot(meta: &Metadata, raft_dir: &Path) -> Result<Written
 #[derive(Clone)]
 pub(crate) struct MetaMachine {
     meta: Arc<Metadata>,
-    raft_dir: PathBuf,
+    kept: Kept,
     /// How many things the last snapshot held (see `group`: snapshots come as often as
     /// that many entries accumulate).
     pub snapshot_size: Arc<AtomicU64>,
 }
 
 impl MetaMachine {
-    pub fn new(meta: Arc<Metadata>, raft_dir: PathBuf) -> MetaMachine {
+    pub fn new(meta: Arc<Metadata>, kept: Kept) -> MetaMachine {
         MetaMachine {
             meta,
-            raft_dir,
+            kept,
             snapshot_size: Arc::new(AtomicU64::new(0)),
         }
     }
@@ -92,10 +161,10 @@ fn io_error(e: impl ToString) -> StorageError<u64> {
 
 impl RaftSnapshotBuilder<Meta> for MetaMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<Meta>, StorageError<u64>> {
-        let (meta, dir) = (self.meta.clone(), self.raft_dir.clone());
+        let (meta, kept) = (self.meta.clone(), self.kept.clone());
         // Exporting holds the topology's lock for as long as it takes to copy it; writing runs
         // off the async workers.
-        let written = tokio::task::spawn_blocking(move || write_snapshot(&meta, &dir))
+        let written = tokio::task::spawn_blocking(move || write_snapshot(&meta, &kept))
             .await
             .map_err(io_error)?;
         let w = written.map_err(io_error)?;
@@ -121,7 +190,25 @@ impl RaftStateMachine<Meta> for MetaMachine {
         I: IntoIterator<Item = Entry<Meta>> + Send,
         I::IntoIter: Send,
     {
-        Ok(self.meta.apply_committed(entries))
+        let Kept::Memory { raft_dir, .. } = &self.kept else {
+            return Ok(self.meta.apply_committed(entries));
+        };
+        // A RAM node writes the membership down whenever it changes (see `Kept::Memory`).
+        let mut changed = false;
+        let outcomes = self.meta.apply_committed(
+            entries
+                .into_iter()
+                .inspect(|e| changed |= e.get_membership().is_some()),
+        );
+        if changed {
+            let (_, membership) = self.meta.applied_state();
+            let dir = raft_dir.clone();
+            tokio::task::spawn_blocking(move || write_members(&dir, &membership))
+                .await
+                .map_err(io_error)?
+                .map_err(io_error)?;
+        }
+        Ok(outcomes)
     }
 
     async fn get_snapshot_builder(&mut self) -> MetaMachine {
@@ -148,8 +235,10 @@ impl RaftStateMachine<Meta> for MetaMachine {
                 meta.last_membership.clone(),
             )
             .map_err(io_error)?;
-        write_atomically_blocking(snapshot_path(&self.raft_dir), bytes)
+        let (kept, meta_copy) = (self.kept.clone(), meta.clone());
+        tokio::task::spawn_blocking(move || kept.keep(&meta_copy, &bytes))
             .await
+            .map_err(io_error)?
             .map_err(io_error)?;
         tracing::info!(
             index = meta.last_log_id.map_or(0, |l| l.index),
@@ -159,15 +248,10 @@ impl RaftStateMachine<Meta> for MetaMachine {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<Meta>>, StorageError<u64>> {
-        let dir = self.raft_dir.clone();
-        let file = tokio::task::spawn_blocking(move || {
-            std::fs::read(snapshot_path(&dir)).ok().and_then(|bytes| {
-                let f: SnapshotFile = serde_json::from_slice(&bytes).ok()?;
-                Some((f.meta, bytes))
-            })
-        })
-        .await
-        .map_err(io_error)?;
+        let kept = self.kept.clone();
+        let file = tokio::task::spawn_blocking(move || kept.current())
+            .await
+            .map_err(io_error)?;
         Ok(file.map(|(meta, bytes)| Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(bytes)),
@@ -192,13 +276,19 @@ mod tests {
         }
     }
 
-    struct Builder;
+    /// Stores on disk, or (`true`) a RAM node's, in memory.
+    struct Builder(bool);
+
+    const DISK_SUITE: &str = "warren-raft-suite";
+    const RAM_SUITE: &str = "warren-ram-suite";
 
     impl StoreBuilder<Meta, LogStore<Meta>, MetaMachine, Scratch> for Builder {
         async fn build(&self) -> Result<(Scratch, LogStore<Meta>, MetaMachine), StorageError<u64>> {
             static N: AtomicU64 = AtomicU64::new(0);
+            // Apart for each kind, since each suite removes what it left behind when it ends.
             let dir = std::env::temp_dir().join(format!(
-                "warren-raft-suite-{}-{}",
+                "{}-{}-{}",
+                if self.0 { RAM_SUITE } else { DISK_SUITE },
                 std::process::id(),
                 N.fetch_add(1, Ordering::Relaxed)
             ));
@@ -218,8 +308,13 @@ mod tests {
                 crate::queue::remote::Peers::new(Arc::new(crate::queue::remote::NoLinks)),
                 crate::quorum::Replicas::new(crate::group::ClusterSetup::alone("suite").quorum),
             );
-            let (log, _) = LogStore::open(&dir.join("log")).map_err(io_error)?;
-            Ok((Scratch(dir.clone()), log, MetaMachine::new(meta, dir)))
+            let (log, kept) = if self.0 {
+                (LogStore::in_memory(), Kept::memory(dir.clone()))
+            } else {
+                let (log, _) = LogStore::open(&dir.join("log")).map_err(io_error)?;
+                (log, Kept::Disk(dir.clone()))
+            };
+            Ok((Scratch(dir), log, MetaMachine::new(meta, kept)))
         }
     }
 
@@ -228,8 +323,16 @@ mod tests {
     /// snapshots built, sent and installed.
     #[test]
     fn the_log_and_state_machine_pass_openraft_s_storage_suite() {
-        let passed = Suite::test_all(Builder);
-        crate::persist::remove_left_behind("warren-raft-suite");
+        let passed = Suite::test_all(Builder(false));
+        crate::persist::remove_left_behind(DISK_SUITE);
+        passed.unwrap();
+    }
+
+    /// The same suite for a RAM node's log and snapshots, in memory.
+    #[test]
+    fn a_ram_node_s_log_and_state_machine_pass_openraft_s_storage_suite() {
+        let passed = Suite::test_all(Builder(true));
+        crate::persist::remove_left_behind(RAM_SUITE);
         passed.unwrap();
     }
 }

@@ -78,16 +78,6 @@ pub fn retire_legacy(data_dir: &Path) {
     }
 }
 
-/// [`write_atomically`] off the async workers (a snapshot may be large, and it is fsynced).
-pub(crate) async fn write_atomically_blocking(
-    path: PathBuf,
-    bytes: Vec<u8>,
-) -> std::io::Result<()> {
-    tokio::task::spawn_blocking(move || write_atomically(&path, &bytes))
-        .await
-        .map_err(std::io::Error::other)?
-}
-
 /// Writes the file so that a crash leaves either the old or the new one, never a torn one.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");

@@ -252,6 +252,23 @@ fn the_article_s_join_cluster_ram_flow() {
             })
         },
     );
+    // The RAM node keeps the metadata in memory: on its disk, only whom to ask for it.
+    let raft = |n: &Node| n.spec.dir.join("data").join("raft");
+    let on_disk = |n: &Node| -> Vec<u8> {
+        ["log", "snapshot.json"]
+            .iter()
+            .flat_map(|f| std::fs::read(raft(n).join(f)).unwrap_or_default())
+            .collect()
+    };
+    let holds = |bytes: &[u8], what: &str| bytes.windows(what.len()).any(|w| w == what.as_bytes());
+    assert!(holds(&on_disk(&a), "carol"), "the disc node's log");
+    assert!(
+        !holds(&on_disk(&b), "carol"),
+        "the RAM node wrote the topology"
+    );
+    assert!(!holds(&on_disk(&b), "via-ram-node"));
+    let members = std::fs::read_to_string(raft(&b).join("members.json")).unwrap_or_default();
+    assert!(members.contains("a@localhost"), "{members}");
     // The RAM node does not vote: the disc node alone is a majority.
     ok(&b, &["stop_app"]);
     ok(&a, &["add_vhost", "while-b-was-stopped"]);

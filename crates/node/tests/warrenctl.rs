@@ -197,6 +197,76 @@ fn users_vhosts_and_permissions_as_rabbitmqctl_shows_them() {
     assert_eq!(out, "user\ttags\nguest\t[administrator]\n");
 }
 
+/// Every listing verb, with its default columns or named ones, prints with `--formatter
+/// json` the rows it prints as text: an array of objects keyed by the text's header.
+#[test]
+fn every_listing_speaks_json() {
+    let node = Node::start();
+    assert_eq!(
+        node.ctl(&["set_policy", "p", "^q", "{\"max-length\":5}"]).0,
+        0
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let _client = rt.block_on(async {
+        let (conn, ch) = lapin_channel(node.amqp).await;
+        ch.queue_declare("q".into(), Default::default(), Default::default())
+            .await
+            .unwrap();
+        // Kept: a consumer dropped is cancelled.
+        let consumer = ch
+            .basic_consume(
+                "q".into(),
+                "tag".into(),
+                Default::default(),
+                Default::default(),
+            )
+            .await
+            .unwrap();
+        (conn, ch, consumer)
+    });
+    let listings: &[&[&str]] = &[
+        &["list_queues"],
+        &["list_queues", "name", "messages", "consumers"],
+        &["list_exchanges"],
+        &["list_exchanges", "name", "type"],
+        &["list_bindings"],
+        &["list_connections"],
+        &["list_connections", "user", "vhost"],
+        &["list_channels"],
+        &["list_consumers"],
+        &["list_users"],
+        &["list_vhosts"],
+        &["list_permissions"],
+        &["list_policies"],
+    ];
+    for args in listings {
+        let (code, text, err) = node.ctl(&[&["-q"], *args].concat());
+        assert_eq!(code, 0, "{args:?}: {err}");
+        let mut lines = text.lines();
+        let header: std::collections::BTreeSet<&str> =
+            lines.next().unwrap_or_default().split('\t').collect();
+        let rows = lines.count();
+        assert!(rows > 0, "{args:?} lists nothing: {text}");
+        let (code, json, err) = node.ctl(&[*args, &["--formatter", "json"]].concat());
+        assert_eq!(code, 0, "{args:?} json: {err}");
+        let json: serde_json::Value = serde_json::from_str(&json)
+            .unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {json}"));
+        let array = json
+            .as_array()
+            .unwrap_or_else(|| panic!("{args:?}: {json}"));
+        assert_eq!(array.len(), rows, "{args:?}: {json}");
+        for row in array {
+            let keys: std::collections::BTreeSet<&str> = row
+                .as_object()
+                .unwrap_or_else(|| panic!("{args:?}: {row}"))
+                .keys()
+                .map(String::as_str)
+                .collect();
+            assert_eq!(keys, header, "{args:?}");
+        }
+    }
+}
+
 #[test]
 fn refusals_carry_rabbitmqctl_s_messages_and_exit_codes() {
     let node = Node::start();

@@ -3,7 +3,8 @@
 //! Appends are fsynced in groups by one writer task, which tells openraft when its entries
 //! are on disk; the whole log since the last purge is also held in memory, since it is short
 //! (the snapshot covers the rest). After a purge the writer rewrites the file with only what
-//! still matters.
+//! still matters. A RAM node's log is memory only ([`LogStore::in_memory`]): as RabbitMQ's
+//! RAM nodes, it does not vote, and takes the metadata from the disc nodes each time it starts.
 
 use openraft::entry::RaftPayload;
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
@@ -163,7 +164,8 @@ pub fn append_offline<C: RaftTypeConfig>(
 
 /// The log as it stands.
 struct State<C: RaftTypeConfig> {
-    journal: Journal,
+    /// None: the log is kept in memory only.
+    journal: Option<Journal>,
     entries: BTreeMap<u64, C::Entry>,
     vote: Option<Vote<C::NodeId>>,
     committed: Option<LogId<C::NodeId>>,
@@ -200,10 +202,12 @@ where
     }
 
     fn write(&mut self, r: &Record<C>) -> Result<u64, StorageError<C::NodeId>> {
-        self.journal
-            .append_with(|out| r.encode_into(out))
-            .map_err(|e| StorageIOError::write_logs(&e))?;
-        self.sync |= !matches!(r, Record::Committed(_));
+        if let Some(journal) = &mut self.journal {
+            journal
+                .append_with(|out| r.encode_into(out))
+                .map_err(|e| StorageIOError::write_logs(&e))?;
+            self.sync |= !matches!(r, Record::Committed(_));
+        }
         self.appended += 1;
         Ok(self.appended)
     }
@@ -258,7 +262,38 @@ where
     pub fn open(path: &Path) -> Result<(LogStore<C>, Opened), String> {
         let (journal, replay) =
             Journal::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-        let mut state = State {
+        let mut state = State::new(Some(journal));
+        for (n, raw) in replay.records.iter().enumerate() {
+            let r = Record::decode(raw)
+                .map_err(|e| format!("{}: record {n} is unreadable: {e}", path.display()))?;
+            state.replay(r);
+        }
+        Ok((LogStore::run(state), Opened { cut: replay.cut }))
+    }
+
+    /// A log kept in memory only, which answers openraft as soon as it is appended to (a RAM
+    /// node's: it never votes, so nothing it holds counts towards a majority).
+    pub fn in_memory() -> LogStore<C> {
+        LogStore::run(State::new(None))
+    }
+
+    /// Starts the writer of a log that holds `state`, on the current runtime.
+    fn run(state: State<C>) -> LogStore<C> {
+        let store = LogStore {
+            shared: Arc::new(Shared {
+                state: Mutex::new(state),
+                wake: Notify::new(),
+                flushed: watch::Sender::new(0),
+            }),
+        };
+        tokio::spawn(store.clone().run_writer());
+        store
+    }
+}
+
+impl<C: RaftTypeConfig> State<C> {
+    fn new(journal: Option<Journal>) -> State<C> {
+        State {
             journal,
             entries: BTreeMap::new(),
             vote: None,
@@ -268,23 +303,14 @@ where
             flush_waiters: Vec::new(),
             compact: false,
             sync: false,
-        };
-        for (n, raw) in replay.records.iter().enumerate() {
-            let r = Record::decode(raw)
-                .map_err(|e| format!("{}: record {n} is unreadable: {e}", path.display()))?;
-            state.replay(r);
         }
-        let store = LogStore {
-            shared: Arc::new(Shared {
-                state: Mutex::new(state),
-                wake: Notify::new(),
-                flushed: watch::Sender::new(0),
-            }),
-        };
-        tokio::spawn(store.clone().run_writer());
-        Ok((store, Opened { cut: replay.cut }))
     }
+}
 
+impl<C: RaftTypeConfig> LogStore<C>
+where
+    C::Entry: Clone,
+{
     fn state(&self) -> MutexGuard<'_, State<C>> {
         // The state is changed only in whole steps; a panic elsewhere leaves it consistent.
         self.shared.state.lock().unwrap_or_else(|e| e.into_inner())
@@ -371,36 +397,57 @@ where
         loop {
             let taken = {
                 let mut s = self.state();
-                if s.compact {
-                    s.compact = false;
-                    let records: Vec<Vec<u8>> = s
-                        .essentials()
-                        .iter()
-                        .filter_map(|r| r.encode().ok())
-                        .collect();
-                    // What is pending is in the state already: the rewrite holds it.
-                    let _ = s.journal.take_pending();
-                    let appended = s.appended;
-                    let rewritten = s.journal.rewrite(records.iter().map(Vec::as_slice));
-                    match rewritten {
-                        Ok(()) => {
-                            drop(s);
-                            self.done(appended);
-                            continue;
-                        }
-                        Err(e) => {
-                            tracing::error!(error = %e, "cannot compact the metadata log");
-                            // Everything is written again, to a file in a known state.
-                            for r in &records {
-                                s.journal.append(r);
+                // Taken out while the lock is held, and put back before it is let go.
+                match s.journal.take() {
+                    // Memory only: appended is as good as written.
+                    None => {
+                        s.compact = false;
+                        None
+                    }
+                    Some(mut journal) => {
+                        if s.compact {
+                            s.compact = false;
+                            let records: Vec<Vec<u8>> = s
+                                .essentials()
+                                .iter()
+                                .filter_map(|r| r.encode().ok())
+                                .collect();
+                            // What is pending is in the state already: the rewrite holds it.
+                            let _ = journal.take_pending();
+                            let appended = s.appended;
+                            let rewritten = journal.rewrite(records.iter().map(Vec::as_slice));
+                            match rewritten {
+                                Ok(()) => {
+                                    s.journal = Some(journal);
+                                    drop(s);
+                                    self.done(appended);
+                                    continue;
+                                }
+                                Err(e) => {
+                                    tracing::error!(error = %e, "cannot compact the metadata log");
+                                    // Everything is written again, to a file in a known state.
+                                    for r in &records {
+                                        journal.append(r);
+                                    }
+                                }
                             }
                         }
+                        let sync = std::mem::take(&mut s.sync);
+                        let taken = (journal.take_pending(), s.appended, journal.file(), sync);
+                        s.journal = Some(journal);
+                        Some(taken)
                     }
                 }
-                let sync = std::mem::take(&mut s.sync);
-                (s.journal.take_pending(), s.appended, s.journal.file(), sync)
             };
-            let (pending, upto, file, sync) = taken;
+            let Some((pending, upto, file, sync)) = taken else {
+                let upto = self.state().appended;
+                if upto > *self.shared.flushed.borrow() {
+                    self.done(upto);
+                } else {
+                    self.shared.wake.notified().await;
+                }
+                continue;
+            };
             if pending.is_empty() {
                 self.shared.wake.notified().await;
                 continue;
@@ -418,7 +465,9 @@ where
                     tracing::error!(error = %e, "cannot write the metadata log");
                     {
                         let mut s = self.state();
-                        s.journal.restore_pending(pending);
+                        if let Some(journal) = &mut s.journal {
+                            journal.restore_pending(pending);
+                        }
                         s.sync |= sync;
                     }
                     tokio::time::sleep(Duration::from_secs(1)).await;
