@@ -341,6 +341,18 @@ fn killing_the_metadata_leader_loses_no_metadata_and_no_confirmed_message() {
                 )
                 .await
                 .unwrap();
+            // As with RabbitMQ 4's Khepri, a change is applied on the node that made it before
+            // it is answered, and on the others a moment later.
+            let queue_node = &nodes[*i];
+            let listed = || {
+                let (_, out, _) = queue_node.ctl(&["-q", "list_exchanges", "name"]);
+                out.lines().any(|l| l == x)
+            };
+            support::eventually(
+                "the exchange on the queue's node",
+                Duration::from_secs(10),
+                listed,
+            );
             ch.queue_bind(
                 q.as_str().into(),
                 x.as_str().into(),

@@ -16,6 +16,7 @@ pub mod log_store;
 pub mod messages;
 pub mod network;
 pub mod proposer;
+pub mod snapshot_data;
 pub mod stand;
 pub mod status;
 
@@ -52,13 +53,14 @@ pub type MetaRaft = openraft::Raft<Meta>;
 openraft::declare_raft_types!(
     /// A quorum queue's group: its log carries the queue's commands and its state machine
     /// answers with the queue's replies, both encoded by the broker (this crate does not
-    /// know what a queue is); snapshots are files (a queue may be deep), packed by the broker.
+    /// know what a queue is); snapshots are files (a queue may be deep), sent as pieces of files
+    /// (see `snapshot_data`).
     pub Replica:
         D = bytes::Bytes,
         R = bytes::Bytes,
         NodeId = u64,
         Node = openraft::BasicNode,
-        SnapshotData = tokio::fs::File,
+        SnapshotData = crate::snapshot_data::SnapshotData,
 );
 
 /// A quorum queue's raft.

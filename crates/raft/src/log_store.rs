@@ -46,6 +46,9 @@ fn encode_into<T: Serialize>(
     out: &mut bytes::BytesMut,
 ) -> Result<(), postcard::Error> {
     use bytes::BufMut;
+    // Room made first: an entry may be a megabyte, which a buffer grown as it is written
+    // would copy again at every doubling.
+    out.reserve(1 + postcard::experimental::serialized_size(value)?);
     out.put_u8(kind);
     postcard::to_io(value, out.writer()).map(drop)
 }

@@ -38,8 +38,12 @@ pub(crate) struct MemberRequest {
 pub(crate) type MemberOnly = crate::Meta;
 
 pub(crate) fn encode<T: Serialize>(value: &T) -> Bytes {
-    // Encoding into a Vec fails only for types postcard cannot represent, which these are not.
-    postcard::to_stdvec(value)
+    // Into a buffer of exactly its size (measuring walks the value without copying its
+    // bytes): an append carries up to megabytes of entries, which a buffer grown while it is
+    // written would copy again at every doubling. Encoding fails only for types postcard
+    // cannot represent, which these are not.
+    let size = postcard::experimental::serialized_size(value).unwrap_or(0);
+    postcard::to_extend(value, Vec::with_capacity(size))
         .map(Bytes::from)
         .unwrap_or_default()
 }

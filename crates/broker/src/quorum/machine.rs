@@ -22,6 +22,7 @@ use warren_raft::openraft::{
     BasicNode, Entry, EntryPayload, LogId, SnapshotMeta, StorageError, StorageIOError,
     StoredMembership,
 };
+use warren_raft::snapshot_data::{Pieces, SnapshotData};
 
 /// One entry of a quorum queue's log: the commands a member gathered while its previous
 /// entry was being committed (so that one round to a majority carries many, in order).
@@ -61,9 +62,7 @@ impl Op {
     }
 
     pub(crate) fn encode(&self) -> Bytes {
-        postcard::to_stdvec(self)
-            .map(Bytes::from)
-            .unwrap_or_default()
+        crate::queue::wire::encode_exact(self)
     }
 }
 
@@ -325,6 +324,7 @@ impl RaftSnapshotBuilder<Replica> for Builder {
         let image = tokio::fs::File::open(stored.dir.join("image"))
             .await
             .map_err(io_error)?;
+        let image = SnapshotData::File(image);
         let meta = stored.meta.clone();
         if let Ok(mut c) = self.current.lock() {
             *c = Some(stored);
@@ -409,9 +409,7 @@ impl RaftStateMachine<Replica> for QuorumMachine {
         }
     }
 
-    async fn begin_receiving_snapshot(
-        &mut self,
-    ) -> Result<Box<tokio::fs::File>, StorageError<u64>> {
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotData>, StorageError<u64>> {
         let f = tokio::fs::OpenOptions::new()
             .create(true)
             .truncate(true)
@@ -420,14 +418,28 @@ impl RaftStateMachine<Replica> for QuorumMachine {
             .open(self.dir.join(snapshot::RECEIVING))
             .await
             .map_err(io_error)?;
-        Ok(Box::new(f))
+        Ok(Box::new(SnapshotData::File(f)))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta<u64, BasicNode>,
-        received: Box<tokio::fs::File>,
+        received: Box<SnapshotData>,
     ) -> Result<(), StorageError<u64>> {
+        let received = match *received {
+            SnapshotData::File(f) => f,
+            // Handed over whole (openraft's storage suite does): written out as if received.
+            mut pieces @ SnapshotData::Pieces(_) => {
+                let mut f = match *self.begin_receiving_snapshot().await? {
+                    SnapshotData::File(f) => f,
+                    SnapshotData::Pieces(_) => return Err(io_error("a receiving file")),
+                };
+                tokio::io::copy(&mut pieces, &mut f)
+                    .await
+                    .map_err(io_error)?;
+                f
+            }
+        };
         // Writes to a tokio file may still be on their way: this waits for them.
         let received = received.into_std().await;
         let group = self.dir.clone();
@@ -450,13 +462,14 @@ impl RaftStateMachine<Replica> for QuorumMachine {
             return Ok(None);
         };
         let meta = stored.meta.clone();
-        let packed = tokio::task::spawn_blocking(move || snapshot::pack(&stored))
+        // Opens the snapshot's files, nothing more: they are read as they are sent.
+        let pieces = tokio::task::spawn_blocking(move || snapshot::pieces(&stored))
             .await
             .map_err(io_error)?
             .map_err(io_error)?;
         Ok(Some(Snapshot {
             meta,
-            snapshot: Box::new(tokio::fs::File::from_std(packed)),
+            snapshot: Box::new(SnapshotData::Pieces(Pieces::new(pieces))),
         }))
     }
 }

@@ -5,9 +5,9 @@
 //! memory, not what the queue holds: a deep queue's paged messages are linked, never copied,
 //! and the page file never writes to a segment again once it is past it.
 //!
-//! Another member gets a snapshot as one file, `pack`: the image, then each segment (number,
-//! length, bytes), built the first time one is asked for and unpacked into a directory of the
-//! same shape on the other side.
+//! Another member gets a snapshot as one stream: the image, then each segment (number, length,
+//! bytes), read where they lie (`warren_raft::snapshot_data::Pieces`), never copied into one
+//! file first, and unpacked into a directory of the same shape on the other side.
 
 use crate::persist::write_atomically;
 use crate::queue::state::Image;
@@ -15,16 +15,16 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 use warren_raft::openraft::{BasicNode, SnapshotMeta};
+use warren_raft::snapshot_data::Piece;
 use warren_store::QueueLog;
 use warren_store::log::{seg_path, segment_numbers};
 
 /// Names the current snapshot's directory.
 const POINTER: &str = "snapshot";
 const IMAGE: &str = "image";
-const PACK: &str = "pack";
 /// A pack being received from another member.
 pub(crate) const RECEIVING: &str = "receiving";
 /// Where a replica pages messages out (see `QueueLog::pages`).
@@ -161,34 +161,29 @@ fn commit(group: &Path, dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// The snapshot as one file, for another member; packed on first use.
-pub(crate) fn pack(stored: &Stored) -> io::Result<File> {
-    let path = stored.dir.join(PACK);
-    if let Ok(f) = File::open(&path) {
-        return Ok(f);
+/// The snapshot as the pieces of one stream, for another member: the image's length and the
+/// image, then each segment's number and length and the segment. A segment the page file
+/// still appends to grows meanwhile: only what it held when opened is sent, which covers
+/// every record the image names.
+pub(crate) fn pieces(stored: &Stored) -> io::Result<Vec<Piece>> {
+    let file = |path: PathBuf| -> io::Result<(tokio::fs::File, u64)> {
+        let f = File::open(path)?;
+        let len = f.metadata()?.len();
+        Ok((tokio::fs::File::from_std(f), len))
+    };
+    let mut out = Vec::new();
+    let (image, len) = file(stored.dir.join(IMAGE))?;
+    out.push(Piece::Bytes(Bytes::copy_from_slice(&len.to_be_bytes())));
+    out.push(Piece::File { file: image, len });
+    for n in segment_numbers(&stored.dir)? {
+        let (segment, len) = file(seg_path(&stored.dir, n))?;
+        let mut head = Vec::with_capacity(16);
+        head.extend_from_slice(&n.to_be_bytes());
+        head.extend_from_slice(&len.to_be_bytes());
+        out.push(Piece::Bytes(Bytes::from(head)));
+        out.push(Piece::File { file: segment, len });
     }
-    let tmp = stored.dir.join("pack.tmp");
-    {
-        let mut out = BufWriter::new(File::create(&tmp)?);
-        let image = std::fs::read(stored.dir.join(IMAGE))?;
-        out.write_all(&(image.len() as u64).to_be_bytes())?;
-        out.write_all(&image)?;
-        for n in segment_numbers(&stored.dir)? {
-            let f = File::open(seg_path(&stored.dir, n))?;
-            // A segment the page file still appends to grows meanwhile: only what it held
-            // when opened is sent, which covers every record the image names.
-            let len = f.metadata()?.len();
-            out.write_all(&n.to_be_bytes())?;
-            out.write_all(&len.to_be_bytes())?;
-            let copied = io::copy(&mut f.take(len), &mut out)?;
-            if copied != len {
-                return Err(other("a snapshot segment shrank while it was packed"));
-            }
-        }
-        out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-    }
-    std::fs::rename(&tmp, &path)?;
-    File::open(&path)
+    Ok(out)
 }
 
 /// Unpacks a pack received from another member into a snapshot directory of `group` and makes
