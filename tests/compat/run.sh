@@ -2,7 +2,9 @@
 # Runs the client compatibility suites against a fresh warren node: the wire probe (answers
 # compared with those recorded from RabbitMQ 3.10), the pika suite and the amqplib scenario
 # (run at the same time, against the same node), and a pika-to-amqplib interop check. Then
-# stops the node with SIGTERM and checks that it exits cleanly.
+# stops the node with SIGTERM and checks that it exits cleanly. Last, pika's quorum queue
+# tests through the three nodes of a cluster (declared through one, published to through
+# another, consumed from through the third).
 #
 # Needs the warren binary built (scripts/test builds it). Installs pika and pytest into a
 # virtualenv and amqplib from npm, under .cache/ in the repository.
@@ -24,8 +26,9 @@ work=$(mktemp -d)
 log="$work/warren.log"
 WARREN_COOKIE=compat-test "$warren" --amqp-listen 127.0.0.1:0 --cluster-listen 127.0.0.1:0 --data-dir "$work/data" >"$log" 2>&1 &
 pid=$!
+cluster_pids=()
 cleanup() {
-  kill "$pid" 2>/dev/null || true
+  kill "$pid" "${cluster_pids[@]}" 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -67,3 +70,42 @@ if kill -0 "$pid" 2>/dev/null; then
   exit 1
 fi
 wait "$pid" && echo "warren stopped cleanly" || { echo "warren exited with an error"; exit 1; }
+
+echo "-- quorum queues with pika, through three nodes of a cluster"
+warrenctl="$target/debug/warrenctl"
+read -r p1 p2 p3 <<<"$(python3 -c '
+import socket
+ss = [socket.socket() for _ in range(3)]
+for s in ss: s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in ss))')"
+ports=("$p1" "$p2" "$p3")
+printf '[cluster]\npeers = ["c1@localhost:%s", "c2@localhost:%s", "c3@localhost:%s"]\n' "$p1" "$p2" "$p3" >"$work/cluster.toml"
+for i in 1 2 3; do
+  WARREN_COOKIE=compat-test "$warren" --config "$work/cluster.toml" --node-name "c$i@localhost" \
+    --amqp-listen 127.0.0.1:0 --cluster-listen "127.0.0.1:${ports[$((i - 1))]}" \
+    --data-dir "$work/c$i" >"$work/c$i.log" 2>&1 &
+  cluster_pids+=($!)
+done
+urls=()
+for i in 1 2 3; do
+  a=""
+  for _ in $(seq 1 300); do
+    a=$(grep 'AMQP listener started' "$work/c$i.log" | grep -o 'local_addr=127.0.0.1:[0-9]*' | cut -d= -f2 || true)
+    [ -n "$a" ] && break
+    sleep 0.1
+  done
+  [ -n "$a" ] || { echo "cluster node c$i did not start:"; cat "$work/c$i.log"; exit 1; }
+  urls+=("amqp://guest:guest@$a/%2F")
+done
+formed=""
+for _ in $(seq 1 300); do
+  if WARREN_COOKIE=compat-test "$warrenctl" -n "c1@localhost:$p1" cluster_status --formatter json 2>/dev/null |
+    python3 -c 'import json, sys; sys.exit(len(json.load(sys.stdin)["running_nodes"]) != 3)'; then
+    formed=1
+    break
+  fi
+  sleep 0.1
+done
+[ -n "$formed" ] || { echo "the cluster did not form"; exit 1; }
+AMQP_URL="${urls[0]}" AMQP_URLS="$(IFS=,; echo "${urls[*]}")" \
+  "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/pika/test_quorum.py

@@ -114,6 +114,30 @@ test('nack with requeue redelivers with the redelivered flag', async () => {
   await ch.close();
 });
 
+test('quorum queue: confirmed, consumed, and requeued to the back with x-delivery-count', async () => {
+  const ch = await conn.createConfirmChannel();
+  const queue = uniq('qq');
+  await ch.assertQueue(queue, { durable: true, arguments: { 'x-queue-type': 'quorum' } });
+  for (const body of ['A', 'B', 'C']) ch.sendToQueue(queue, Buffer.from(body), { persistent: true });
+  await ch.waitForConfirms();
+  await ch.prefetch(1);
+  const got = [];
+  await ch.consume(queue, (m) => {
+    if (m === null) return; // cancelled: the queue is deleted at the end
+    got.push(m);
+    if (got.length === 1) ch.nack(m, false, true);
+    else ch.ack(m);
+  });
+  await waitFor(() => got.length === 4);
+  // A requeued message goes to the back of a quorum queue, and counts its deliveries.
+  assert.deepEqual(got.map((m) => m.content.toString()), ['A', 'B', 'C', 'A']);
+  assert.equal(got[0].properties.headers['x-delivery-count'], undefined);
+  assert.equal(got[3].fields.redelivered, true);
+  assert.equal(Number(got[3].properties.headers['x-delivery-count']), 1);
+  await ch.deleteQueue(queue);
+  await ch.close();
+});
+
 test('a channel error closes that channel only', async () => {
   const bad = await conn.createChannel();
   bad.on('error', () => {});
