@@ -11,9 +11,7 @@
 
 use crate::config::Config;
 use crate::group::{ClusterSetup, Group, raft_id};
-use crate::meta_machine::{
-    Kept, MetaMachine, load_members, load_snapshot, members_path, write_snapshot,
-};
+use crate::meta_machine::{Kept, MetaMachine, load_members, load_snapshot, write_snapshot};
 use crate::metadata::Metadata;
 use crate::persist::{Saved, load_legacy, retire_legacy};
 use std::collections::{BTreeMap, BTreeSet};
@@ -161,15 +159,15 @@ pub(crate) async fn start(
         .map_err(|e| format!("cannot create {}: {e}", raft_dir.display()))?;
     let me = raft_id(meta.name());
     let intent = read_intent(data_dir)?;
-    // A node that joined and is not a voter (yet) was a RAM node, or a disc node still
-    // catching up: what it holds counts towards no majority.
-    let learner = intent.as_ref().is_some_and(|i| i.joined.is_some()) && !is_voter(&raft_dir, me)?;
-    // A RAM node keeps its metadata in memory only (and, across restarts, only the membership
-    // on disk), as RabbitMQ's: it takes the metadata from the disc nodes each time it starts.
-    let in_memory = learner && intent.as_ref().is_some_and(|i| !i.voter);
-    if learner {
-        // Its log and snapshot, if any, are a learner's: taken again from the leader. (A
-        // node about to turn from RAM to disc starts this way, then is made a voter.)
+    // A RAM node (one that joined as such and is not a voter) keeps its metadata in memory
+    // only, as RabbitMQ's: it takes it from the disc nodes (the leader's snapshot) each time it
+    // starts, and on disk keeps only the membership. Never a voter's: its log counts towards
+    // majorities (a change to disc is carried out after the start, onto a log on disk).
+    let in_memory = intent
+        .as_ref()
+        .is_some_and(|i| !i.voter && i.joined.is_some())
+        && !is_voter(&raft_dir, me)?;
+    if in_memory {
         // It still needs to know whom to ask (RabbitMQ's RAM nodes keep the disc nodes'
         // names on disk for the same reason).
         let mut others: Vec<String> = stored_members(data_dir)?
@@ -178,6 +176,7 @@ pub(crate) async fn start(
             .map(|(_, addr)| addr)
             .collect();
         others.extend(intent.as_ref().and_then(|i| i.joined.clone()));
+        // Left by a disc node's life before a change to RAM.
         for f in ["log", "snapshot.json"] {
             let _ = std::fs::remove_file(raft_dir.join(f));
         }
@@ -187,14 +186,11 @@ pub(crate) async fn start(
         tracing::info!("RAM node: taking the metadata from the disc nodes");
     }
     let (log, kept) = if in_memory {
-        let _ = std::fs::remove_file(raft_dir.join("log"));
         (
             LogStore::<Meta>::in_memory(),
             Kept::memory(raft_dir.clone()),
         )
     } else {
-        // A RAM node's membership, if it was one, is in the log from now on.
-        let _ = std::fs::remove_file(members_path(&raft_dir));
         let (log, opened) = LogStore::<Meta>::open(&raft_dir.join("log"))?;
         if opened.cut > 0 {
             tracing::warn!(

@@ -31,7 +31,7 @@ pub(crate) fn snapshot_path(raft_dir: &Path) -> PathBuf {
 }
 
 /// Where a RAM node keeps the membership its metadata ends with (see [`Kept::Memory`]).
-pub(crate) fn members_path(raft_dir: &Path) -> PathBuf {
+fn members_path(raft_dir: &Path) -> PathBuf {
     raft_dir.join("members.json")
 }
 
@@ -59,14 +59,17 @@ impl Kept {
 
     /// Keeps `bytes`, the snapshot whose header is `meta` (blocking: call off the async
     /// workers).
-    fn keep(&self, meta: &SnapshotMeta<u64, BasicNode>, bytes: &[u8]) -> std::io::Result<()> {
+    fn keep(&self, bytes: &[u8]) -> std::io::Result<()> {
         match self {
             Kept::Disk(raft_dir) => write_atomically(&snapshot_path(raft_dir), bytes),
-            Kept::Memory { raft_dir, last } => {
+            // The membership is written down where it changes (applying an entry, installing
+            // a snapshot), not here: a snapshot is built on a task of its own, which would race
+            // those writes and could put back an older membership.
+            Kept::Memory { last, .. } => {
                 if let Ok(mut last) = last.lock() {
                     *last = Some(bytes.to_vec());
                 }
-                write_members(raft_dir, &meta.last_membership)
+                Ok(())
             }
         }
     }
@@ -82,12 +85,16 @@ impl Kept {
     }
 }
 
-fn write_members(
-    raft_dir: &Path,
-    membership: &StoredMembership<u64, BasicNode>,
-) -> std::io::Result<()> {
-    let bytes = serde_json::to_vec(membership).map_err(std::io::Error::other)?;
-    write_atomically(&members_path(raft_dir), &bytes)
+/// Writes a RAM node's membership down (blocking). Called only from the state machine's own
+/// task (applying, installing), one write at a time. A failure is logged, not returned: the
+/// metadata itself is in memory, and the file only helps the next start find the cluster.
+fn write_members(raft_dir: &Path, membership: &StoredMembership<u64, BasicNode>) {
+    let written = serde_json::to_vec(membership)
+        .map_err(std::io::Error::other)
+        .and_then(|bytes| write_atomically(&members_path(raft_dir), &bytes));
+    if let Err(e) = written {
+        tracing::warn!(error = %e, "cannot write down the cluster's membership (raft/members.json)");
+    }
 }
 
 /// The membership a RAM node wrote last (see [`Kept::Memory`]).
@@ -127,8 +134,7 @@ pub(crate) fn write_snapshot(meta: &Metadata, kept: &Kept) -> Result<Written, St
         definitions,
     };
     let bytes = serde_json::to_vec(&file).map_err(|e| e.to_string())?;
-    kept.keep(&snapshot_meta, &bytes)
-        .map_err(|e| e.to_string())?;
+    kept.keep(&bytes).map_err(|e| e.to_string())?;
     Ok(Written {
         meta: snapshot_meta,
         bytes,
@@ -205,7 +211,6 @@ impl RaftStateMachine<Meta> for MetaMachine {
             let dir = raft_dir.clone();
             tokio::task::spawn_blocking(move || write_members(&dir, &membership))
                 .await
-                .map_err(io_error)?
                 .map_err(io_error)?;
         }
         Ok(outcomes)
@@ -235,11 +240,16 @@ impl RaftStateMachine<Meta> for MetaMachine {
                 meta.last_membership.clone(),
             )
             .map_err(io_error)?;
-        let (kept, meta_copy) = (self.kept.clone(), meta.clone());
-        tokio::task::spawn_blocking(move || kept.keep(&meta_copy, &bytes))
-            .await
-            .map_err(io_error)?
-            .map_err(io_error)?;
+        let (kept, membership) = (self.kept.clone(), meta.last_membership.clone());
+        tokio::task::spawn_blocking(move || {
+            if let Kept::Memory { raft_dir, .. } = &kept {
+                write_members(raft_dir, &membership);
+            }
+            kept.keep(&bytes)
+        })
+        .await
+        .map_err(io_error)?
+        .map_err(io_error)?;
         tracing::info!(
             index = meta.last_log_id.map_or(0, |l| l.index),
             "installed a metadata snapshot from the leader"

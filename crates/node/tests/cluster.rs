@@ -707,11 +707,18 @@ fn connections_and_channels_are_listed_across_the_cluster() {
     assert!(channels[0].starts_with("<a@localhost.") && channels[0].ends_with(".1>\t1"));
     assert!(channels[1].starts_with("<b@localhost.") && channels[1].ends_with(".1>\t1"));
     // A consumer on b of a queue on a is listed by a with b's channel.
-    let _consumer = rt.block_on(async {
+    rt.block_on(async {
         let (_, ch) = &_clients.0;
         ch.queue_declare("on-a".into(), Default::default(), FieldTable::default())
             .await
             .unwrap();
+    });
+    // b applies the declaration a moment after a answered it (docs/rabbitmq-behaviour.md,
+    // "When other nodes see a change").
+    eventually("the queue on b", Duration::from_secs(10), || {
+        lines(&b, &["list_queues", "name"]).contains(&"on-a".to_owned())
+    });
+    let _consumer = rt.block_on(async {
         let (_, ch) = &_clients.1;
         ch.basic_consume(
             "on-a".into(),

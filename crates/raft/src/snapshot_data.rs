@@ -90,6 +90,9 @@ impl Pieces {
             return Poll::Ready(Ok(()));
         };
         let room = (self.pieces[i].len() - off).min(buf.remaining() as u64) as usize;
+        if room == 0 {
+            return Poll::Ready(Ok(()));
+        }
         let n = match &mut self.pieces[i] {
             Piece::Bytes(b) => {
                 let at = off as usize;
@@ -97,7 +100,9 @@ impl Pieces {
                 room
             }
             Piece::File { file, .. } => {
-                if self.cursors[i] != Some(off) {
+                // A seek left under way by a read given up is completed first; then the file
+                // is sought where this read needs it, if it is not there.
+                while self.cursors[i] != Some(off) {
                     if self.seeking != Some(i) {
                         Pin::new(&mut *file).start_seek(SeekFrom::Start(off))?;
                         self.seeking = Some(i);
@@ -106,9 +111,6 @@ impl Pieces {
                     let at = ready!(Pin::new(&mut *file).poll_complete(cx))?;
                     self.seeking = None;
                     self.cursors[i] = Some(at);
-                    if at != off {
-                        return Poll::Ready(Err(io::Error::other("a snapshot piece seeked amiss")));
-                    }
                 }
                 let mut part = ReadBuf::new(buf.initialize_unfilled_to(room));
                 ready!(Pin::new(&mut *file).poll_read(cx, &mut part))?;
