@@ -340,18 +340,6 @@ impl Control {
         let mut listeners = self.gather(listing::LISTENERS, admin, amqp).await;
         // By node, as rabbitmqctl lists them; a node's own listeners keep their order.
         listeners.sort_by_key(|r| r.first().map(|n| n.to_string()));
-        let mut by_node = serde_json::Map::new();
-        for row in &listeners {
-            let node = row.first().and_then(|n| n.as_str()).unwrap_or_default();
-            let entry = by_node
-                .entry(node.to_owned())
-                .or_insert_with(|| serde_json::Value::Array(Vec::new()));
-            if let (serde_json::Value::Array(list), serde_json::Value::Array(one)) =
-                (entry, listing::listener_maps(std::slice::from_ref(row)))
-            {
-                list.extend(one);
-            }
-        }
         let (disk, ram) = admin.members();
         let members: Vec<&String> = disk.iter().chain(&ram).collect();
         let running: Vec<String> = admin
@@ -377,7 +365,7 @@ impl Control {
             "alarms": listing::alarm_maps(&alarms),
             "partitions": {},
             "network_partitions": {},
-            "listeners": by_node,
+            "listeners": listing::listeners_by_node(&listeners),
             "versions": versions,
         });
         let mut text = format!(

@@ -83,22 +83,36 @@ pub fn own_listeners(here: &Here<'_>) -> Vec<Vec<Value>> {
     .collect()
 }
 
-/// Listener rows (see [`LISTENERS`]) as rabbitmqctl's JSON writes one node's listeners.
+/// A listener row (see [`LISTENERS`]) as rabbitmqctl's JSON writes it.
+fn listener_map(r: &[Value]) -> Value {
+    let field = |i: usize| r.get(i).cloned().unwrap_or_default();
+    serde_json::json!({
+        "node": field(0),
+        "interface": field(1),
+        "port": field(2),
+        "protocol": field(3),
+        "purpose": field(4),
+    })
+}
+
+/// One node's listener rows as rabbitmqctl's JSON writes them (`status`).
 pub fn listener_maps(rows: &[Vec<Value>]) -> Value {
-    let field = |r: &Vec<Value>, i: usize| r.get(i).cloned().unwrap_or_default();
-    Value::Array(
-        rows.iter()
-            .map(|r| {
-                serde_json::json!({
-                    "node": field(r, 0),
-                    "interface": field(r, 1),
-                    "port": field(r, 2),
-                    "protocol": field(r, 3),
-                    "purpose": field(r, 4),
-                })
-            })
-            .collect(),
-    )
+    Value::Array(rows.iter().map(|r| listener_map(r)).collect())
+}
+
+/// Every node's listener rows, by node, as `cluster_status --formatter json` writes them.
+pub fn listeners_by_node(rows: &[Vec<Value>]) -> Value {
+    let mut by_node = serde_json::Map::new();
+    for r in rows {
+        let node = r.first().and_then(Value::as_str).unwrap_or_default();
+        if let Value::Array(list) = by_node
+            .entry(node.to_owned())
+            .or_insert_with(|| Value::Array(Vec::new()))
+        {
+            list.push(listener_map(r));
+        }
+    }
+    Value::Object(by_node)
 }
 
 /// Listener rows as rabbitmqctl's text lists them.

@@ -230,6 +230,58 @@ where
     }
 }
 
+/// What the writer takes from the log's state in one turn.
+enum Taken {
+    /// Records to write (up to this count appended), the file, and whether to fsync.
+    Write(bytes::Bytes, u64, std::io::Result<std::fs::File>, bool),
+    /// The file was rewritten with all records up to this count.
+    Compacted(u64),
+    /// A log in memory: records up to this count appended.
+    InMemory(u64),
+}
+
+impl<C: RaftTypeConfig> State<C>
+where
+    C::Entry: Clone,
+{
+    fn take_for_writer(&mut self) -> Taken {
+        let Some(mut journal) = self.journal.take() else {
+            self.compact = false;
+            return Taken::InMemory(self.appended);
+        };
+        let taken = self.take_from(&mut journal);
+        self.journal = Some(journal);
+        taken
+    }
+
+    /// The records appended to `journal` (this state's, taken out meanwhile), after
+    /// compacting the file if a purge left records there that no longer matter.
+    fn take_from(&mut self, journal: &mut Journal) -> Taken {
+        if self.compact {
+            self.compact = false;
+            let records: Vec<Vec<u8>> = self
+                .essentials()
+                .iter()
+                .filter_map(|r| r.encode().ok())
+                .collect();
+            // What is pending is in the state already: the rewrite holds it.
+            let _ = journal.take_pending();
+            match journal.rewrite(records.iter().map(Vec::as_slice)) {
+                Ok(()) => return Taken::Compacted(self.appended),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot compact the metadata log");
+                    // Everything is written again, to a file in a known state.
+                    for r in &records {
+                        journal.append(r);
+                    }
+                }
+            }
+        }
+        let sync = std::mem::take(&mut self.sync);
+        Taken::Write(journal.take_pending(), self.appended, journal.file(), sync)
+    }
+}
+
 struct Shared<C: RaftTypeConfig> {
     state: Mutex<State<C>>,
     wake: Notify,
@@ -398,58 +450,22 @@ where
     /// snapshot, and the log is short then). Runs as long as the runtime.
     async fn run_writer(self) {
         loop {
-            let taken = {
-                let mut s = self.state();
-                // Taken out while the lock is held, and put back before it is let go.
-                match s.journal.take() {
-                    // Memory only: appended is as good as written.
-                    None => {
-                        s.compact = false;
-                        None
-                    }
-                    Some(mut journal) => {
-                        if s.compact {
-                            s.compact = false;
-                            let records: Vec<Vec<u8>> = s
-                                .essentials()
-                                .iter()
-                                .filter_map(|r| r.encode().ok())
-                                .collect();
-                            // What is pending is in the state already: the rewrite holds it.
-                            let _ = journal.take_pending();
-                            let appended = s.appended;
-                            let rewritten = journal.rewrite(records.iter().map(Vec::as_slice));
-                            match rewritten {
-                                Ok(()) => {
-                                    s.journal = Some(journal);
-                                    drop(s);
-                                    self.done(appended);
-                                    continue;
-                                }
-                                Err(e) => {
-                                    tracing::error!(error = %e, "cannot compact the metadata log");
-                                    // Everything is written again, to a file in a known state.
-                                    for r in &records {
-                                        journal.append(r);
-                                    }
-                                }
-                            }
-                        }
-                        let sync = std::mem::take(&mut s.sync);
-                        let taken = (journal.take_pending(), s.appended, journal.file(), sync);
-                        s.journal = Some(journal);
-                        Some(taken)
-                    }
-                }
-            };
-            let Some((pending, upto, file, sync)) = taken else {
-                let upto = self.state().appended;
-                if upto > *self.shared.flushed.borrow() {
+            let taken = self.state().take_for_writer();
+            let (pending, upto, file, sync) = match taken {
+                Taken::Write(pending, upto, file, sync) => (pending, upto, file, sync),
+                Taken::Compacted(upto) => {
                     self.done(upto);
-                } else {
-                    self.shared.wake.notified().await;
+                    continue;
                 }
-                continue;
+                // Memory only: appended is as good as written.
+                Taken::InMemory(upto) => {
+                    if upto > *self.shared.flushed.borrow() {
+                        self.done(upto);
+                    } else {
+                        self.shared.wake.notified().await;
+                    }
+                    continue;
+                }
             };
             if pending.is_empty() {
                 self.shared.wake.notified().await;

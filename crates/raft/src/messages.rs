@@ -37,11 +37,11 @@ pub(crate) struct MemberRequest {
 /// not running): it encodes as the same bytes as the running group's `Request::Members`.
 pub(crate) type MemberOnly = crate::Meta;
 
-pub(crate) fn encode<T: Serialize>(value: &T) -> Bytes {
-    // Into a buffer of exactly its size (measuring walks the value without copying its
-    // bytes): an append carries up to megabytes of entries, which a buffer grown while it is
-    // written would copy again at every doubling. Encoding fails only for types postcard
-    // cannot represent, which these are not.
+/// `value` postcard-encoded into a buffer of exactly its size: measuring walks the value
+/// without copying its bytes, where a buffer grown while it is written would copy a
+/// megabyte entry again at every doubling. Encoding fails only for types postcard cannot
+/// represent (an empty buffer then), which none here are.
+pub fn encode<T: Serialize>(value: &T) -> Bytes {
     let size = postcard::experimental::serialized_size(value).unwrap_or(0);
     postcard::to_extend(value, Vec::with_capacity(size))
         .map(Bytes::from)

@@ -270,17 +270,7 @@ impl Mail {
 }
 
 pub(crate) fn encode(frame: &Frame) -> Bytes {
-    encode_exact(frame)
-}
-
-/// `value` postcard-encoded into a buffer of exactly its size: measuring walks the value
-/// without copying its bytes, where a buffer grown while it is written copies messages again
-/// at every doubling.
-pub(crate) fn encode_exact<T: serde::Serialize>(value: &T) -> Bytes {
-    let size = postcard::experimental::serialized_size(value).unwrap_or(0);
-    postcard::to_extend(value, Vec::with_capacity(size))
-        .map(Bytes::from)
-        .unwrap_or_default()
+    warren_raft::messages::encode(frame)
 }
 
 pub(crate) fn decode(raw: &[u8]) -> Result<Frame, String> {

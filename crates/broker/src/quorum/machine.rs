@@ -62,7 +62,7 @@ impl Op {
     }
 
     pub(crate) fn encode(&self) -> Bytes {
-        crate::queue::wire::encode_exact(self)
+        warren_raft::messages::encode(self)
     }
 }
 
