@@ -105,8 +105,9 @@ pub(crate) struct Applied {
 /// one entry holds hundreds of messages, and the log grew to gigabytes between snapshots.
 pub(crate) const SNAPSHOT_AFTER: u64 = 32 << 20;
 
-/// Entries remembered per member: more than a member ever has in flight at once.
-pub(crate) const REMEMBERED: usize = 16;
+/// Entries remembered per member: twice as many as a member's oldest entry in flight may be
+/// behind its newest (`shell::WINDOW`).
+pub(crate) const REMEMBERED: usize = 32;
 
 fn io_error(e: impl ToString) -> StorageError<u64> {
     StorageIOError::write_snapshot(None, &std::io::Error::other(e.to_string())).into()
@@ -189,8 +190,8 @@ impl QuorumMachine {
             if let Some(answers) = recent.get(&op.seq) {
                 return answers.clone();
             }
-            // Older than any remembered: applied long ago (a member proposes a new entry
-            // only once all but a few of its earlier ones are answered).
+            // Older than any remembered: applied long ago (a member proposes no entry a
+            // `shell::WINDOW` ahead of one still in flight).
             if recent.len() >= REMEMBERED && recent.keys().next().is_some_and(|&low| op.seq < low) {
                 return Bytes::new();
             }

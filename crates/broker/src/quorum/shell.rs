@@ -48,9 +48,24 @@ const GIVE_UP_AFTER: Duration = Duration::from_secs(60);
 /// The pause between two proposals of the same entry.
 const RETRY: Duration = Duration::from_millis(50);
 
-/// Entries of acknowledgements and credit a member has in flight at once (see [`pipelined`]);
-/// well under what the replicas remember of each member (`machine::REMEMBERED`).
-const IN_FLIGHT: usize = 3;
+/// Entries of acknowledgements and credit a member has in flight at once (see [`pipelined`]).
+/// A consumer's acknowledgements wait for no earlier entry, only for a free slot: with a
+/// prefetch of 1,000, the time they take to commit is what bounds the queue's rate, and a
+/// slot to wait for adds to it (see `docs/quorum.md`: 3 slots gave 34k msg/s, 10 gave 39k,
+/// 16 no more).
+const IN_FLIGHT: usize = 10;
+
+/// How far behind the entry being proposed an entry still in flight may be (in this
+/// member's numbering): half of what the replicas remember of each member
+/// (`machine::REMEMBERED`), so that an entry proposed again after others overtook it is still
+/// known to them as applied or not, however many of those are answered meanwhile.
+const WINDOW: u64 = (super::machine::REMEMBERED / 2) as u64;
+
+/// Whether the next entry (number `next`) must wait for one in flight to be answered first:
+/// all slots are taken, or the oldest still in flight is a [`WINDOW`] behind.
+fn must_wait(in_flight: usize, oldest: Option<u64>, next: u64) -> bool {
+    in_flight >= IN_FLIGHT || oldest.is_some_and(|low| next.saturating_sub(low) >= WINDOW)
+}
 
 /// Whether an entry may be proposed while earlier ones are still in flight: one that only
 /// settles deliveries and grants credit, which no one waits on. Such commands give the same
@@ -161,7 +176,9 @@ async fn run(
     replicas.insert(id, raft.clone());
     let post = around.post.clone();
     let mut mail = MailCache::new(post.clone());
-    let mut in_flight = tokio::task::JoinSet::new();
+    let mut in_flight: tokio::task::JoinSet<u64> = tokio::task::JoinSet::new();
+    // The numbers of the entries in flight.
+    let mut pending: std::collections::BTreeSet<u64> = std::collections::BTreeSet::new();
     tokio::spawn(lead(
         (raft.clone(), name.clone(), id),
         (placement.me, started_at, led),
@@ -214,17 +231,27 @@ async fn run(
             seq += 1;
             let id = (placement.me, seq);
             if pipelined(&batch) {
-                while in_flight.try_join_next().is_some() {}
-                if in_flight.len() >= IN_FLIGHT {
-                    let _ = in_flight.join_next().await;
+                while let Some(done) = in_flight.try_join_next() {
+                    answered(&mut pending, done);
                 }
+                while must_wait(in_flight.len(), pending.first().copied(), seq) {
+                    match in_flight.join_next().await {
+                        Some(done) => answered(&mut pending, done),
+                        // Nothing in flight: a task that ended without saying so (a panic)
+                        // holds nothing back.
+                        None => pending.clear(),
+                    }
+                }
+                pending.insert(seq);
                 let (proposer, raft, name) = (proposer.clone(), raft.clone(), name.clone());
                 let mut mail = MailCache::new(post.clone());
                 in_flight.spawn(async move {
                     commit((&proposer, &raft), &name, id, batch, &mut mail).await;
+                    seq
                 });
             } else {
                 while in_flight.join_next().await.is_some() {}
+                pending.clear();
                 let (raft, mail) = (&raft, &mut mail);
                 commit((&proposer, raft), &name, id, batch, mail).await;
             }
@@ -239,6 +266,16 @@ async fn run(
     // No handle is left: the queue was taken out of the topology, or its vhost went.
     let _ = raft.shutdown().await;
     replicas.remove(id);
+}
+
+/// An entry in flight was answered (or its task ended): it no longer holds others back.
+fn answered(
+    pending: &mut std::collections::BTreeSet<u64>,
+    done: Result<u64, tokio::task::JoinError>,
+) {
+    if let Ok(seq) = done {
+        pending.remove(&seq);
+    }
 }
 
 /// Commits one entry, numbered `id` (this member's raft id and the entry's number), answers
@@ -459,6 +496,20 @@ async fn lead(
 mod tests {
     use super::*;
     use crate::queue::Settle;
+
+    #[test]
+    fn an_entry_waits_for_a_slot_and_for_one_left_too_far_behind() {
+        assert!(!must_wait(0, None, 1));
+        assert!(!must_wait(IN_FLIGHT - 1, Some(100), 101));
+        assert!(must_wait(IN_FLIGHT, Some(100), 101), "every slot taken");
+        // One entry proposed again and again while the others are answered.
+        assert!(!must_wait(1, Some(100), 100 + WINDOW - 1));
+        assert!(
+            must_wait(1, Some(100), 100 + WINDOW),
+            "the oldest is a window behind"
+        );
+        assert!((WINDOW as usize) < super::super::machine::REMEMBERED);
+    }
 
     #[test]
     fn only_settlements_and_credit_go_while_others_are_in_flight() {
