@@ -48,14 +48,21 @@ impl Cookie {
                 let home = std::env::var_os("HOME")
                     .map(PathBuf::from)
                     .ok_or("HOME is not set: name the cookie file with --cookie-file")?;
-                let path = home.join(FILE_NAME);
-                if !path.exists() {
-                    create(&path)?;
-                }
-                read(&path)
+                made_or_read(&home.join(FILE_NAME))
             }
         }
     }
+}
+
+/// The cookie at `path`, made first if there is none. A node and warrenctl started together
+/// may both find none: the one that does not make it reads the other's.
+fn made_or_read(path: &Path) -> Result<Cookie, String> {
+    if let Err(e) = create(path) {
+        if !path.exists() {
+            return Err(e);
+        }
+    }
+    read(path)
 }
 
 /// Reads a cookie file, refusing one that its owner is not the only one able to read.
@@ -75,23 +82,37 @@ pub fn read(path: &Path) -> Result<Cookie, String> {
 }
 
 /// Writes a new cookie file: 20 random capital letters (the shape of an Erlang cookie),
-/// readable by its owner only.
+/// readable by its owner only. It appears whole or not at all (written aside, then linked into
+/// place), so that another process never reads it half written; an existing one is never
+/// replaced (an error).
 pub fn create(path: &Path) -> Result<(), String> {
     let mut random = [0u8; 20];
     getrandom::fill(&mut random).map_err(|e| format!("no randomness for a cookie: {e}"))?;
     let letters: Vec<u8> = random.iter().map(|b| b'A' + b % 26).collect();
+    let mut aside = path.as_os_str().to_owned();
+    static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    aside.push(format!(".{}.{n}.new", std::process::id()));
+    let aside = PathBuf::from(aside);
+    let _ = std::fs::remove_file(&aside);
+    let made = write_private(&aside, &letters)
+        .and_then(|()| std::fs::hard_link(&aside, path))
+        .map_err(|e| format!("cannot create the cookie file {}: {e}", path.display()));
+    let _ = std::fs::remove_file(&aside);
+    made
+}
+
+/// Writes `bytes` to a new file at `path` that only its owner can read, durably.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o400)
-        .open(path)
-        .map_err(|e| format!("cannot create the cookie file {}: {e}", path.display()))?;
-    f.write_all(&letters)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| format!("cannot write the cookie file {}: {e}", path.display()))?;
+        .open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
     // The mode given at creation is masked by the umask; say it again.
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o400))
-        .map_err(|e| format!("cannot protect the cookie file {}: {e}", path.display()))
 }
 
 #[cfg(test)]
@@ -122,6 +143,26 @@ mod tests {
             create(&path).is_err(),
             "an existing cookie is never overwritten"
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A node and warrenctl that both find no cookie at once: one makes it, and every one of
+    /// them reads that one, whole.
+    #[test]
+    fn processes_that_make_the_cookie_at_once_all_read_the_same() {
+        let dir = scratch("race");
+        let path = dir.join(FILE_NAME);
+        for _ in 0..20 {
+            let _ = std::fs::remove_file(&path);
+            let found: Vec<Result<Cookie, String>> = std::thread::scope(|s| {
+                let racers: Vec<_> = (0..4).map(|_| s.spawn(|| made_or_read(&path))).collect();
+                racers.into_iter().map(|r| r.join().unwrap()).collect()
+            });
+            let first = found[0].clone().unwrap();
+            assert!(found.iter().all(|c| c.as_ref() == Ok(&first)), "{found:?}");
+        }
+        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().collect();
+        assert_eq!(left.len(), 1, "nothing left aside");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -105,9 +105,10 @@ pub(crate) struct Applied {
 /// one entry holds hundreds of messages, and the log grew to gigabytes between snapshots.
 pub(crate) const SNAPSHOT_AFTER: u64 = 32 << 20;
 
-/// Entries remembered per member: twice as many as a member's oldest entry in flight may be
-/// behind its newest (`shell::WINDOW`).
-pub(crate) const REMEMBERED: usize = 32;
+/// Entries remembered per member: more than a member's newest entry is ever ahead of its
+/// oldest one still in flight (`shell::WINDOW`). Each is an entry's whole outcome (a `get`'s
+/// message included), kept in memory and in snapshots: no more than that.
+pub(crate) const REMEMBERED: usize = 16;
 
 fn io_error(e: impl ToString) -> StorageError<u64> {
     StorageIOError::write_snapshot(None, &std::io::Error::other(e.to_string())).into()

@@ -14,7 +14,7 @@ use crate::queue::actor::{QueueCmd, carry_out, now_ms, sleep_until};
 use crate::queue::state::{Command, Effect, QueueState, Reply};
 use crate::queue::{QueueDisk, QueueHandle, Surroundings, flow::Flow};
 use crate::queue::{Ticket, ticket_mail};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,11 +55,12 @@ const RETRY: Duration = Duration::from_millis(50);
 /// 16 no more).
 const IN_FLIGHT: usize = 10;
 
-/// How far behind the entry being proposed an entry still in flight may be (in this
-/// member's numbering): half of what the replicas remember of each member
-/// (`machine::REMEMBERED`), so that an entry proposed again after others overtook it is still
-/// known to them as applied or not, however many of those are answered meanwhile.
-const WINDOW: u64 = (super::machine::REMEMBERED / 2) as u64;
+/// An entry still in flight holds back any entry this many ahead of it (in this member's
+/// numbering): what the replicas remember of each member (`machine::REMEMBERED`). Fewer than
+/// that many newer entries can then be answered while it is retried, so the replicas still
+/// remember one of the member's entries older than it, and do not take it for one applied
+/// long ago.
+pub(super) const WINDOW: u64 = super::machine::REMEMBERED as u64;
 
 /// Whether the next entry (number `next`) must wait for one in flight to be answered first:
 /// all slots are taken, or the oldest still in flight is a [`WINDOW`] behind.
@@ -151,7 +152,13 @@ async fn run(
     if let Some(w) = super::dlx::fallback_warning(&vhost, &queue) {
         tracing::warn!("{w}");
     }
-    let incarnation = next_incarnation(&placement.dir);
+    let incarnation = match next_incarnation(&placement.dir) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::error!(queue = %name, error = %e, "cannot record the quorum queue member's incarnation: not started");
+            return;
+        }
+    };
     let member = super::rebuild::start(
         (id, placement.me),
         placement.dir.clone(),
@@ -173,12 +180,20 @@ async fn run(
             return;
         }
     };
+    // A member rebuilt from the others starts in a new directory (the damaged one is set
+    // aside with the incarnation recorded in it): recorded again, so that its next start
+    // numbers its entries above this one's.
+    if let Err(e) = keep_incarnation(&placement.dir, incarnation) {
+        tracing::error!(queue = %name, error = %e, "cannot record the quorum queue member's incarnation: stopped");
+        let _ = raft.shutdown().await;
+        return;
+    }
     replicas.insert(id, raft.clone());
     let post = around.post.clone();
     let mut mail = MailCache::new(post.clone());
-    let mut in_flight: tokio::task::JoinSet<u64> = tokio::task::JoinSet::new();
-    // The numbers of the entries in flight.
-    let mut pending: std::collections::BTreeSet<u64> = std::collections::BTreeSet::new();
+    let mut in_flight = tokio::task::JoinSet::new();
+    // The number of the entry each task in flight commits.
+    let mut pending: HashMap<tokio::task::Id, u64> = HashMap::new();
     tokio::spawn(lead(
         (raft.clone(), name.clone(), id),
         (placement.me, started_at, led),
@@ -231,24 +246,21 @@ async fn run(
             seq += 1;
             let id = (placement.me, seq);
             if pipelined(&batch) {
-                while let Some(done) = in_flight.try_join_next() {
+                while let Some(done) = in_flight.try_join_next_with_id() {
                     answered(&mut pending, done);
                 }
-                while must_wait(in_flight.len(), pending.first().copied(), seq) {
-                    match in_flight.join_next().await {
+                while must_wait(in_flight.len(), pending.values().min().copied(), seq) {
+                    match in_flight.join_next_with_id().await {
                         Some(done) => answered(&mut pending, done),
-                        // Nothing in flight: a task that ended without saying so (a panic)
-                        // holds nothing back.
-                        None => pending.clear(),
+                        None => break,
                     }
                 }
-                pending.insert(seq);
                 let (proposer, raft, name) = (proposer.clone(), raft.clone(), name.clone());
                 let mut mail = MailCache::new(post.clone());
-                in_flight.spawn(async move {
+                let task = in_flight.spawn(async move {
                     commit((&proposer, &raft), &name, id, batch, &mut mail).await;
-                    seq
                 });
+                pending.insert(task.id(), seq);
             } else {
                 while in_flight.join_next().await.is_some() {}
                 pending.clear();
@@ -268,14 +280,17 @@ async fn run(
     replicas.remove(id);
 }
 
-/// An entry in flight was answered (or its task ended): it no longer holds others back.
+/// The task of an entry in flight ended (answered, or given up, or panicked): the entry no
+/// longer holds others back.
 fn answered(
-    pending: &mut std::collections::BTreeSet<u64>,
-    done: Result<u64, tokio::task::JoinError>,
+    pending: &mut HashMap<tokio::task::Id, u64>,
+    done: Result<(tokio::task::Id, ()), tokio::task::JoinError>,
 ) {
-    if let Ok(seq) = done {
-        pending.remove(&seq);
-    }
+    let id = match done {
+        Ok((id, ())) => id,
+        Err(e) => e.id(),
+    };
+    pending.remove(&id);
 }
 
 /// Commits one entry, numbered `id` (this member's raft id and the entry's number), answers
@@ -348,21 +363,26 @@ async fn commit(
     }
 }
 
-/// This member's incarnation: one more than the last start's, kept in its directory (0 if it
-/// cannot be kept, which only weakens the numbering of a restarted member's entries).
-fn next_incarnation(dir: &std::path::Path) -> u64 {
-    let path = dir.join("incarnation");
-    let last: u64 = std::fs::read_to_string(&path)
+/// This member's incarnation: one more than the last start's, kept in its directory. Its
+/// entries are numbered after it, and the replicas take a number below those they remember
+/// of the member for one applied long ago: a member that cannot record it does not start,
+/// since a number used again would make its entries vanish.
+fn next_incarnation(dir: &std::path::Path) -> std::io::Result<u64> {
+    let last: u64 = std::fs::read_to_string(dir.join(INCARNATION))
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(0);
     let next = last + 1;
-    let kept = std::fs::create_dir_all(dir)
-        .and_then(|()| crate::persist::write_atomically(&path, next.to_string().as_bytes()));
-    if let Err(e) = kept {
-        tracing::error!(error = %e, "cannot record a quorum queue member's incarnation");
-    }
-    next
+    keep_incarnation(dir, next)?;
+    Ok(next)
+}
+
+/// The file in a member's directory that holds its incarnation.
+const INCARNATION: &str = "incarnation";
+
+fn keep_incarnation(dir: &std::path::Path, n: u64) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    crate::persist::write_atomically(&dir.join(INCARNATION), n.to_string().as_bytes())
 }
 
 /// Carries out the effects of applied entries while this member leads. Connections found
@@ -508,7 +528,6 @@ mod tests {
             must_wait(1, Some(100), 100 + WINDOW),
             "the oldest is a window behind"
         );
-        assert!((WINDOW as usize) < super::super::machine::REMEMBERED);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! queue from one member to another (or across a restart) without changing what it does next.
 
 use super::machine::{Applied, Op, Outcome, QuorumMachine};
+use super::shell::WINDOW;
 use crate::queue::Settle;
 use crate::queue::state::Command;
 use crate::queue::state::Effect;
@@ -432,6 +433,43 @@ async fn entries_of_one_member_applied_out_of_order_are_each_applied_once() {
     let before = a.state().ready_len();
     a.apply([numbered(100, 2, "second")]).await.unwrap();
     assert_eq!(a.state().ready_len(), before);
+}
+
+/// The most a member lets its entries be overtaken (`shell::WINDOW`): an entry it proposes
+/// again after `WINDOW - 1` newer ones were applied, and many older ones before them, is
+/// applied, not taken for one applied long ago.
+#[tokio::test]
+async fn an_entry_overtaken_by_as_many_as_a_member_allows_is_still_applied() {
+    let dir = Scratch::new();
+    let (mut a, _rx) = replica(&dir);
+    let numbered = |index: u64, seq: u64| Entry {
+        log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+        payload: EntryPayload::Normal(
+            Op::of(
+                T0,
+                (9, seq),
+                vec![Command::Publish(vec![(message("m"), None)])],
+            )
+            .encode(),
+        ),
+    };
+    let retried = 100;
+    let older = (retried - 40)..retried;
+    let newer = (retried + 1)..(retried + WINDOW);
+    let mut index = 0;
+    for seq in older.chain(newer) {
+        index += 1;
+        a.apply([numbered(index, seq)]).await.unwrap();
+    }
+    let before = a.state().ready_len();
+    a.apply([numbered(index + 1, retried)]).await.unwrap();
+    assert_eq!(
+        a.state().ready_len(),
+        before + 1,
+        "the overtaken entry was dropped"
+    );
+    a.apply([numbered(index + 2, retried)]).await.unwrap();
+    assert_eq!(a.state().ready_len(), before + 1, "and it is applied once");
 }
 
 /// Every command a log can carry reads back as itself, whatever its place in the enum (a
