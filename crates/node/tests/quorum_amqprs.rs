@@ -26,8 +26,10 @@ async fn channel(node: &Node) -> (Connection, Channel) {
     (conn, ch)
 }
 
-/// Publisher confirms, as amqprs reports them: true for an ack.
-struct Confirms(mpsc::UnboundedSender<bool>);
+/// Publisher confirms, as amqprs reports them: one true per message acked, false per nack.
+/// A `multiple` ack covers every tag up to its own not confirmed before (the last tag
+/// confirmed is the second field).
+struct Confirms(mpsc::UnboundedSender<bool>, u64);
 
 #[async_trait]
 impl ChannelCallback for Confirms {
@@ -41,12 +43,19 @@ impl ChannelCallback for Confirms {
         Ok(active)
     }
     async fn publish_ack(&mut self, _: &Channel, ack: Ack) {
-        let n = if ack.mutiple() { ack.delivery_tag() } else { 1 };
+        let tag = ack.delivery_tag();
+        let n = if ack.mutiple() {
+            tag.saturating_sub(self.1)
+        } else {
+            1
+        };
+        self.1 = self.1.max(tag);
         for _ in 0..n {
             let _ = self.0.send(true);
         }
     }
-    async fn publish_nack(&mut self, _: &Channel, _: Nack) {
+    async fn publish_nack(&mut self, _: &Channel, nack: Nack) {
+        self.1 = self.1.max(nack.delivery_tag());
         let _ = self.0.send(false);
     }
     async fn publish_return(&mut self, _: &Channel, _: Return, _: BasicProperties, _: Vec<u8>) {}
@@ -84,7 +93,7 @@ fn amqprs_uses_a_quorum_queue_through_every_node() {
 
         let (_c2, on2) = channel(&nodes[1]).await;
         let (tx, mut confirms) = mpsc::unbounded_channel();
-        on2.register_callback(Confirms(tx)).await.unwrap();
+        on2.register_callback(Confirms(tx, 0)).await.unwrap();
         on2.confirm_select(ConfirmSelectArguments::new(false))
             .await
             .unwrap();

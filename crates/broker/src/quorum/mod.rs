@@ -135,6 +135,8 @@ impl Replicas {
 }
 
 #[cfg(test)]
+mod deep_tests;
+#[cfg(test)]
 mod group_tests;
 #[cfg(test)]
 mod tests;
