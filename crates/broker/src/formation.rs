@@ -176,8 +176,9 @@ pub(crate) async fn start(
             .map(|(_, addr)| addr)
             .collect();
         others.extend(intent.as_ref().and_then(|i| i.joined.clone()));
-        // Left by a disc node's life before a change to RAM.
-        for f in ["log", "snapshot.json"] {
+        // Left by a disc node's life before a change to RAM (the log's spare and old file
+        // are the space its journal recycles: they hold old entries too).
+        for f in ["log", "log.spare", "log.old", "snapshot.json"] {
             let _ = std::fs::remove_file(raft_dir.join(f));
         }
         if !others.is_empty() {

@@ -129,11 +129,8 @@ impl Rpc {
         if let Ok(mut p) = self.pending.lock() {
             p.insert(id, (peer.to_owned(), tx));
         }
-        let forget = || {
-            if let Ok(mut p) = self.pending.lock() {
-                p.remove(&id);
-            }
-        };
+        // A caller that stops waiting (it had its answer another way) leaves nothing behind.
+        let _forget = Forget { rpc: self, id };
         if self
             .mesh
             .send_parts(
@@ -145,15 +142,30 @@ impl Rpc {
             .await
             .is_err()
         {
-            forget();
             return Err(CallError::NotConnected);
         }
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(answer)) => Ok(answer),
-            _ => {
-                forget();
-                Err(CallError::TimedOut)
-            }
+            _ => Err(CallError::TimedOut),
+        }
+    }
+
+    /// How many calls wait for an answer.
+    pub fn waiting(&self) -> usize {
+        self.pending.lock().map(|p| p.len()).unwrap_or(0)
+    }
+}
+
+/// Takes a call out of those waiting for an answer, however it ends.
+struct Forget<'a> {
+    rpc: &'a Rpc,
+    id: u64,
+}
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut p) = self.rpc.pending.lock() {
+            p.remove(&self.id);
         }
     }
 }

@@ -383,20 +383,32 @@ async fn calls_between_nodes_get_their_own_answers() {
     b.shut_down();
 }
 
-/// A call to a node whose link ends while it waits hears so at once (its answer cannot come),
-/// not when its time is up: a caller that must try elsewhere does not wait for nothing.
-#[tokio::test]
-async fn a_call_fails_as_soon_as_its_link_ends() {
+/// Nodes a and b, linked, each answering no call.
+async fn silent_pair() -> (
+    Mesh,
+    Mesh,
+    std::sync::Arc<warren_cluster::Rpc>,
+    std::sync::Arc<warren_cluster::Rpc>,
+) {
     use std::sync::Arc;
     use warren_cluster::Rpc;
-    use warren_cluster::rpc::{CallError, Handler};
+    use warren_cluster::rpc::Handler;
     let c = cookie("SECRET");
     let (a, b) = (node("a", &c).await, node("b", &c).await);
     let silent: Handler = Arc::new(|_, _| Box::pin(std::future::pending()));
     let on_a = Rpc::start(&a, Channel::Meta, silent.clone());
-    let _on_b = Rpc::start(&b, Channel::Meta, silent);
+    let on_b = Rpc::start(&b, Channel::Meta, silent);
     a.keep_connected(addr(&b));
     until("a and b linked", || a.connected() == ["b@127.0.0.1"]).await;
+    (a, b, on_a, on_b)
+}
+
+/// A call to a node whose link ends while it waits hears so at once (its answer cannot come),
+/// not when its time is up: a caller that must try elsewhere does not wait for nothing.
+#[tokio::test]
+async fn a_call_fails_as_soon_as_its_link_ends() {
+    use warren_cluster::rpc::CallError;
+    let (a, b, on_a, _on_b) = silent_pair().await;
     let waiting = tokio::spawn(async move {
         let started = tokio::time::Instant::now();
         let r = on_a
@@ -417,6 +429,25 @@ async fn a_call_fails_as_soon_as_its_link_ends() {
     );
     assert!(took < Duration::from_secs(30), "took {took:?}");
     a.shut_down();
+}
+
+/// A caller that stops waiting for an answer (it had it another way) leaves no call behind,
+/// however long the other node takes to answer, or if it never does.
+#[tokio::test]
+async fn a_call_given_up_by_its_caller_is_forgotten() {
+    let (a, b, on_a, _on_b) = silent_pair().await;
+    let call = {
+        let on_a = on_a.clone();
+        tokio::spawn(async move {
+            on_a.call("b@127.0.0.1", b"x", Duration::from_secs(60))
+                .await
+        })
+    };
+    until("the call waits for its answer", || on_a.waiting() == 1).await;
+    call.abort();
+    until("the call is forgotten", || on_a.waiting() == 0).await;
+    a.shut_down();
+    b.shut_down();
 }
 
 /// A node dialled while it is still starting sets its receivers after the link is up: what

@@ -255,7 +255,7 @@ fn the_article_s_join_cluster_ram_flow() {
     // The RAM node keeps the metadata in memory: on its disk, only whom to ask for it.
     let raft = |n: &Node| n.spec.dir.join("data").join("raft");
     let on_disk = |n: &Node| -> Vec<u8> {
-        ["log", "snapshot.json"]
+        ["log", "log.spare", "log.old", "snapshot.json"]
             .iter()
             .flat_map(|f| std::fs::read(raft(n).join(f)).unwrap_or_default())
             .collect()

@@ -21,7 +21,16 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
 use warren_store::Journal;
-use warren_store::journal::write_records;
+use warren_store::journal::{Batch, write_records};
+
+/// How long a log's writer waits with nothing to write before the log counts as idle: its
+/// journal gives back the space it keeps for recycling (see `Journal::trim`), and a writer whose
+/// log no one else holds ends.
+const IDLE: Duration = if cfg!(test) {
+    Duration::from_millis(100)
+} else {
+    Duration::from_secs(30)
+};
 
 const ENTRY: u8 = 1;
 const VOTE: u8 = 2;
@@ -233,7 +242,7 @@ where
 /// What the writer takes from the log's state in one turn.
 enum Taken {
     /// Records to write (up to this count appended), the file, and whether to fsync.
-    Write(bytes::Bytes, u64, std::io::Result<std::fs::File>, bool),
+    Write(Batch, u64, std::io::Result<std::fs::File>, bool),
     /// The file was rewritten with all records up to this count.
     Compacted(u64),
     /// A log in memory: records up to this count appended.
@@ -447,7 +456,7 @@ where
 
     /// Writes what was appended, many records to one fsync, and answers openraft's callbacks;
     /// compacts the file after a purge (in place, on this task: purges come once per
-    /// snapshot, and the log is short then). Runs as long as the runtime.
+    /// snapshot, and the log is short then). Runs until no one else holds the log.
     async fn run_writer(self) {
         loop {
             let taken = self.state().take_for_writer();
@@ -468,7 +477,14 @@ where
                 }
             };
             if pending.is_empty() {
-                self.shared.wake.notified().await;
+                let woken = tokio::time::timeout(IDLE, self.shared.wake.notified()).await;
+                if woken.is_err() {
+                    // No one else holds the log (its group stopped, or its queue went).
+                    if Arc::strong_count(&self.shared) == 1 {
+                        return;
+                    }
+                    self.trim();
+                }
                 continue;
             }
             let done = tokio::task::spawn_blocking(move || {
@@ -493,6 +509,14 @@ where
                 }
                 Err(_) => return,
             }
+        }
+    }
+
+    /// The log went idle: the space its journal keeps for recycling is given back.
+    fn trim(&self) {
+        let mut s = self.state();
+        if let Some(Err(e)) = s.journal.as_mut().map(Journal::trim) {
+            tracing::warn!(error = %e, "cannot give back a log's spare space");
         }
     }
 
@@ -621,5 +645,41 @@ where
         drop(s);
         self.shared.wake.notify_one();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Replica;
+
+    /// Waits (at most ten seconds) for `done`.
+    async fn until(mut done: impl FnMut() -> bool) -> bool {
+        for _ in 0..200 {
+            if done() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+
+    #[tokio::test]
+    async fn an_idle_log_gives_back_its_spare_and_its_writer_ends_with_it() {
+        let dir = std::env::temp_dir().join(format!("warren-idle-log-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("log");
+        let spare = dir.join("log.spare");
+        std::fs::write(&spare, vec![7u8; 4096]).unwrap();
+        let (store, _) = LogStore::<Replica>::open(&path).unwrap();
+        let weak = Arc::downgrade(&store.shared);
+        assert!(until(|| !spare.exists()).await, "the spare was given back");
+        drop(store);
+        assert!(
+            until(|| weak.upgrade().is_none()).await,
+            "the writer let its log go"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -102,12 +102,34 @@ fn take_long(p: &mut Bytes) -> Option<Bytes> {
 
 /// Fills in the framing of the record that starts at `start`; returns its whole length.
 pub fn seal(out: &mut BytesMut, start: usize) -> usize {
-    let payload = &out[start + FRAME..];
-    let len = payload.len() as u32;
-    let crc = crc32fast::hash(payload);
-    out[start..start + 4].copy_from_slice(&len.to_be_bytes());
-    out[start + 4..start + 8].copy_from_slice(&crc.to_be_bytes());
-    out.len() - start
+    seal_for(out, start, 0)
+}
+
+/// [`seal`] for a file's `generation`: the checksum starts from it, so that a record of
+/// another generation left in the file (one recycled, see `journal`) never reads as one of
+/// this. CRC32 is linear: records that differ only in the generation they were sealed for
+/// always have different checksums. Generation 0 is the plain CRC32 of the payload.
+pub fn seal_for(out: &mut BytesMut, start: usize, generation: u32) -> usize {
+    seal_in(&mut out[start..], generation)
+}
+
+/// Fills in the framing of the one record `record` holds (framing and payload); returns its
+/// length.
+pub fn seal_in(record: &mut [u8], generation: u32) -> usize {
+    if record.len() < FRAME {
+        return 0;
+    }
+    let len = (record.len() - FRAME) as u32;
+    let crc = checksum(&record[FRAME..], generation);
+    record[..4].copy_from_slice(&len.to_be_bytes());
+    record[4..8].copy_from_slice(&crc.to_be_bytes());
+    record.len()
+}
+
+fn checksum(payload: &[u8], generation: u32) -> u32 {
+    let mut h = crc32fast::Hasher::new_with_initial(generation);
+    h.update(payload);
+    h.finalize()
 }
 
 /// What a reader finds at a position.
@@ -124,6 +146,11 @@ pub enum Framed {
 
 /// Reads one framed record from the front of `buf` (which must hold at least the framing).
 pub fn unframe(buf: &Bytes) -> Framed {
+    unframe_for(buf, 0)
+}
+
+/// [`unframe`] for a file's `generation` (see [`seal_for`]).
+pub fn unframe_for(buf: &Bytes, generation: u32) -> Framed {
     if buf.len() < FRAME {
         return Framed::Torn;
     }
@@ -133,7 +160,7 @@ pub fn unframe(buf: &Bytes) -> Framed {
         return Framed::Torn;
     }
     let payload = buf.slice(FRAME..FRAME + len as usize);
-    if crc32fast::hash(&payload) != crc {
+    if checksum(&payload, generation) != crc {
         return Framed::Damaged {
             len: FRAME + len as usize,
         };
@@ -186,6 +213,30 @@ mod tests {
                     matches!(unframe(&Bytes::from(v)), Framed::Damaged { .. }),
                     "flip {byte}:{bit} went unnoticed"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn a_record_of_one_generation_never_reads_as_another() {
+        for len in [0usize, 1, 7, 100, 4096] {
+            for generation in [0u32, 1, 2, 0x8000_0000, u32::MAX] {
+                let mut out = BytesMut::new();
+                out.put_bytes(0, FRAME);
+                out.extend((0..len).map(|i| i as u8));
+                seal_for(&mut out, 0, generation);
+                let framed = out.freeze();
+                assert!(matches!(unframe_for(&framed, generation), Framed::Ok(_)));
+                for other in [
+                    generation.wrapping_add(1),
+                    generation.wrapping_sub(1),
+                    !generation,
+                ] {
+                    assert!(
+                        matches!(unframe_for(&framed, other), Framed::Damaged { .. }),
+                        "a record of generation {generation} ({len} B) read as {other}"
+                    );
+                }
             }
         }
     }
