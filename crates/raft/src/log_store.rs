@@ -274,7 +274,7 @@ where
                 .filter_map(|r| r.encode().ok())
                 .collect();
             // What is pending is in the state already: the rewrite holds it.
-            let _ = journal.take_pending();
+            journal.discard_pending();
             match journal.rewrite(records.iter().map(Vec::as_slice)) {
                 Ok(()) => return Taken::Compacted(self.appended),
                 Err(e) => {
@@ -470,20 +470,15 @@ where
                 Taken::InMemory(upto) => {
                     if upto > *self.shared.flushed.borrow() {
                         self.done(upto);
-                    } else {
-                        self.shared.wake.notified().await;
+                    } else if !self.idle().await {
+                        return;
                     }
                     continue;
                 }
             };
             if pending.is_empty() {
-                let woken = tokio::time::timeout(IDLE, self.shared.wake.notified()).await;
-                if woken.is_err() {
-                    // No one else holds the log (its group stopped, or its queue went).
-                    if Arc::strong_count(&self.shared) == 1 {
-                        return;
-                    }
-                    self.trim();
+                if !self.idle().await {
+                    return;
                 }
                 continue;
             }
@@ -510,6 +505,20 @@ where
                 Err(_) => return,
             }
         }
+    }
+
+    /// Waits for something to write; gives back the space kept for recycling if nothing
+    /// comes for [`IDLE`]. False: no one else holds the log any more (its group stopped, or
+    /// its queue went), and the writer ends.
+    async fn idle(&self) -> bool {
+        let woken = tokio::time::timeout(IDLE, self.shared.wake.notified()).await;
+        if woken.is_err() {
+            if Arc::strong_count(&self.shared) == 1 {
+                return false;
+            }
+            self.trim();
+        }
+        true
     }
 
     /// The log went idle: the space its journal keeps for recycling is given back.
@@ -679,6 +688,13 @@ mod tests {
         assert!(
             until(|| weak.upgrade().is_none()).await,
             "the writer let its log go"
+        );
+        let in_memory = LogStore::<Replica>::in_memory();
+        let weak = Arc::downgrade(&in_memory.shared);
+        drop(in_memory);
+        assert!(
+            until(|| weak.upgrade().is_none()).await,
+            "the writer let a log in memory go"
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -15,7 +15,7 @@
 //! spare, `<name>.spare`), over its old records, and the file they replace becomes the next
 //! spare. Each rewrite starts a new generation of the file: a header names it, and every
 //! record is sealed for it (`record::seal_for`), so that the old records beyond the new ones
-//! never read as current. A journal left idle gives that space back ([`Journal::trim`]).
+//! never read as current. A journal left idle gives its spare back ([`Journal::trim`]).
 
 use crate::record::{FRAME, Framed, seal_for, seal_in, unframe_for};
 use bytes::{BufMut, Bytes, BytesMut};
@@ -59,7 +59,7 @@ pub struct Journal {
     end: u64,
     /// Bytes of the file's content (written or taken to be written) and pending records.
     len: u64,
-    /// The file may hold more than its content, or a spare may be kept, since the last trim.
+    /// A spare may be kept since the last trim.
     untrimmed: bool,
 }
 
@@ -248,7 +248,12 @@ impl Journal {
         }
         let content = out.len() as u64;
         out.put_bytes(0, FRAME);
-        spare.write_all_at(&out, 0)?;
+        // The header first, on disk before any record of its generation: then no crash can
+        // leave records of a generation above the one the file's header names, which the
+        // next rewrite would choose again.
+        spare.write_all_at(&out[..HEADER], 0)?;
+        spare.sync_data()?;
+        spare.write_all_at(&out[HEADER..], HEADER as u64)?;
         spare.sync_data()?;
         // The spare takes the journal's name; the file it replaces is kept as the next spare.
         let old = beside(&self.path, ".old");
@@ -282,17 +287,26 @@ impl Journal {
         Ok(())
     }
 
-    /// Gives back the space kept for recycling (the spare, and the file past its content):
-    /// for a journal that went idle. Records taken must have been written.
+    /// Drops the records appended and not yet taken (the owner holds them elsewhere, and
+    /// writes them again).
+    pub fn discard_pending(&mut self) {
+        self.len -= self.pending.len() as u64;
+        self.pending.clear();
+    }
+
+    /// Gives back the spare kept for recycling: for a journal that went idle. The file's own
+    /// space past its records is given back at the next start or rewrite, not here: a
+    /// journal still open in a stopping group must not cut what a new one appended.
     pub fn trim(&mut self) -> std::io::Result<()> {
         if !self.untrimmed {
             return Ok(());
         }
-        match std::fs::remove_file(beside(&self.path, ".spare")) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-            _ => {}
+        for leftover in [".spare", ".old"] {
+            match std::fs::remove_file(beside(&self.path, leftover)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
         }
-        self.file.set_len(self.end)?;
         self.untrimmed = false;
         Ok(())
     }
@@ -464,6 +478,7 @@ mod tests {
         }
         std::fs::write(&spare, &old).unwrap();
         j.rewrite([&b"two"[..]]).unwrap();
+        assert_eq!(j.generation, 10, "above the spare's newest");
         drop(j);
         let (mut j, r) = Journal::open(&path).unwrap();
         assert_eq!(records(&r), [&b"two"[..]]);
@@ -524,7 +539,7 @@ mod tests {
     }
 
     #[test]
-    fn an_idle_journal_gives_back_its_spare_and_the_space_past_its_records() {
+    fn an_idle_journal_gives_back_its_spare() {
         let dir = scratch("trim");
         let path = dir.join("journal");
         let (mut j, _) = Journal::open(&path).unwrap();
@@ -534,10 +549,9 @@ mod tests {
         j.append(&[2u8; 2000]);
         write(&mut j);
         j.rewrite([&b"y"[..]]).unwrap();
-        assert!(size(&path) > (HEADER + FRAME + 1) as u64, "recycled");
+        assert!(size(&path) > (HEADER + 2 * FRAME + 1) as u64, "recycled");
         assert!(dir.join("journal.spare").exists());
         j.trim().unwrap();
-        assert_eq!(size(&path), (HEADER + FRAME + 1) as u64);
         assert!(!dir.join("journal.spare").exists());
         j.append(b"z");
         write(&mut j);
@@ -581,6 +595,31 @@ mod tests {
             };
             assert_eq!(records(&r), want, "a record of generation {old}");
         }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_rewrite_that_fails_leaves_the_journal_as_it_was() {
+        let dir = scratch("failed-rewrite");
+        let path = dir.join("journal");
+        let (mut j, _) = Journal::open(&path).unwrap();
+        j.append(b"kept");
+        write(&mut j);
+        j.append(b"held elsewhere");
+        // A spare that cannot be opened as a file.
+        std::fs::create_dir(dir.join("journal.spare")).unwrap();
+        j.discard_pending();
+        assert!(j.rewrite([&b"compacted"[..]]).is_err());
+        j.append(b"after");
+        write(&mut j);
+        assert_eq!(
+            j.len(),
+            size(&path) - FRAME as u64,
+            "records and their end mark"
+        );
+        drop(j);
+        let (_, r) = Journal::open(&path).unwrap();
+        assert_eq!(records(&r), [&b"kept"[..], b"after"]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
