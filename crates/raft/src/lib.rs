@@ -12,6 +12,7 @@
 #![allow(clippy::result_large_err)]
 
 mod leader;
+mod log_records;
 pub mod log_store;
 pub mod messages;
 pub mod network;
