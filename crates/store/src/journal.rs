@@ -10,7 +10,7 @@
 //! A rewrite recycles a file. An fsync of records written over space a file already has costs
 //! about half as much as one that makes it grow, which ext4 must also commit the new size for
 //! (0.54-0.66 ms against 1.03 ms for 150 kB here), and a quorum queue fsyncs every entry on
-//! every member: with its logs' space recycled, its rate rose by a third (`docs/quorum.md`).
+//! every member: with its logs' space recycled, its rate rose by 17 % (`docs/quorum.md`).
 //! So the records that still matter go into the file the previous rewrite replaced (the
 //! spare, `<name>.spare`), over its old records, and the file they replace becomes the next
 //! spare. Each rewrite starts a new generation of the file: a header names it, and every
