@@ -54,7 +54,7 @@ node_pid=$!
 status=0
 wait "$pytest_pid" || status=1
 wait "$node_pid" || status=1
-[ "$status" -eq 0 ] || { echo "client suites failed"; exit 1; }
+[ "$status" -eq 0 ] || { echo "client suites failed; the end of warren's log:"; tail -n 60 "$log"; exit 1; }
 
 echo "-- pika to amqplib interop"
 "$venv/bin/python" tests/compat/interop.py "$url"
@@ -107,5 +107,12 @@ for _ in $(seq 1 300); do
   sleep 0.1
 done
 [ -n "$formed" ] || { echo "the cluster did not form"; exit 1; }
-AMQP_URL="${urls[0]}" AMQP_URLS="$(IFS=,; echo "${urls[*]}")" \
-  "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/pika/test_quorum.py
+# The nodes' logs go with the temporary directory: a failure shows their ends first.
+if ! AMQP_URL="${urls[0]}" AMQP_URLS="$(IFS=,; echo "${urls[*]}")" \
+  "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/pika/test_quorum.py; then
+  for i in 1 2 3; do
+    echo "-- the end of c$i's log"
+    tail -n 60 "$work/c$i.log"
+  done
+  exit 1
+fi
